@@ -1,0 +1,56 @@
+// swift-tools-version:5.9
+// skesl: distributed data-parallel trainer for SKESL (Qian & Han, 2023).
+import PackageDescription
+
+// Hot loops are written over unsafe buffers; release builds drop Swift's
+// overflow and bounds checks there (inputs are validated at the boundaries).
+let fast: [SwiftSetting] = [.unsafeFlags(["-Ounchecked", "-wmo"], .when(configuration: .release))]
+
+let package = Package(
+    name: "skesl",
+    products: [
+        .executable(name: "skesl", targets: ["skesl"]),
+        .library(name: "SKESLTraining", targets: ["SKESLTraining"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    ],
+    targets: [
+        // Native libraries, found with pkg-config.
+        .systemLibrary(name: "COpenMPI", path: "Sources/COpenMPI", pkgConfig: "ompi-c",
+                       providers: [.apt(["libopenmpi-dev", "openmpi-bin"])]),
+        .systemLibrary(name: "COpenBLAS", path: "Sources/COpenBLAS", pkgConfig: "openblas",
+                       providers: [.apt(["libopenblas-dev"])]),
+        .systemLibrary(name: "CHDF5", path: "Sources/CHDF5", pkgConfig: "hdf5",
+                       providers: [.apt(["libhdf5-dev"])]),
+        // C macros of MPI and HDF5 as functions.
+        .target(name: "CShim", dependencies: ["COpenMPI", "CHDF5"]),
+
+        // Tensor kernels (forward and backward), keyed random numbers.
+        .target(name: "SKESLKernels", dependencies: ["COpenBLAS"], swiftSettings: fast),
+        // A small typed layer over the HDF5 C API.
+        .target(name: "SKESLHDF5", dependencies: ["CShim", "CHDF5"]),
+        // BERT, cross-modal encoder, heads, flat parameters, optimisers, weights files.
+        .target(name: "SKESLModel", dependencies: ["SKESLKernels", "SKESLHDF5"], swiftSettings: fast),
+        // Tokenizer, VADER lexicon, sentiment word masking, safetensors and HF import/export.
+        .target(name: "SKESLText", dependencies: ["SKESLKernels", "SKESLModel", "SKESLHDF5"]),
+        // Sharded HDF5 feature stores, importers, synthetic corpus, loader.
+        .target(name: "SKESLStore", dependencies: ["SKESLKernels", "SKESLHDF5", "SKESLText"]),
+        // MPI communicator, collectives, bucketed gradient all-reduce.
+        .target(name: "SKESLDistributed", dependencies: ["CShim", "COpenMPI"]),
+        // Training loop, checkpoints, metrics, progress, configs.
+        .target(name: "SKESLTraining",
+                dependencies: ["SKESLKernels", "SKESLHDF5", "SKESLModel", "SKESLText",
+                               "SKESLStore", "SKESLDistributed"]),
+        // The command line.
+        .executableTarget(name: "skesl",
+                          dependencies: ["SKESLTraining",
+                                         .product(name: "ArgumentParser", package: "swift-argument-parser")]),
+
+        .testTarget(name: "KernelTests", dependencies: ["SKESLKernels"]),
+        .testTarget(name: "ModelTests", dependencies: ["SKESLModel", "SKESLHDF5", "SKESLKernels"]),
+        .testTarget(name: "TextTests", dependencies: ["SKESLText", "SKESLModel", "SKESLHDF5"]),
+        .testTarget(name: "StoreTests", dependencies: ["SKESLStore", "SKESLHDF5", "SKESLText"]),
+        .testTarget(name: "TrainingTests", dependencies: ["SKESLTraining", "SKESLDistributed"]),
+    ]
+)

@@ -1,0 +1,48 @@
+#include "skesl_shim.h"
+
+MPI_Comm skesl_mpi_comm_world(void) { return MPI_COMM_WORLD; }
+MPI_Comm skesl_mpi_comm_null(void) { return MPI_COMM_NULL; }
+MPI_Datatype skesl_mpi_float(void) { return MPI_FLOAT; }
+MPI_Datatype skesl_mpi_double(void) { return MPI_DOUBLE; }
+MPI_Datatype skesl_mpi_int(void) { return MPI_INT; }
+MPI_Datatype skesl_mpi_int64(void) { return MPI_INT64_T; }
+MPI_Datatype skesl_mpi_uint64(void) { return MPI_UINT64_T; }
+MPI_Datatype skesl_mpi_byte(void) { return MPI_BYTE; }
+MPI_Datatype skesl_mpi_char(void) { return MPI_CHAR; }
+MPI_Op skesl_mpi_sum(void) { return MPI_SUM; }
+MPI_Op skesl_mpi_max(void) { return MPI_MAX; }
+MPI_Op skesl_mpi_min(void) { return MPI_MIN; }
+void *skesl_mpi_in_place(void) { return MPI_IN_PLACE; }
+MPI_Request skesl_mpi_request_null(void) { return MPI_REQUEST_NULL; }
+MPI_Status *skesl_mpi_status_ignore(void) { return MPI_STATUS_IGNORE; }
+MPI_Errhandler skesl_mpi_errors_return(void) { return MPI_ERRORS_RETURN; }
+int skesl_mpi_thread_multiple(void) { return MPI_THREAD_MULTIPLE; }
+int skesl_mpi_thread_serialized(void) { return MPI_THREAD_SERIALIZED; }
+int skesl_mpi_thread_funneled(void) { return MPI_THREAD_FUNNELED; }
+int skesl_mpi_success(void) { return MPI_SUCCESS; }
+int skesl_mpi_max_error_string(void) { return MPI_MAX_ERROR_STRING; }
+int skesl_mpi_any_source(void) { return MPI_ANY_SOURCE; }
+
+hid_t skesl_h5t_native_float(void) { return H5T_NATIVE_FLOAT; }
+hid_t skesl_h5t_native_double(void) { return H5T_NATIVE_DOUBLE; }
+hid_t skesl_h5t_native_int32(void) { return H5T_NATIVE_INT32; }
+hid_t skesl_h5t_native_int64(void) { return H5T_NATIVE_INT64; }
+hid_t skesl_h5t_native_uint8(void) { return H5T_NATIVE_UINT8; }
+hid_t skesl_h5t_native_uint32(void) { return H5T_NATIVE_UINT32; }
+hid_t skesl_h5t_native_uint64(void) { return H5T_NATIVE_UINT64; }
+hid_t skesl_h5t_c_s1(void) { return H5T_C_S1; }
+unsigned skesl_h5f_acc_trunc(void) { return H5F_ACC_TRUNC; }
+unsigned skesl_h5f_acc_excl(void) { return H5F_ACC_EXCL; }
+unsigned skesl_h5f_acc_rdonly(void) { return H5F_ACC_RDONLY; }
+unsigned skesl_h5f_acc_rdwr(void) { return H5F_ACC_RDWR; }
+hid_t skesl_h5p_dataset_create(void) { return H5P_DATASET_CREATE; }
+hid_t skesl_h5p_file_access(void) { return H5P_FILE_ACCESS; }
+hid_t skesl_h5p_dataset_access(void) { return H5P_DATASET_ACCESS; }
+hid_t skesl_h5p_dataset_xfer(void) { return H5P_DATASET_XFER; }
+hid_t skesl_h5p_link_create(void) { return H5P_LINK_CREATE; }
+hid_t skesl_h5p_default(void) { return H5P_DEFAULT; }
+hid_t skesl_h5s_all(void) { return H5S_ALL; }
+hsize_t skesl_h5s_unlimited(void) { return H5S_UNLIMITED; }
+size_t skesl_h5t_variable(void) { return H5T_VARIABLE; }
+void skesl_h5_silence_errors(void) { H5Eset_auto2(H5E_DEFAULT, NULL, NULL); }
+int skesl_h5_is_threadsafe(void) { hbool_t t = 0; H5is_library_threadsafe(&t); return t ? 1 : 0; }

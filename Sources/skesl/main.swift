@@ -1,0 +1,1 @@
+print("skesl: under construction")

@@ -35,7 +35,7 @@ let package = Package(
         // Tokenizer, VADER lexicon, sentiment word masking, safetensors and HF import/export.
         .target(name: "SKESLText", dependencies: ["SKESLKernels", "SKESLModel", "SKESLHDF5"]),
         // Sharded HDF5 feature stores, importers, synthetic corpus, loader.
-        .target(name: "SKESLStore", dependencies: ["SKESLKernels", "SKESLHDF5", "SKESLText"]),
+        .target(name: "SKESLStore", dependencies: ["SKESLKernels", "SKESLHDF5"]),
         // MPI communicator, collectives, bucketed gradient all-reduce.
         .target(name: "SKESLDistributed", dependencies: ["CShim", "COpenMPI"]),
         // Training loop, checkpoints, metrics, progress, configs.
@@ -50,7 +50,7 @@ let package = Package(
         .testTarget(name: "KernelTests", dependencies: ["SKESLKernels"]),
         .testTarget(name: "ModelTests", dependencies: ["SKESLModel", "SKESLHDF5", "SKESLKernels"]),
         .testTarget(name: "TextTests", dependencies: ["SKESLText", "SKESLModel", "SKESLHDF5"]),
-        .testTarget(name: "StoreTests", dependencies: ["SKESLStore", "SKESLHDF5", "SKESLText"]),
+        .testTarget(name: "StoreTests", dependencies: ["SKESLStore", "SKESLHDF5"]),
         .testTarget(name: "TrainingTests", dependencies: ["SKESLTraining", "SKESLDistributed"]),
     ]
 )

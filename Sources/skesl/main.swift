@@ -1,1 +1,13 @@
-print("skesl: under construction")
+// The skesl command line. Each subcommand lives in its own file in this folder.
+import ArgumentParser
+
+struct SKESL: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "skesl",
+        abstract: "Distributed trainer for SKESL multimodal sentiment analysis.",
+        subcommands: [
+            // Subcommands are listed here, one per line.
+        ])
+}
+
+SKESL.main()

@@ -309,7 +309,7 @@ def write_optim(path):
                 if k == "betas":
                     grp.attrs["beta1"], grp.attrs["beta2"] = v
                 else:
-                    grp.attrs[k] = v
+                    grp.attrs[k] = int(v) if isinstance(v, bool) else v  # no HDF5 bool enums
             if group_lrs is not None:
                 grp.attrs["group_lrs_json"] = json.dumps(group_lrs)
             for s, g in enumerate(grads, 1):

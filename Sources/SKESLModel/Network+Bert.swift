@@ -158,6 +158,7 @@ extension SKESLNetwork {
         LayerNorm.backward(dx: dRes, dgamma: g(bertEmb.lnW), dbeta: g(bertEmb.lnB), dy: dx, x: e.sum!,
                            mean: e.mean!, rstd: e.rstd!, gamma: p(bertEmb.lnW), rows: N, dim: H)
         Embedding.backward(dWord: g(bertEmb.word), dPosition: g(bertEmb.position), dType: g(bertEmb.type),
-                           dOut: dRes, ids: b.inputIds, typeIds: b.tokenTypeIds, batch: B, length: L, dim: H)
+                           dOut: dRes, ids: b.inputIds, typeIds: b.tokenTypeIds, batch: B, length: L, dim: H,
+                           paddingId: Int32(bc.padTokenId))
     }
 }

@@ -158,6 +158,11 @@ public final class SKESLNetwork {
         return lastLoss
     }
 
+    /// BERT's last hidden state [B, L, H] of the last forward (valid until the next one).
+    public var bertOutput: UnsafePointer<Float>? { state.bertOut.map { UnsafePointer($0) } }
+    /// The cross-modal encoder's output X_L [B, L, H] of the last forward (nil for text_only).
+    public var encoderOutput: UnsafePointer<Float>? { config.task == .textOnly ? nil : state.top.map { UnsafePointer($0) } }
+
     /// Backward pass of the last forward: accumulates into `grads` (call `zeroGradients()`
     /// at the start of a global step; micro-batches accumulate).
     public func backward() {

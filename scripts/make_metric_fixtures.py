@@ -12,9 +12,15 @@ Conventions reproduced (see docs/metrics-log.md, "Metrics"):
 - non-0 metrics on a set with no non-zero label: MMSA fails there; we write null (NaN).
 MMSA rounds its reported figures to 4 decimals; the fixtures keep full precision.
 
+It also writes Tests/Fixtures/metrics/sample-run/metrics.jsonl: the metrics log of a
+simulated fine-tuning run (schema of docs/metrics-log.md, written here independently of the
+Swift writer), with eval metrics computed by the same reference on synthetic predictions.
+The report tests and scripts/screenshot_report.sh read it.
+
 Run: .venv/bin/python scripts/make_metric_fixtures.py
 """
 import json
+import math
 import pathlib
 import warnings
 
@@ -86,6 +92,63 @@ def cases():
     yield "one_class_labels", "all labels positive, predictions of both signs", rng.normal(0.5, 1.0, 60), t
 
 
+def json_number(x):
+    # The log's convention for non-finite numbers (a diverged loss).
+    if isinstance(x, float) and not math.isfinite(x):
+        return "NaN" if math.isnan(x) else ("Infinity" if x > 0 else "-Infinity")
+    return x
+
+
+def sample_run():
+    """Records of a 24-epoch MOSI-like fine-tuning run on 2 ranks (cosine lr, T_max 20)."""
+    rng = np.random.default_rng(7)
+    epochs, steps_per_epoch, batch, every = 24, 41, 32, 10
+    base = {"bert": 5e-6, "cross_modal": 5e-6, "head": 1e-4}
+    valid_t = mosi_like_labels(rng, 229)
+    test_t = mosi_like_labels(rng, 686)
+    t = 1.765e9
+    recs = [{"kind": "run_start", "time": t, "run": "mosi-finetune-demo", "phase": "finetune",
+             "world_size": 2, "epochs": epochs, "steps_per_epoch": steps_per_epoch, "batch_size": batch,
+             "config": {"data": {"train": "data/mosi/train.h5", "valid": "data/mosi/valid.h5"},
+                        "optimizer": {"name": "adam", "lr": base, "betas": [0.9, 0.999]},
+                        "schedule": {"name": "cosine", "t_max": 20}, "seed": 1},
+             "versions": {"skesl": "0.1.0", "swift": "6.3.1", "openmpi": "4.1.4"}}]
+    step = 0
+    for epoch in range(1, epochs + 1):
+        factor = (1 + math.cos(math.pi * (epoch - 1) / 20)) / 2   # CosineAnnealingLR, eta_min 0
+        lr = {g: v * factor for g, v in base.items()}
+        done = 0
+        while done < steps_per_epoch:
+            n = min(every, steps_per_epoch - done)
+            done += n
+            step += n
+            rate = 40 + rng.normal(0, 2) - (8 if epoch == 7 else 0)
+            samples = n * batch - (4 if done == steps_per_epoch else 0)
+            t += samples / rate
+            loss = 1.25 * math.exp(-epoch / 6) + 0.35 + rng.normal(0, 0.03)
+            recs.append({"kind": "train", "time": t, "epoch": epoch, "step": step, "epoch_step": done,
+                         "steps": n, "samples": samples, "loss": loss, "lr": lr,
+                         "samples_per_s": rate, "skipped": 1 if (epoch, done) == (3, 20) else 0})
+        # Predictions improve, then the model overfits: noise is lowest near epoch 10.
+        noise = 0.55 + 0.5 * math.exp(-epoch / 3) + 0.012 * max(0, epoch - 10) ** 1.3
+        for split, truth in (("valid", valid_t), ("test", test_t)):
+            pred = (truth * 0.8 + rng.normal(0, noise, len(truth))).astype(np.float32)
+            m = reference(pred, truth)
+            t += 4
+            recs.append({"kind": "eval", "time": t, "epoch": epoch, "split": split,
+                         "loss": float(np.mean(np.abs(pred - truth.astype(np.float32)))),
+                         "samples": len(truth), "metrics": m})
+        if epoch in (1, 5, 10, 20):
+            t += 1
+            recs.append({"kind": "checkpoint", "time": t, "epoch": epoch, "step": step,
+                         "path": f"checkpoints/epoch-{epoch}.h5", "reason": "snapshot", "bytes": 438_000_000})
+    valid = [r for r in recs if r["kind"] == "eval" and r["split"] == "valid"]
+    best = min(valid, key=lambda r: (r["loss"], r["epoch"]))["epoch"]
+    recs.append({"kind": "run_end", "time": t + 1, "status": "completed", "epochs": epochs, "steps": step,
+                 "elapsed_s": t + 1 - recs[0]["time"], "best_epoch": best})
+    return recs
+
+
 def main():
     OUT.mkdir(parents=True, exist_ok=True)
     for name, description, preds, labels in cases():
@@ -101,6 +164,13 @@ def main():
         }
         (OUT / f"{name}.json").write_text(json.dumps(doc, indent=1) + "\n")
         print(name, doc["expected"])
+    run_dir = OUT / "sample-run"
+    run_dir.mkdir(exist_ok=True)
+    with open(run_dir / "metrics.jsonl", "w") as f:
+        for r in sample_run():
+            r = {k: json_number(v) for k, v in r.items()}
+            f.write(json.dumps(r, separators=(",", ":")) + "\n")
+    print("sample-run: metrics.jsonl")
 
 
 if __name__ == "__main__":

@@ -74,14 +74,25 @@ public struct ProgressOptions {
     /// Terminal mode: at most this often.
     public var terminalRefreshSeconds: Double
     public var rateWindowSeconds: Double
+    /// Terminal mode: the status line is cut to this width, since a wrapped line cannot be
+    /// redrawn in place.
+    public var terminalColumns: Int
 
     public init(totalEpochs: Int, stepsPerEpoch: Int,
                 isTerminal: Bool = isatty(STDERR_FILENO) != 0,
                 plainEverySeconds: Double = 30, plainEverySteps: Int? = nil,
-                terminalRefreshSeconds: Double = 0.25, rateWindowSeconds: Double = 30) {
+                terminalRefreshSeconds: Double = 0.25, rateWindowSeconds: Double = 30,
+                terminalColumns: Int = ProgressOptions.standardErrorColumns()) {
         self.totalEpochs = totalEpochs; self.stepsPerEpoch = stepsPerEpoch; self.isTerminal = isTerminal
         self.plainEverySeconds = plainEverySeconds; self.plainEverySteps = plainEverySteps
         self.terminalRefreshSeconds = terminalRefreshSeconds; self.rateWindowSeconds = rateWindowSeconds
+        self.terminalColumns = terminalColumns
+    }
+
+    /// The width of the terminal on stderr (120 when unknown).
+    public static func standardErrorColumns() -> Int {
+        var size = winsize()
+        return ioctl(STDERR_FILENO, UInt(TIOCGWINSZ), &size) == 0 && size.ws_col > 0 ? Int(size.ws_col) : 120
     }
 }
 
@@ -166,7 +177,7 @@ public final class ProgressReporter {
 
         if options.isTerminal {
             if now - lastDraw >= options.terminalRefreshSeconds || epochStep == options.stepsPerEpoch {
-                output("\r\u{1B}[2K" + status.line)
+                output("\r\u{1B}[2K" + terminalLine)
                 statusShowing = true
                 lastDraw = now
             }
@@ -181,7 +192,7 @@ public final class ProgressReporter {
     /// status line is cleared first and redrawn below it.
     public func message(_ text: String) {
         if options.isTerminal && statusShowing {
-            output("\r\u{1B}[2K" + text + "\n" + status.line)
+            output("\r\u{1B}[2K" + text + "\n" + terminalLine)
         } else {
             output(text + "\n")
         }
@@ -190,7 +201,7 @@ public final class ProgressReporter {
     /// End of an epoch: the epoch's last status stays on screen (or is printed), then `summary`.
     public func endEpoch(summary: String? = nil) {
         if options.isTerminal {
-            if statusShowing { output("\r\u{1B}[2K" + status.line + "\n"); statusShowing = false }
+            if statusShowing { output("\r\u{1B}[2K" + terminalLine + "\n"); statusShowing = false }
         } else if stepsSincePrint > 0 {
             printPlain(clock.now())
         }
@@ -200,6 +211,12 @@ public final class ProgressReporter {
     /// Leaves the terminal on a fresh line.
     public func finish() {
         if options.isTerminal && statusShowing { output("\n"); statusShowing = false }
+    }
+
+    /// The status line cut to the terminal's width (one column spare for the cursor).
+    private var terminalLine: String {
+        let line = status.line
+        return line.count < options.terminalColumns ? line : String(line.prefix(max(10, options.terminalColumns - 1)))
     }
 
     private func printPlain(_ now: Double) {

@@ -88,6 +88,17 @@ final class ProgressTests: XCTestCase {
         XCTAssertTrue(out().hasSuffix("step 10/10 | 20.0 samples/s | ETA 1s | loss 1.0000\nvalid 0.5\n"))
     }
 
+    func testTerminalLineIsCutToTheTerminalWidth() {
+        let clock = ManualClock()
+        var out = ""
+        let r = ProgressReporter(options: ProgressOptions(totalEpochs: 1, stepsPerEpoch: 5, isTerminal: true,
+                                                          terminalColumns: 40),
+                                 clock: clock, output: { out += $0 })
+        clock.t += 1
+        r.step(epoch: 1, epochStep: 1, samples: 3, loss: 1, lr: ["bert": 1e-5, "head": 1e-4])
+        XCTAssertEqual(out, "\r\u{1B}[2K" + String(r.status.line.prefix(39)))
+    }
+
     func testDurations() {
         XCTAssertEqual(ProgressReporter.formatDuration(44.6), "45s")
         XCTAssertEqual(ProgressReporter.formatDuration(725), "12m05s")

@@ -223,3 +223,8 @@ public enum MetricsTable {
         v.isFinite ? String(format: "%.4f", v) : "n/a"
     }
 }
+
+extension RegressionMetrics: CustomStringConvertible {
+    /// The terminal table, so `print(metrics)` reads well.
+    public var description: String { table() }
+}

@@ -80,6 +80,8 @@ final class MetricsTests: XCTestCase {
         XCTAssertTrue(lines[9].hasSuffix(" 3"), lines[9])
         // Columns line up: every line has the same width.
         XCTAssertEqual(Set(lines.map(\.count)).count, 1, table)
+        XCTAssertEqual("\(v)", v.table())
+        XCTAssertTrue(v.table().hasPrefix("metric          value\nMAE            0.2250"), v.table())
     }
 
     func testBadInputIsNamed() {

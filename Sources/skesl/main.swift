@@ -8,6 +8,7 @@ struct SKESL: ParsableCommand {
         subcommands: [
             // Subcommands are listed here, one per line.
             Bench.self,
+            Report.self,
         ])
 }
 

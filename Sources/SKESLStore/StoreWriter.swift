@@ -52,6 +52,8 @@ public final class StoreWriter {
     public let name: String
     public let spec: FeatureSpec
     public let samplesPerShard: Int
+    /// Exact sizes of the shards to write (resharding to M shards); nil = samplesPerShard each.
+    public let shardSizes: [Int]?
     public let layout: StoreLayout
     public let labelRange: [Float]?
     public var createdBy: String?
@@ -71,8 +73,9 @@ public final class StoreWriter {
 
     public init(directory: String, name: String, spec: FeatureSpec, samplesPerShard: Int,
                 layout: StoreLayout = .default, labelRange: [Float]? = [-3, 3],
-                overwrite: Bool = false, createdBy: String? = nil) throws {
+                overwrite: Bool = false, createdBy: String? = nil, shardSizes: [Int]? = nil) throws {
         try spec.validate(directory)
+        self.shardSizes = shardSizes
         guard samplesPerShard >= 1 else { throw StoreError("samples per shard must be at least 1 (got \(samplesPerShard))") }
         self.directory = directory; self.name = name; self.spec = spec
         self.samplesPerShard = samplesPerShard; self.layout = layout
@@ -136,7 +139,13 @@ public final class StoreWriter {
         audio.append(contentsOf: UnsafeBufferPointer(start: a, count: spec.audioRow)); audioLen.append(Int32(audioLength))
         video.append(contentsOf: UnsafeBufferPointer(start: v, count: spec.videoRow)); videoLen.append(Int32(videoLength))
         total += 1
-        if ids.count >= blockRows || rowsInShard + ids.count >= samplesPerShard { try flushBlock() }
+        if ids.count >= blockRows || rowsInShard + ids.count >= currentCapacity { try flushBlock() }
+    }
+
+    /// Samples the shard being written takes.
+    private var currentCapacity: Int {
+        guard let sizes = shardSizes else { return samplesPerShard }
+        return shards.count < sizes.count ? max(sizes[shards.count], 1) : samplesPerShard
     }
 
     private func openShard() throws -> H5File {
@@ -199,7 +208,7 @@ public final class StoreWriter {
         tokens.removeAll(keepingCapacity: true); tokenLen.removeAll(keepingCapacity: true)
         audioLen.removeAll(keepingCapacity: true); videoLen.removeAll(keepingCapacity: true)
         labels.removeAll(keepingCapacity: true); splits.removeAll(keepingCapacity: true)
-        if rowsInShard >= samplesPerShard { try closeShard() }
+        if rowsInShard >= currentCapacity { try closeShard() }
     }
 
     private func closeShard() throws {

@@ -75,17 +75,21 @@ struct BucketCoverage {
         return completed
     }
 
-    /// Elements not yet marked, as ranges in increasing order (for error messages).
+    /// Elements not yet marked, as maximal ranges in increasing order (for error messages).
     func missing(limit: Int = 4) -> [Range<Int>] {
         var out: [Range<Int>] = []
+        func add(_ r: Range<Int>) {
+            if let last = out.last, last.upperBound == r.lowerBound { out[out.count - 1] = last.lowerBound..<r.upperBound }
+            else { out.append(r) }
+        }
         for i in stride(from: layout.bucketCount - 1, through: 0, by: -1) where !isComplete(i) {
+            if out.count > limit { break }
             var at = layout.range(ofBucket: i).lowerBound
             for p in pieces[i].sorted(by: { $0.lowerBound < $1.lowerBound }) {
-                if p.lowerBound > at { out.append(at..<p.lowerBound) }
+                if p.lowerBound > at { add(at..<p.lowerBound) }
                 at = p.upperBound
             }
-            if at < layout.range(ofBucket: i).upperBound { out.append(at..<layout.range(ofBucket: i).upperBound) }
-            if out.count >= limit { break }
+            if at < layout.range(ofBucket: i).upperBound { add(at..<layout.range(ofBucket: i).upperBound) }
         }
         return Array(out.prefix(limit))
     }

@@ -76,7 +76,7 @@ func checkCollectives(_ world: Communicator) throws {
     expect(names == (0..<s).map { String(repeating: "x", count: $0) + "rank\($0)" }, world,
            "allGather of strings gave \(names)")
     try world.barrier()
-    say(world, "collectives ok host=\(world.processorName) thread=\(world.threadLevel)")
+    say(world, "collectives ok host=\(world.processorName) thread=\(world.threadLevel) addrs=\(interfaceAddresses().joined(separator: ","))")
 }
 
 /// Bucketed reducer against one whole-buffer all-reduce, for several bucket

@@ -70,3 +70,25 @@ func testValue(rank: Int, step: Int, index: Int, integers: Bool) -> Float {
     let mantissa = Float((h >> 40) | 1) / Float(1 << 24) * 2 - 1
     return Float(sign: .plus, exponent: Int((h >> 8) % 20) - 12, significand: mantissa)
 }
+
+/// IPv4 addresses of this process's network interfaces other than loopback:
+/// shows which (namespace) host a rank runs in.
+func interfaceAddresses() -> [String] {
+    var list: UnsafeMutablePointer<ifaddrs>?
+    guard getifaddrs(&list) == 0 else { return [] }
+    defer { freeifaddrs(list) }
+    var out: [String] = []
+    var p = list
+    while let a = p {
+        if let sa = a.pointee.ifa_addr, sa.pointee.sa_family == UInt16(AF_INET) {
+            var host = [CChar](repeating: 0, count: Int(NI_MAXHOST))
+            if getnameinfo(sa, socklen_t(MemoryLayout<sockaddr_in>.size), &host, socklen_t(host.count), nil, 0,
+                           NI_NUMERICHOST) == 0 {
+                let s = String(decoding: host.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+                if !s.hasPrefix("127.") { out.append(s) }
+            }
+        }
+        p = a.pointee.ifa_next
+    }
+    return out.sorted()
+}

@@ -37,8 +37,7 @@ extension BertTokenizer {
         if text.hasPrefix("{") {
             throw TextError("\(path): looks like JSON, not a vocab.txt; name it tokenizer.json or pass the model directory")
         }
-        var lines = text.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
-        if lines.last == "" { lines.removeLast() }   // the final newline ends the last token
+        let lines = universalLines(text)
         var opts = options
         let cfg = ((path as NSString).deletingLastPathComponent as NSString).appendingPathComponent("tokenizer_config.json")
         if let d = FileManager.default.contents(atPath: cfg) {

@@ -7,6 +7,7 @@ struct SKESL: ParsableCommand {
         abstract: "Distributed trainer for SKESL multimodal sentiment analysis.",
         subcommands: [
             // Subcommands are listed here, one per line.
+            Tokenize.self,
         ])
 }
 

@@ -9,6 +9,7 @@ struct SKESL: ParsableCommand {
             // Subcommands are listed here, one per line.
             Bench.self,
             Report.self,
+            Tokenize.self,
         ])
 }
 

@@ -151,6 +151,7 @@ extension SKESLNetwork {
             Linear.backward(dx: dxIn, dw: g(o.qkvW), db: g(o.qkvB), dy: dQKV, x: a.xIn, weight: p(o.qkvW),
                             rows: N, inFeatures: H, outFeatures: 3 * H, accumulateDx: true)
             dx = dxIn
+            reportReady(downTo: o.qkvW)
         }
         // Embeddings: x0 = drop(LN(sum))
         let e = state.emb

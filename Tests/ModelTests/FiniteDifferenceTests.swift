@@ -98,3 +98,25 @@ final class FiniteDifferenceTests: XCTestCase {
         }
     }
 }
+
+final class BackwardHookTests: XCTestCase {
+    /// The ready spans cover the gradient buffer exactly once, last parameters first, and
+    /// each span is final when reported (later backward work does not change it).
+    func testReadySpansCoverTheBufferOnceFromTheEnd() throws {
+        for c in [smallConfig(task: .finetune, freeze: false), smallConfig(task: .pretrain, freeze: true), smallConfig(task: .textOnly, freeze: false)] {
+            let net = try SKESLNetwork(config: c, seed: 1)
+            let st = randomBatch(c)
+            net.zeroGradients()
+            try net.forward(st.batch(), training: true)
+            var spans: [(Range<Int>, [Float])] = []
+            net.backward { r in spans.append((r, Array(UnsafeBufferPointer(start: net.grads + r.lowerBound, count: r.count)))) }
+            XCTAssertEqual(spans.first?.0.upperBound, net.layout.trainableCount)
+            XCTAssertEqual(spans.last?.0.lowerBound, 0)
+            for i in 1..<spans.count { XCTAssertEqual(spans[i].0.upperBound, spans[i - 1].0.lowerBound) }
+            for (r, snap) in spans {
+                XCTAssertEqual(snap, Array(UnsafeBufferPointer(start: net.grads + r.lowerBound, count: r.count)))
+            }
+            if !c.freezeBert && c.task != .textOnly { XCTAssertEqual(spans.count, 3 + c.bert.numHiddenLayers) }
+        }
+    }
+}

@@ -14,6 +14,7 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.0.0"),
     ],
     targets: [
         // Native libraries, found with pkg-config.
@@ -41,7 +42,7 @@ let package = Package(
         // Training loop, checkpoints, metrics, progress, configs.
         .target(name: "SKESLTraining",
                 dependencies: ["SKESLKernels", "SKESLHDF5", "SKESLModel", "SKESLText",
-                               "SKESLStore", "SKESLDistributed"]),
+                               "SKESLStore", "SKESLDistributed", .product(name: "Yams", package: "Yams")]),
         // The command line.
         .executableTarget(name: "skesl",
                           dependencies: ["SKESLTraining",

@@ -7,6 +7,9 @@ struct SKESL: ParsableCommand {
         abstract: "Distributed trainer for SKESL multimodal sentiment analysis.",
         subcommands: [
             // Subcommands are listed here, one per line.
+            SynthCommand.self,
+            ShardCommand.self,
+            StoreCommand.self,
         ])
 }
 

@@ -161,3 +161,8 @@ public final class H5RowReader {
         return out
     }
 }
+
+/// HDF5 keeps an error stack per thread and prints it by default; threads other than
+/// the first one that opened a file (a loader's prefetch thread) call this so that
+/// failures reach the user only through HDF5Error messages.
+public func hdf5SilenceErrorsOnThisThread() { skesl_h5_silence_errors() }

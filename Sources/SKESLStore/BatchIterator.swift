@@ -2,6 +2,7 @@
 // so memory is bounded by batch size and depth) and hands them over through a bounded
 // queue. A batch returned by next() stays valid until the following next() call.
 import Foundation
+import SKESLHDF5
 
 public final class BatchIterator: @unchecked Sendable {
     private enum Item { case batch(StoreBatch), failure(Error), end }
@@ -15,12 +16,20 @@ public final class BatchIterator: @unchecked Sendable {
     private var stopping = false
     private var finished = false
     private var running = true
+    private var threadDone = false
     private var thread: Thread?
 
     init(loader: StoreLoader, rank: Int, worldSize: Int, cursor: LoaderCursor, untilEpoch: Int?) {
         self.loader = loader; self.rank = rank; self.worldSize = worldSize
         free = (0...loader.config.prefetchDepth).map { _ in loader.makeBatch(worldSize: worldSize) }
-        let t = Thread { [unowned self] in self.produce(cursor: cursor, untilEpoch: untilEpoch) }
+        let t = Thread { [unowned self] in
+            hdf5SilenceErrorsOnThisThread()
+            self.produce(cursor: cursor, untilEpoch: untilEpoch)
+            // Only now has the thread dropped its references to the loader (and its HDF5
+            // handles): close() waits for this, so handles are never closed on this thread
+            // after the consumer has moved on.
+            self.cond.lock(); self.threadDone = true; self.cond.broadcast(); self.cond.unlock()
+        }
         t.name = "skesl-prefetch"
         thread = t
         t.start()
@@ -89,7 +98,7 @@ public final class BatchIterator: @unchecked Sendable {
         stopping = true
         cond.broadcast()
         // The producer ends by pushing .end or .failure, or by seeing `stopping`.
-        while running {
+        while running || !threadDone {
             if !ready.isEmpty, free.isEmpty {
                 // Give back queued batches so a producer waiting for one can see `stopping`.
                 for case .batch(let b) in ready { free.append(b) }

@@ -14,6 +14,9 @@ struct SKESL: ParsableCommand {
             Bench.self,
             Report.self,
             Tokenize.self,
+            SynthCommand.self,
+            ShardCommand.self,
+            StoreCommand.self,
         ])
 }
 

@@ -1,0 +1,158 @@
+// `skesl store bench`, `bench-load`, `bench-layout`: figures for docs/feature-store.md.
+// Benchmarks print; they assert nothing. Each loader run is a child process so that its
+// peak RSS is its own.
+import ArgumentParser
+import Foundation
+import SKESLStore
+
+private func runChild(_ args: [String]) throws -> (seconds: Double, output: String) {
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
+    p.arguments = args
+    let pipe = Pipe()
+    p.standardOutput = pipe
+    let t0 = Date()
+    try p.run()
+    let data = pipe.fileHandleForReading.readDataToEndOfFile()
+    p.waitUntilExit()
+    let secs = Date().timeIntervalSince(t0)
+    let out = String(decoding: data, as: UTF8.self)
+    guard p.terminationStatus == 0 else { throw StoreError("skesl \(args.joined(separator: " ")) failed:\n\(out)") }
+    return (secs, out)
+}
+
+private func loadChild(_ dir: String, batches: Int, batch: Int, evict: Bool) throws -> StoreBench.LoadResult {
+    var args = ["store", "bench-load", dir, "--batches", "\(batches)", "--batch", "\(batch)"]
+    if evict { args.append("--evict") }
+    let out = try runChild(args).output
+    guard let line = out.split(separator: "\n").last(where: { $0.hasPrefix("{") }) else { throw StoreError("bench-load printed no result:\n\(out)") }
+    return try JSONDecoder().decode(StoreBench.LoadResult.self, from: Data(line.utf8))
+}
+
+private func mb(_ b: Int) -> String { fmt(Double(b) / 1e6) }
+
+private func dirBytes(_ dir: String) -> Int {
+    ((try? Manifest.load(directory: dir))?.shards.reduce(0) { $0 + $1.bytes }) ?? 0
+}
+
+struct StoreBenchLoad: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "bench-load", abstract: "Time the prefetching loader on a store; print one JSON line.",
+                                                    shouldDisplay: false)
+    @Argument var store: String
+    @Option var batches = 1000
+    @Option var batch = 32
+    @Option var prefetch = 4
+    @Flag var evict = false
+
+    func run() throws {
+        try reportingErrors {
+            if evict { try StoreBench.evictStore(store) }
+            let r = try StoreBench.load(directory: store, config: LoaderConfig(globalBatchSize: batch, seed: 1, prefetchDepth: prefetch), batches: batches)
+            let enc = JSONEncoder(); enc.outputFormatting = .sortedKeys
+            print(String(decoding: try enc.encode(r), as: UTF8.self))
+        }
+    }
+}
+
+struct StoreBenchCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "bench",
+        abstract: "Scale benchmark: build/verify/load a VoxCeleb-sized synthetic store at small dims against a small one, then loader and disk speed at reference shapes.")
+
+    @Option(help: "Working directory (stores are deleted after measuring unless --keep).") var dir: String
+    @Option(help: "Utterances of the large store (VoxCeleb1+2: 1,281,762).") var samples = 1_281_762
+    @Option(help: "Utterances of the small store.") var small = 10_000
+    @Option(help: "Small dims: audio frames, audio dim, video frames, video dim.") var smallDims = "8,4,4,8"
+    @Option(help: "Samples per shard of the scale stores.") var samplesPerShard = 20_000
+    @Option(help: "Batches the loader runs pull (batch 32).") var batches = 3000
+    @Option(help: "Utterances of the reference-shape store (0: skip that part).") var referenceSamples = 8000
+    @Option(help: "Batches pulled at reference shapes.") var referenceBatches = 150
+    @Option(help: "Model step time in seconds to compare with (default: estimate from FLOPs).") var stepSeconds: Double?
+    @Flag(help: "Keep the stores.") var keep = false
+
+    func run() throws {
+        let d = smallDims.split(separator: ",").compactMap { Int($0) }
+        guard d.count == 4, d.allSatisfy({ $0 >= 1 }) else { throw ValidationError("--small-dims takes four positive integers: audio frames, audio dim, video frames, video dim") }
+        try reportingErrors {
+            try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+            print("== scale: \(small) vs \(samples) utterances, audio \(d[0])x\(d[1]), video \(d[2])x\(d[3]), \(samplesPerShard) per shard, batch 32")
+            var rows: [(Int, Double, Double, Int, StoreBench.LoadResult)] = []
+            for n in [small, samples] {
+                let out = "\(dir)/scale-\(n)"
+                let build = try runChild(["synth", "--out", out, "--samples", "\(n)", "--audio-frames", "\(d[0])", "--audio-dim", "\(d[1])",
+                                          "--video-frames", "\(d[2])", "--video-dim", "\(d[3])", "--samples-per-shard", "\(samplesPerShard)", "--overwrite"]).seconds
+                let verify = try runChild(["store", "verify", out]).seconds
+                let load = try loadChild(out, batches: batches, batch: 32, evict: true)
+                let size = dirBytes(out)
+                rows.append((n, build, verify, size, load))
+                print("  \(n) utterances: \(mb(size)) MB, build \(fmt(build)) s (\(fmt(Double(n) / build, 0))/s), verify \(fmt(verify)) s (\(fmt(Double(n) / verify, 0))/s), loader \(fmt(load.samplesPerSecond, 0)) samples/s over \(load.samples) samples, peak RSS \(mb(load.peakRSS)) MB")
+                if !keep && n == samples { try FileManager.default.removeItem(atPath: out) }
+            }
+            if !keep { try? FileManager.default.removeItem(atPath: "\(dir)/scale-\(small)") }
+            let growth = 100 * (Double(rows[1].4.peakRSS) / Double(rows[0].4.peakRSS) - 1)
+            print("  loader peak RSS growth from \(small) to \(samples) utterances: \(fmt(growth))% (limit 10%)")
+
+            guard referenceSamples > 0 else { return }
+            let ref = FeatureSpec.reference
+            print("== reference shapes: audio \(ref.audioFrames)x\(ref.audioDim), video \(ref.videoFrames)x\(ref.videoDim), \(ref.tokens!) tokens, \(referenceSamples) utterances")
+            let vocabPath = "\(dir)/synth-vocab.txt"
+            let words = Set((synthSentimentTemplates + synthNeutralTemplates).flatMap { $0.split(separator: " ").map(String.init) } + synthLexicon.map(\.word))
+            try (["[PAD]", "[UNK]", "[CLS]", "[SEP]"] + words.sorted()).joined(separator: "\n").write(toFile: vocabPath, atomically: true, encoding: .utf8)
+            let out = "\(dir)/reference"
+            let build = try runChild(["synth", "--out", out, "--samples", "\(referenceSamples)", "--tokens", "39", "--vocab", vocabPath,
+                                      "--samples-per-shard", "2000", "--overwrite"]).seconds
+            let size = dirBytes(out)
+            print("  build \(fmt(build)) s, \(mb(size)) MB (\(fmt(Double(size) / build / 1e6)) MB/s written)")
+            let load = try loadChild(out, batches: referenceBatches, batch: 32, evict: true)
+            let m = try Manifest.load(directory: out)
+            for s in m.shards { StoreBench.evict("\(out)/\(s.file)") }
+            let seq = StoreBench.sequentialRead(m.shards.map { "\(out)/\($0.file)" })
+            let seqMBs = Double(seq.bytes) / seq.seconds / 1e6
+            print("  loader (shuffled, cold cache): \(fmt(load.samplesPerSecond, 0)) samples/s, \(fmt(load.megabytesPerSecond)) MB/s of features, \(fmt(load.millisecondsPerBatch, 2)) ms per batch of 32, peak RSS \(mb(load.peakRSS)) MB (batch pool \(mb(load.poolBytes)) MB)")
+            print("  disk sequential read (cold cache): \(fmt(seqMBs)) MB/s over \(mb(seq.bytes)) MB; loader reaches \(fmt(100 * load.megabytesPerSecond / seqMBs))% of it")
+            // Pretraining step at batch 32: BERT-base forward 6.7 GFLOP + cross-modal fwd/bwd 2.2 GFLOP per
+            // sample (docs), at about 90 GFLOP/s (machine notes: one-thread sgemm).
+            let step = stepSeconds ?? (32 * 8.9 / 90)
+            print("  model step (batch 32): \(fmt(step * 1000, 0)) ms\(stepSeconds == nil ? " (estimated: 32 x 8.9 GFLOP at 90 GFLOP/s)" : ""); loader needs \(fmt(load.millisecondsPerBatch, 1)) ms per batch = \(fmt(100 * load.millisecondsPerBatch / 1000 / step, 1))% of a step")
+            if !keep { try FileManager.default.removeItem(atPath: out) }
+        }
+    }
+}
+
+struct StoreBenchLayout: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "bench-layout",
+        abstract: "Compare chunking and filters at reference shapes: write time, size, shuffled cold/warm read speed.")
+    @Option(help: "Working directory.") var dir: String
+    @Option(help: "Utterances per trial store.") var samples = 1000
+    @Option(help: "Batches pulled per read trial (batch 32).") var batches = 25
+
+    func run() throws {
+        try reportingErrors {
+            let spec = FeatureSpec(audioFrames: 400, audioDim: 33, videoFrames: 55, videoDim: 709, tokens: nil, labeled: false)
+            let trials: [(String, StoreLayout)] = [
+                ("1 sample/chunk, no filters", StoreLayout(fletcher32: false)),
+                ("1 sample/chunk, fletcher32", StoreLayout(fletcher32: true)),
+                ("1 sample/chunk, deflate(1)", StoreLayout(deflate: 1, fletcher32: true)),
+                ("1 sample/chunk, shuffle+deflate(1)", StoreLayout(deflate: 1, shuffle: true, fletcher32: true)),
+                ("1 sample/chunk, shuffle+deflate(4)", StoreLayout(deflate: 4, shuffle: true, fletcher32: true)),
+                ("8 samples/chunk, fletcher32", StoreLayout(featureChunkBytes: 8 * 4 * spec.videoRow, fletcher32: true)),
+            ]
+            print("trial | write s | MB | cold samples/s | warm samples/s")
+            for (name, layout) in trials {
+                let out = "\(dir)/layout-trial"
+                var cfg = SynthConfig(samples: samples, spec: spec, seed: 1)
+                cfg.minLengthFraction = 0.5
+                let t0 = Date()
+                try writeSynthStore(directory: out, config: cfg, samplesPerShard: samples, layout: layout, overwrite: true)
+                let w = Date().timeIntervalSince(t0)
+                let size = dirBytes(out)
+                try StoreBench.evictStore(out)
+                let cold = try StoreBench.load(directory: out, config: LoaderConfig(globalBatchSize: 32, seed: 3), batches: batches)
+                let warm = try StoreBench.load(directory: out, config: LoaderConfig(globalBatchSize: 32, seed: 3), batches: batches)
+                print("\(name) | \(fmt(w, 2)) | \(mb(size)) | \(fmt(cold.samplesPerSecond, 0)) | \(fmt(warm.samplesPerSecond, 0))")
+                try FileManager.default.removeItem(atPath: out)
+            }
+        }
+    }
+}

@@ -8,6 +8,8 @@ struct SKESL: ParsableCommand {
         subcommands: [
             // Subcommands are listed here, one per line.
             Tokenize.self,
+            ImportHF.self,
+            ExportHF.self,
         ])
 }
 

@@ -37,7 +37,7 @@ let package = Package(
         // Sharded HDF5 feature stores, importers, synthetic corpus, loader.
         .target(name: "SKESLStore", dependencies: ["SKESLKernels", "SKESLHDF5"]),
         // MPI communicator, collectives, bucketed gradient all-reduce.
-        .target(name: "SKESLDistributed", dependencies: ["CShim", "COpenMPI"]),
+        .target(name: "SKESLDistributed", dependencies: ["CShim", "COpenMPI"], swiftSettings: fast),
         // Training loop, checkpoints, metrics, progress, configs.
         .target(name: "SKESLTraining",
                 dependencies: ["SKESLKernels", "SKESLHDF5", "SKESLModel", "SKESLText",
@@ -46,11 +46,15 @@ let package = Package(
         .executableTarget(name: "skesl",
                           dependencies: ["SKESLTraining",
                                          .product(name: "ArgumentParser", package: "swift-argument-parser")]),
+        // Multi-rank checks and MPI benchmarks, run under mpirun by DistributedTests.
+        .executableTarget(name: "skesl-mpitest", dependencies: ["SKESLDistributed", "COpenBLAS"],
+                          swiftSettings: fast),
 
         .testTarget(name: "KernelTests", dependencies: ["SKESLKernels"]),
         .testTarget(name: "ModelTests", dependencies: ["SKESLModel", "SKESLHDF5", "SKESLKernels"]),
         .testTarget(name: "TextTests", dependencies: ["SKESLText", "SKESLModel", "SKESLHDF5"]),
         .testTarget(name: "StoreTests", dependencies: ["SKESLStore", "SKESLHDF5"]),
         .testTarget(name: "TrainingTests", dependencies: ["SKESLTraining", "SKESLDistributed"]),
+        .testTarget(name: "DistributedTests", dependencies: ["SKESLDistributed", "skesl-mpitest"]),
     ]
 )

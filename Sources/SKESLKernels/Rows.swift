@@ -13,15 +13,16 @@ public enum Embedding {
             }
         }
     }
-    /// Scatter-add of dOut into the three tables (any may be nil).
+    /// Scatter-add of dOut into the three tables (any may be nil). The word row of
+    /// `paddingId` gets no gradient (PyTorch's `padding_idx`, as Hugging Face builds BERT).
     public static func backward(dWord: FPtr?, dPosition: FPtr?, dType: FPtr?, dOut: CFPtr,
                                 ids: UnsafePointer<Int32>, typeIds: UnsafePointer<Int32>,
-                                batch: Int, length: Int, dim: Int) {
+                                batch: Int, length: Int, dim: Int, paddingId: Int32? = nil) {
         for b in 0..<batch {
             for t in 0..<length {
                 let i = b * length + t
                 let d = dOut + i * dim
-                if let w = dWord { let r = w + Int(ids[i]) * dim; for j in 0..<dim { r[j] += d[j] } }
+                if let w = dWord, ids[i] != paddingId { let r = w + Int(ids[i]) * dim; for j in 0..<dim { r[j] += d[j] } }
                 if let p = dPosition { let r = p + t * dim; for j in 0..<dim { r[j] += d[j] } }
                 if let ty = dType { let r = ty + Int(typeIds[i]) * dim; for j in 0..<dim { r[j] += d[j] } }
             }

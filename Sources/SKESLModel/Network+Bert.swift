@@ -151,6 +151,7 @@ extension SKESLNetwork {
             Linear.backward(dx: dxIn, dw: g(o.qkvW), db: g(o.qkvB), dy: dQKV, x: a.xIn, weight: p(o.qkvW),
                             rows: N, inFeatures: H, outFeatures: 3 * H, accumulateDx: true)
             dx = dxIn
+            reportReady(downTo: o.qkvW)
         }
         // Embeddings: x0 = drop(LN(sum))
         let e = state.emb
@@ -158,6 +159,7 @@ extension SKESLNetwork {
         LayerNorm.backward(dx: dRes, dgamma: g(bertEmb.lnW), dbeta: g(bertEmb.lnB), dy: dx, x: e.sum!,
                            mean: e.mean!, rstd: e.rstd!, gamma: p(bertEmb.lnW), rows: N, dim: H)
         Embedding.backward(dWord: g(bertEmb.word), dPosition: g(bertEmb.position), dType: g(bertEmb.type),
-                           dOut: dRes, ids: b.inputIds, typeIds: b.tokenTypeIds, batch: B, length: L, dim: H)
+                           dOut: dRes, ids: b.inputIds, typeIds: b.tokenTypeIds, batch: B, length: L, dim: H,
+                           paddingId: Int32(bc.padTokenId))
     }
 }

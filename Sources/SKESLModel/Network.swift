@@ -15,6 +15,8 @@ public final class SKESLNetwork {
     public private(set) var predictions: FPtr
     public private(set) var lastLoss: Float = 0
     private var predictionsCapacity = 1
+    var readyHook: ((Range<Int>) -> Void)? = nil
+    var readyEnd = 0
 
     let arena = Arena()
     var bertLayers: [BertLayerOffsets] = []
@@ -158,16 +160,30 @@ public final class SKESLNetwork {
         return lastLoss
     }
 
+    /// BERT's last hidden state [B, L, H] of the last forward (valid until the next one).
+    public var bertOutput: UnsafePointer<Float>? { state.bertOut.map { UnsafePointer($0) } }
+    /// The cross-modal encoder's output X_L [B, L, H] of the last forward (nil for text_only).
+    public var encoderOutput: UnsafePointer<Float>? { config.task == .textOnly ? nil : state.top.map { UnsafePointer($0) } }
+
     /// Backward pass of the last forward: accumulates into `grads` (call `zeroGradients()`
     /// at the start of a global step; micro-batches accumulate).
-    public func backward() {
+    ///
+    /// `onReady`, when given, is told each span of the gradient buffer (offsets into
+    /// `grads`) as soon as backward has finished it, from the last parameters to the
+    /// first: the all-reduce of those buckets can start while backward goes on. Every
+    /// element of the buffer is reported exactly once.
+    public func backward(onReady: ((Range<Int>) -> Void)? = nil) {
         precondition(state.needsBackward, "backward() needs forward(training:needsBackward: true)")
+        readyHook = onReady
+        readyEnd = layout.trainableCount
+        defer { readyHook = nil }
         let b = state.batch!
         let B = b.size, L = b.textLength, H = config.bert.hiddenSize
         let dy = arena.floats(B)
         L1Loss.backward(dy, predictions, b.targets, batch: B, normalizer: state.normalizer)
         let dPooled = arena.floats(B * H)
         headBackward(dy: dy, dx: dPooled, B)
+        reportReady(downTo: layout.offset("head.fc1.weight"))
         let dTop = arena.floats(B * L * H)
         switch config.task {
         case .pretrain:
@@ -176,8 +192,21 @@ public final class SKESLNetwork {
             MeanPool.backward(dTop, dOut: dPooled, mask: config.maskedMeanPooling ? b.attentionMask : nil, batch: B, length: L, dim: H)
         }
         var dX0 = dTop
-        if config.task != .textOnly { dX0 = crossModalBackward(dTop, b) }
+        if config.task != .textOnly {
+            dX0 = crossModalBackward(dTop, b)
+            reportReady(downTo: layout.offset("crossmodal.layers.0.cma_a.ln_text.weight"))
+        }
         if bertTrainable { bertBackward(dX0, b) }
+        reportReady(downTo: layout.trainableStart)
+    }
+
+    /// Reports gradient elements [offset, previous report) as final (offset is a parameter
+    /// offset; clamped to the trainable span).
+    func reportReady(downTo offset: Int) {
+        let lo = max(offset, layout.trainableStart) - layout.trainableStart
+        guard let hook = readyHook, lo < readyEnd else { return }
+        hook(lo..<readyEnd)
+        readyEnd = lo
     }
 
     /// The number of dropout-site streams: named so that masks never depend on the order

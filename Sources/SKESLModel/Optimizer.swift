@@ -47,16 +47,22 @@ public final class Optimizer {
     public let segments: [(start: Int, count: Int, group: String)]
     public var groups: [String] { Array(Set(segments.map(\.group))).sorted() }
 
-    public init(config: OptimizerConfig, layout: ParameterLayout) {
+    public convenience init(config: OptimizerConfig, layout: ParameterLayout) {
+        self.init(config: config, segments: layout.entries.filter { $0.offset >= layout.trainableStart }.map { ($0.group, $0.count) })
+    }
+
+    /// Over a flat span made of consecutive (group, count) runs.
+    public init(config: OptimizerConfig, segments runs: [(group: String, count: Int)]) {
         self.config = config
-        count = layout.trainableCount
+        count = runs.reduce(0) { $0 + $1.count }
         m = .allocate(capacity: max(count, 1)); m.initialize(repeating: 0, count: max(count, 1))
         v = .allocate(capacity: max(count, 1)); v.initialize(repeating: 0, count: max(count, 1))
         var segs: [(Int, Int, String)] = []
-        for e in layout.entries where e.offset >= layout.trainableStart {
-            let s = e.offset - layout.trainableStart
-            if let last = segs.last, last.2 == e.group, last.0 + last.1 == s { segs[segs.count - 1].1 += e.count }
-            else { segs.append((s, e.count, e.group)) }
+        var s = 0
+        for r in runs {
+            if let last = segs.last, last.2 == r.group { segs[segs.count - 1].1 += r.count }
+            else { segs.append((s, r.count, r.group)) }
+            s += r.count
         }
         segments = segs.map { (start: $0.0, count: $0.1, group: $0.2) }
     }

@@ -7,6 +7,8 @@ struct SKESL: ParsableCommand {
         abstract: "Distributed trainer for SKESL multimodal sentiment analysis.",
         subcommands: [
             // Subcommands are listed here, one per line.
+            Bench.self,
+            Report.self,
             Tokenize.self,
             ImportHF.self,
             ExportHF.self,

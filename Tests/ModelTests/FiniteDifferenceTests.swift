@@ -28,6 +28,8 @@ final class FiniteDifferenceTests: XCTestCase {
             guard let g = net.gradient(e.name) else { XCTFail("no gradient for \(e.name)"); continue }
             let dir = UnsafeMutablePointer<Float>.allocate(capacity: e.count); defer { dir.deallocate() }
             KeyedRandom(seed: 9, stream: "dir:" + e.name).fillUniform(dir, e.count, lo: -1, hi: 1)
+            // The pad row takes no gradient by design (PyTorch's padding_idx): leave it out.
+            if e.name == "bert.embeddings.word_embeddings.weight" { dir.update(repeating: 0, count: e.shape[1]) }
             var analytic: Double = 0
             for i in 0..<e.count { analytic += Double(g[i]) * Double(dir[i]) }
             let p = net.params + e.offset
@@ -93,6 +95,28 @@ final class FiniteDifferenceTests: XCTestCase {
         XCTAssertThrowsError(try net.forward(st.batch(), training: false)) { e in
             XCTAssertTrue("\(e)".contains("outside the vocabulary"), "\(e)")
             XCTAssertTrue("\(e)".contains("sample 100"), "\(e)")
+        }
+    }
+}
+
+final class BackwardHookTests: XCTestCase {
+    /// The ready spans cover the gradient buffer exactly once, last parameters first, and
+    /// each span is final when reported (later backward work does not change it).
+    func testReadySpansCoverTheBufferOnceFromTheEnd() throws {
+        for c in [smallConfig(task: .finetune, freeze: false), smallConfig(task: .pretrain, freeze: true), smallConfig(task: .textOnly, freeze: false)] {
+            let net = try SKESLNetwork(config: c, seed: 1)
+            let st = randomBatch(c)
+            net.zeroGradients()
+            try net.forward(st.batch(), training: true)
+            var spans: [(Range<Int>, [Float])] = []
+            net.backward { r in spans.append((r, Array(UnsafeBufferPointer(start: net.grads + r.lowerBound, count: r.count)))) }
+            XCTAssertEqual(spans.first?.0.upperBound, net.layout.trainableCount)
+            XCTAssertEqual(spans.last?.0.lowerBound, 0)
+            for i in 1..<spans.count { XCTAssertEqual(spans[i].0.upperBound, spans[i - 1].0.lowerBound) }
+            for (r, snap) in spans {
+                XCTAssertEqual(snap, Array(UnsafeBufferPointer(start: net.grads + r.lowerBound, count: r.count)))
+            }
+            if !c.freezeBert && c.task != .textOnly { XCTAssertEqual(spans.count, 3 + c.bert.numHiddenLayers) }
         }
     }
 }

@@ -1,0 +1,163 @@
+// Additions for streaming stores: datasets opened with a chosen chunk cache (so that
+// memory does not grow with the number of open shards), a row reader that keeps its
+// dataspaces (one H5Dread per row, no per-call allocation), and storage introspection
+// (filters, chunk shape, chunk addresses) for `store inspect` and corruption tests.
+import CHDF5
+import CShim
+
+extension H5File {
+    /// Opens a dataset whose chunk cache holds at most `cacheBytes` (0: chunks bypass the
+    /// cache, right when every read touches a chunk once, as in a global shuffle).
+    public func dataset(_ name: String, cacheBytes: Int, slots: Int = 521) throws -> H5Dataset {
+        guard exists(name) else { throw HDF5Error("\(path): missing dataset \(name)") }
+        let dapl = H5Pcreate(skesl_h5p_dataset_access())
+        defer { H5Pclose(dapl) }
+        H5Pset_chunk_cache(dapl, slots, cacheBytes, 1.0)
+        let d = H5Dopen2(id, name, dapl)
+        guard d >= 0 else { throw HDF5Error("\(path): cannot open dataset \(name)") }
+        return H5Dataset(file: self, name: name, id: d)
+    }
+
+    /// Creates a 1-D dataset of variable-length UTF-8 strings (chunked and extendable
+    /// when the layout says so), to be filled with `writeStrings(_:start:)`.
+    public func createStringDataset(_ name: String, rows: Int, layout: H5Layout = .contiguous) throws -> H5Dataset {
+        try createDataset(name, type: H5StringType.variable.id, shape: [rows], layout: layout)
+    }
+}
+
+/// Storage facts of a dataset.
+public struct H5StorageInfo: Sendable {
+    public var chunk: [Int]?
+    public var filters: [String]
+    public var storedBytes: Int
+    public var typeDescription: String
+}
+
+extension H5Dataset {
+    public var storage: H5StorageInfo {
+        let dcpl = H5Dget_create_plist(id); defer { H5Pclose(dcpl) }
+        var chunk: [Int]? = nil
+        if H5Pget_layout(dcpl) == H5D_CHUNKED {
+            var dims = [hsize_t](repeating: 0, count: 8)
+            let r = Int(H5Pget_chunk(dcpl, 8, &dims))
+            if r > 0 { chunk = dims[0..<r].map { Int($0) } }
+        }
+        var filters: [String] = []
+        let nf = H5Pget_nfilters(dcpl)
+        if nf > 0 {
+            for i in 0..<UInt32(nf) {
+                var flags: UInt32 = 0
+                var nelmts = 8
+                var values = [UInt32](repeating: 0, count: 8)
+                var name = [CChar](repeating: 0, count: 64)
+                var config: UInt32 = 0
+                let f = H5Pget_filter2(dcpl, i, &flags, &nelmts, &values, 64, &name, &config)
+                switch f {
+                case H5Z_FILTER_DEFLATE: filters.append("deflate(\(nelmts > 0 ? values[0] : 0))")
+                case H5Z_FILTER_SHUFFLE: filters.append("shuffle")
+                case H5Z_FILTER_FLETCHER32: filters.append("fletcher32")
+                default: filters.append(String(cString: name))
+                }
+            }
+        }
+        let t = H5Dget_type(id); defer { H5Tclose(t) }
+        let cls = H5Tget_class(t)
+        let size = H5Tget_size(t)
+        let desc: String
+        switch cls {
+        case H5T_FLOAT: desc = "float\(size * 8)"
+        case H5T_INTEGER: desc = (H5Tget_sign(t) == H5T_SGN_NONE ? "uint" : "int") + "\(size * 8)"
+        case H5T_STRING: desc = H5Tis_variable_str(t) > 0 ? "string(utf-8, variable)" : "string(\(size))"
+        default: desc = "other"
+        }
+        return H5StorageInfo(chunk: chunk, filters: filters, storedBytes: Int(H5Dget_storage_size(id)),
+                             typeDescription: desc)
+    }
+
+    /// File address and stored size of the chunk holding element `coord` (chunked datasets).
+    public func chunkLocation(_ coord: [Int]) throws -> (address: Int, size: Int) {
+        var off = coord.map { hsize_t($0) }
+        var mask: UInt32 = 0
+        var addr: haddr_t = 0
+        var size: hsize_t = 0
+        guard H5Dget_chunk_info_by_coord(id, &off, &mask, &addr, &size) >= 0 else {
+            throw HDF5Error("\(file.path): dataset \(name): no chunk at \(coord)")
+        }
+        return (Int(addr), Int(size))
+    }
+
+    /// True when the dataset's element type is an integer type.
+    public var isInteger: Bool {
+        let t = H5Dget_type(id); defer { H5Tclose(t) }
+        return H5Tget_class(t) == H5T_INTEGER
+    }
+}
+
+/// Reads single rows (or runs of rows) of one dataset with prepared dataspaces.
+/// Not thread-safe: one reader per thread.
+public final class H5RowReader {
+    public let dataset: H5Dataset
+    public let rows: Int
+    public let rowSize: Int          // values per row
+    public let shape: [Int]
+    private let fileSpace: hid_t
+    private var memSpaces: [Int: hid_t] = [:]
+    private var offset: [hsize_t]
+    private var count: [hsize_t]
+
+    public init(_ dataset: H5Dataset) throws {
+        self.dataset = dataset
+        shape = try dataset.shape()
+        guard !shape.isEmpty else { throw HDF5Error("\(dataset.file.path): dataset \(dataset.name) is a scalar, rows expected") }
+        rows = shape[0]
+        rowSize = shape.dropFirst().reduce(1, *)
+        fileSpace = H5Dget_space(dataset.id)
+        offset = [hsize_t](repeating: 0, count: shape.count)
+        count = shape.map { hsize_t($0) }
+    }
+
+    deinit {
+        H5Sclose(fileSpace)
+        for (_, s) in memSpaces { H5Sclose(s) }
+    }
+
+    private func memSpace(_ n: Int) -> hid_t {
+        if let s = memSpaces[n] { return s }
+        var d = [hsize_t(n * rowSize)]
+        let s = H5Screate_simple(1, &d, nil)
+        memSpaces[n] = s
+        return s
+    }
+
+    private func select(_ start: Int, _ n: Int) throws {
+        guard start >= 0, n >= 0, start + n <= rows else {
+            throw HDF5Error("\(dataset.file.path): dataset \(dataset.name): rows \(start)..<\(start + n) outside its \(rows) rows")
+        }
+        offset[0] = hsize_t(start); count[0] = hsize_t(n)
+        H5Sselect_hyperslab(fileSpace, H5S_SELECT_SET, &offset, nil, &count, nil)
+    }
+
+    /// Reads rows [start, start+n) as `T` into `out` (n * rowSize values).
+    public func read<T: H5Scalar>(_ start: Int, _ n: Int = 1, into out: UnsafeMutablePointer<T>) throws {
+        if n == 0 { return }
+        try select(start, n)
+        if H5Dread(dataset.id, T.h5Type, memSpace(n), fileSpace, skesl_h5p_default(), out) < 0 {
+            throw HDF5Error("\(dataset.file.path): dataset \(dataset.name): reading rows \(start)..<\(start + n) failed (corrupt or truncated file, or a Fletcher32 checksum error)")
+        }
+    }
+
+    /// Reads rows [start, start+n) of a 1-D variable-length string dataset.
+    public func readStrings(_ start: Int, _ n: Int = 1) throws -> [String] {
+        if n == 0 { return [] }
+        try select(start, n)
+        var ptrs = [UnsafeMutablePointer<CChar>?](repeating: nil, count: n)
+        let t = H5StringType.variable.id
+        let ms = memSpace(n)
+        guard H5Dread(dataset.id, t, ms, fileSpace, skesl_h5p_default(), &ptrs) >= 0 else {
+            throw HDF5Error("\(dataset.file.path): dataset \(dataset.name): reading strings \(start)..<\(start + n) failed (corrupt or truncated file, or a Fletcher32 checksum error)")
+        }
+        let out = ptrs.map { $0.map { String(cString: $0) } ?? "" }
+        H5Dvlen_reclaim(t, ms, skesl_h5p_default(), &ptrs)
+        return out
+    }
+}

@@ -1,0 +1,104 @@
+// Background prefetching: a thread fills batches from a fixed pool (prefetch depth + 1,
+// so memory is bounded by batch size and depth) and hands them over through a bounded
+// queue. A batch returned by next() stays valid until the following next() call.
+import Foundation
+
+public final class BatchIterator: @unchecked Sendable {
+    private enum Item { case batch(StoreBatch), failure(Error), end }
+
+    public let loader: StoreLoader
+    public let rank: Int, worldSize: Int
+    private let cond = NSCondition()
+    private var free: [StoreBatch]
+    private var ready: [Item] = []
+    private var held: StoreBatch?
+    private var stopping = false
+    private var finished = false
+    private var running = true
+    private var thread: Thread?
+
+    init(loader: StoreLoader, rank: Int, worldSize: Int, cursor: LoaderCursor, untilEpoch: Int?) {
+        self.loader = loader; self.rank = rank; self.worldSize = worldSize
+        free = (0...loader.config.prefetchDepth).map { _ in loader.makeBatch(worldSize: worldSize) }
+        let t = Thread { [unowned self] in self.produce(cursor: cursor, untilEpoch: untilEpoch) }
+        t.name = "skesl-prefetch"
+        thread = t
+        t.start()
+    }
+
+    deinit { close() }
+
+    /// Bytes of the batch pool: the iterator's memory beyond HDF5's small caches.
+    public var poolBytes: Int { cond.lock(); defer { cond.unlock() }; return (free.count + ready.count + (held == nil ? 0 : 1)) * (free.first?.bytes ?? held?.bytes ?? 0) }
+
+    private func produce(cursor: LoaderCursor, untilEpoch: Int?) {
+        let cfg = loader.config
+        let g = cfg.globalBatchSize
+        var epoch = cursor.epoch, start = cursor.position
+        var pos = start
+        outer: while untilEpoch.map({ epoch < $0 }) ?? true {
+            let left = loader.count - pos
+            if left <= 0 || (cfg.dropRemainder && left < g) { epoch += 1; start = 0; pos = 0; continue }
+            let stepRange = pos..<min(pos + g, loader.count)
+            let after = stepRange.upperBound >= loader.count || (cfg.dropRemainder && loader.count - stepRange.upperBound < g)
+                ? LoaderCursor(epoch: epoch + 1, position: 0) : LoaderCursor(epoch: epoch, position: stepRange.upperBound)
+            for micro in 0..<cfg.microBatches {
+                cond.lock()
+                while free.isEmpty && !stopping { cond.wait() }
+                if stopping { cond.unlock(); break outer }
+                let b = free.removeLast()
+                cond.unlock()
+                let positions = loader.positions(of: stepRange, rank: rank, worldSize: worldSize, micro: micro)
+                do { try loader.fill(b, epoch: epoch, positions: positions) } catch {
+                    push(.failure(error)); return
+                }
+                b.epoch = epoch; b.step = (pos + g - 1) / g; b.micro = micro; b.microBatches = cfg.microBatches
+                b.positions = positions; b.globalStepSamples = stepRange.count; b.cursorAfterStep = after
+                push(.batch(b))
+            }
+            pos = stepRange.upperBound
+        }
+        push(.end)
+    }
+
+    private func push(_ item: Item) {
+        cond.lock()
+        ready.append(item)
+        if case .batch = item {} else { running = false }
+        cond.broadcast()
+        cond.unlock()
+    }
+
+    /// The next micro-batch of this rank, or nil after the last epoch. A batch may hold
+    /// zero samples (a short last step split over many ranks): ranks stay in lockstep.
+    public func next() throws -> StoreBatch? {
+        cond.lock(); defer { cond.unlock() }
+        if let h = held { free.append(h); held = nil; cond.broadcast() }
+        if finished { return nil }
+        while ready.isEmpty { cond.wait() }
+        switch ready.removeFirst() {
+        case .batch(let b): held = b; return b
+        case .failure(let e): finished = true; throw e
+        case .end: finished = true; return nil
+        }
+    }
+
+    /// Stops the thread and waits for it.
+    public func close() {
+        cond.lock()
+        stopping = true
+        cond.broadcast()
+        // The producer ends by pushing .end or .failure, or by seeing `stopping`.
+        while running {
+            if !ready.isEmpty, free.isEmpty {
+                // Give back queued batches so a producer waiting for one can see `stopping`.
+                for case .batch(let b) in ready { free.append(b) }
+                ready.removeAll { if case .batch = $0 { return true }; return false }
+                cond.broadcast()
+            }
+            if !cond.wait(until: Date().addingTimeInterval(0.05)) { continue }
+        }
+        finished = true
+        cond.unlock()
+    }
+}

@@ -1,0 +1,181 @@
+// Streams a store to the ranks of a data-parallel run.
+//
+// Epoch e visits the store's samples (or one split's) in EpochOrder(seed, e). Step s of
+// an epoch consumes global positions [s*G, (s+1)*G) (G = global batch size; the last
+// step is shorter unless dropRemainder); that slice is cut into W*A contiguous parts
+// (W ranks, A micro-batches per rank) and rank r's micro-batch k is part r*A + k. So
+// every sample is read exactly once per epoch by exactly one rank, and W ranks see
+// exactly what one rank with W*A accumulation steps would see.
+import Foundation
+import SKESLHDF5
+
+public struct LoaderConfig: Sendable {
+    public var globalBatchSize = 32
+    /// Accumulation steps each rank splits its share of a step into.
+    public var microBatches = 1
+    public var seed: UInt64 = 0
+    public var shuffle = true
+    /// Only samples of this split (labeled stores); nil = all samples.
+    public var split: Split? = nil
+    /// Batches the background thread may have ready ahead of the consumer.
+    public var prefetchDepth = 2
+    /// Skip (and count, and log) bad samples and unreadable shards instead of failing.
+    public var skipBadSamples = false
+    /// Drop an epoch's last step when it holds fewer than G samples.
+    public var dropRemainder = false
+    public init(globalBatchSize: Int = 32, microBatches: Int = 1, seed: UInt64 = 0, shuffle: Bool = true,
+                split: Split? = nil, prefetchDepth: Int = 2, skipBadSamples: Bool = false, dropRemainder: Bool = false) {
+        self.globalBatchSize = globalBatchSize; self.microBatches = microBatches; self.seed = seed
+        self.shuffle = shuffle; self.split = split; self.prefetchDepth = prefetchDepth
+        self.skipBadSamples = skipBadSamples; self.dropRemainder = dropRemainder
+    }
+}
+
+public final class StoreLoader: @unchecked Sendable {
+    public let store: FeatureStore
+    public let config: LoaderConfig
+    /// Samples per epoch (after selecting a split).
+    public let count: Int
+    private let selected: [Int64]?          // global ids of the split, when filtering
+    private var shards: [ShardReader?]
+    private var shardErrors: [Int: String] = [:]
+    private let lock = NSLock()
+    private var skippedCount = 0
+    /// Where skip messages go (stderr by default).
+    public let log: @Sendable (String) -> Void
+
+    public init(store: FeatureStore, config: LoaderConfig,
+                log: @escaping @Sendable (String) -> Void = { FileHandle.standardError.write(($0 + "\n").data(using: .utf8)!) }) throws {
+        guard config.globalBatchSize >= 1 else { throw StoreError("global batch size must be at least 1 (got \(config.globalBatchSize))") }
+        guard config.microBatches >= 1 else { throw StoreError("micro-batches must be at least 1 (got \(config.microBatches))") }
+        guard config.prefetchDepth >= 1 else { throw StoreError("prefetch depth must be at least 1 (got \(config.prefetchDepth))") }
+        if config.split != nil && !store.spec.labeled {
+            throw StoreError("\(store.directory): the store is unlabeled and has no splits; drop the split option")
+        }
+        self.store = store; self.config = config; self.log = log
+        var readers: [ShardReader?] = []
+        var skippedAtOpen = 0
+        for i in 0..<store.shardCount {
+            do { readers.append(try store.openShard(i)) } catch {
+                guard config.skipBadSamples else { throw error }
+                readers.append(nil)
+                shardErrors[i] = "\(error)"
+                skippedAtOpen += store.manifest.shards[i].samples
+                log("skipping all \(store.manifest.shards[i].samples) samples of shard \(i): \(error)")
+            }
+        }
+        shards = readers
+        if let split = config.split {
+            var ids: [Int64] = []
+            for (i, r) in readers.enumerated() {
+                guard let r else { continue }
+                let codes = try r.splitCodes()
+                for (row, c) in codes.enumerated() where c == split.rawValue { ids.append(store.offsets[i] + Int64(row)) }
+            }
+            selected = ids
+            count = ids.count
+        } else {
+            selected = nil
+            count = store.count
+        }
+        skippedCount = config.split == nil ? skippedAtOpen : 0
+    }
+
+    /// Bad samples skipped so far (including those of shards that could not be opened).
+    public var skipped: Int { lock.lock(); defer { lock.unlock() }; return skippedCount }
+
+    public var stepsPerEpoch: Int {
+        let g = config.globalBatchSize
+        return config.dropRemainder ? count / g : (count + g - 1) / g
+    }
+
+    /// Largest micro-batch a rank can get with `worldSize` ranks.
+    public func maxLocalBatch(worldSize: Int) -> Int {
+        let parts = worldSize * config.microBatches
+        return (config.globalBatchSize + parts - 1) / parts
+    }
+
+    /// Positions of step `step` of an epoch that starts consuming at `start` (0, or a
+    /// resumed cursor's position).
+    public func stepRange(step: Int, start: Int = 0) -> Range<Int> {
+        let lo = min(start + step * config.globalBatchSize, count)
+        return lo..<min(lo + config.globalBatchSize, count)
+    }
+
+    /// This rank's positions of a step range, for micro-batch `micro`.
+    public func positions(of stepRange: Range<Int>, rank: Int, worldSize: Int, micro: Int = 0) -> Range<Int> {
+        contiguousPart(stepRange, parts: worldSize * config.microBatches, index: rank * config.microBatches + micro)
+    }
+
+    /// The global sample id at position `p` of epoch `epoch`.
+    public func globalId(epoch: Int, position p: Int) -> Int64 {
+        let i = EpochOrder(count: count, seed: config.seed, epoch: epoch, shuffle: config.shuffle).element(p)
+        return selected?[i] ?? Int64(i)
+    }
+
+    /// Global sample ids rank `rank` of `worldSize` reads at step `step` (micro-batch `micro`).
+    public func samples(forStep step: Int, epoch: Int, rank: Int, worldSize: Int, micro: Int = 0) -> [Int64] {
+        let order = EpochOrder(count: count, seed: config.seed, epoch: epoch, shuffle: config.shuffle)
+        return positions(of: stepRange(step: step), rank: rank, worldSize: worldSize, micro: micro).map {
+            let i = order.element($0); return selected?[i] ?? Int64(i)
+        }
+    }
+
+    public func makeBatch(worldSize: Int) -> StoreBatch {
+        StoreBatch(capacity: maxLocalBatch(worldSize: worldSize), spec: store.spec)
+    }
+
+    /// Reads the samples at `positions` of epoch `epoch` into `batch` (synchronously).
+    /// Consecutive rows of one shard are read with one hyperslab read.
+    public func fill(_ batch: StoreBatch, epoch: Int, positions: Range<Int>) throws {
+        precondition(positions.count <= batch.capacity, "batch capacity \(batch.capacity) < \(positions.count) samples")
+        batch.reset()
+        let order = EpochOrder(count: count, seed: config.seed, epoch: epoch, shuffle: config.shuffle)
+        var ids = [Int64](); ids.reserveCapacity(positions.count)
+        for p in positions { let i = order.element(p); ids.append(selected?[i] ?? Int64(i)) }
+        var slot = 0, k = 0
+        while k < ids.count {
+            let (shard, row) = store.locate(ids[k])
+            var n = 1
+            while k + n < ids.count && ids[k + n] == ids[k] + Int64(n) && row + n < store.manifest.shards[shard].samples { n += 1 }
+            slot += try readRun(shard: shard, row: row, count: n, into: batch, slot: slot)
+            k += n
+        }
+        batch.setCount(slot)
+    }
+
+    /// Reads a run of rows; with skipBadSamples a failed run is re-read row by row and
+    /// its bad rows skipped. Returns the rows kept.
+    private func readRun(shard: Int, row: Int, count n: Int, into b: StoreBatch, slot: Int) throws -> Int {
+        guard let reader = shards[shard] else {
+            b.skipped += n   // counted when the shard failed to open
+            return 0
+        }
+        do {
+            try reader.read(row: row, count: n, into: b, slot: slot)
+            return n
+        } catch let p as SampleProblem {
+            guard config.skipBadSamples else { throw p }
+            if n > 1 {
+                var kept = 0
+                for k in 0..<n { kept += try readRun(shard: shard, row: row + k, count: 1, into: b, slot: slot + kept) }
+                return kept
+            }
+            lock.lock(); skippedCount += 1; lock.unlock()
+            b.skipped += 1
+            log("skipped bad sample: \(p.file): row \(p.row), global id \(p.globalId)\(p.utteranceId.map { " (\"\($0)\")" } ?? ""): \(p.reason)")
+            return 0
+        }
+    }
+
+    /// A prefetching iterator over this rank's micro-batches, from `cursor` on, for
+    /// epochs < `untilEpoch` (nil: forever).
+    public func batches(rank: Int, worldSize: Int, from cursor: LoaderCursor = LoaderCursor(epoch: 0, position: 0),
+                        untilEpoch: Int? = nil) throws -> BatchIterator {
+        guard worldSize >= 1, (0..<worldSize).contains(rank) else { throw StoreError("rank \(rank) is outside 0..<\(worldSize)") }
+        guard cursor.epoch >= 0, (0...count).contains(cursor.position) else {
+            throw StoreError("cursor \(cursor) is outside this store's epochs of \(count) samples (a cursor from another store or split?)")
+        }
+        return BatchIterator(loader: self, rank: rank, worldSize: worldSize, cursor: cursor, untilEpoch: untilEpoch)
+    }
+}

@@ -39,10 +39,13 @@ public final class BertTokenizer: @unchecked Sendable {
     /// Where the vocabulary came from, for messages.
     public let source: String
 
-    private let words: ScalarTable          // whole tokens
-    private let continuations: ScalarTable  // tokens after the continuation prefix, without it
+    private let lookupTable: ScalarTable             // whole tokens, for id(of:)
+    private let words: FrozenScalarTable             // whole tokens
+    private let continuations: FrozenScalarTable     // tokens after the continuation prefix, without it
     private let specials: [(scalars: [UInt32], id: Int32)]  // longest first
     private let specialFirst: Set<UInt32>
+    private let specialFirstASCII: [Bool]            // fast check of the first scalar
+    private let maxChars: Int
 
     public var vocabularySize: Int { tokens.count }
 
@@ -88,14 +91,17 @@ public final class BertTokenizer: @unchecked Sendable {
         sp.sort { $0.scalars.count > $1.scalars.count }
         specials = sp
         specialFirst = Set(sp.map { $0.scalars[0] })
+        specialFirstASCII = (0..<128).map { sp.map { $0.scalars[0] }.contains(UInt32($0)) }
+        maxChars = options.maxInputCharsPerWord
         self.tokens = tokens
-        self.words = words
-        self.continuations = conts
+        self.lookupTable = words
+        self.words = FrozenScalarTable(words)
+        self.continuations = FrozenScalarTable(conts)
         self.options = options
         self.source = source
     }
 
-    public func id(of token: String) -> Int32? { words.lookup(token) }
+    public func id(of token: String) -> Int32? { lookupTable.lookup(token) }
 
     // MARK: encoding
 
@@ -134,7 +140,8 @@ public final class BertTokenizer: @unchecked Sendable {
             var segStart = 0, i = 0
             let n = r.count
             while i < n {
-                if specialFirst.contains(r[i]), let (len, id) = matchSpecial(r, at: i) {
+                let c = r[i]
+                if (c < 128 ? specialFirstASCII[Int(c)] : specialFirst.contains(c)), let (len, id) = matchSpecial(r, at: i) {
                     segment(r, segStart, i, &work, &out)
                     out.append(id)
                     i += len
@@ -247,7 +254,7 @@ public final class BertTokenizer: @unchecked Sendable {
 
     private func wordPiece(_ p: UnsafePointer<UInt32>, _ n: Int, _ h: UnsafeMutableBufferPointer<UInt64>,
                            _ out: inout [Int32]) {
-        if n > options.maxInputCharsPerWord { out.append(unkId); return }
+        if n > maxChars { out.append(unkId); return }
         let mark = out.count
         var start = 0
         while start < n {
@@ -260,7 +267,8 @@ public final class BertTokenizer: @unchecked Sendable {
             var len = longest
             var found: Int32 = -1
             while len > 0 {
-                if let id = table.lookup(p + start, len, hash: ScalarTable.finish(h[len])) { found = id; break }
+                found = table.lookup(p + start, len, hash: ScalarTable.finish(h[len]))
+                if found >= 0 { break }
                 len -= 1
             }
             if found < 0 {

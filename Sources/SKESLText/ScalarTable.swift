@@ -3,11 +3,11 @@
 // without building a String per probe. Open addressing over FNV-1a hashes.
 
 struct ScalarTable: Sendable {
-    private var keys: [UInt32] = []        // all keys, concatenated
-    private var keyStart: [Int] = []
-    private var keyLength: [Int] = []
-    private var values: [Int32] = []
-    private var slots: [Int32]             // index into values, -1 when empty
+    fileprivate var keys: [UInt32] = []        // all keys, concatenated
+    fileprivate var keyStart: [Int] = []
+    fileprivate var keyLength: [Int] = []
+    fileprivate var values: [Int32] = []
+    fileprivate var slots: [Int32]             // index into values, -1 when empty
     private var mask: Int
     private(set) var maxKeyLength = 0
 
@@ -99,5 +99,57 @@ struct ScalarTable: Sendable {
     private func lookupEmpty() -> Int32? {
         var dummy: UInt32 = 0
         return withUnsafePointer(to: &dummy) { lookup($0, 0, hash: ScalarTable.finish(ScalarTable.hashSeed)) }
+    }
+}
+
+/// The built table in plain memory, for lookups without reference counting in the
+/// WordPiece loop (the tables never change after loading).
+final class FrozenScalarTable: @unchecked Sendable {
+    let keys: UnsafeMutablePointer<UInt32>
+    let keyStart: UnsafeMutablePointer<Int>
+    let keyLength: UnsafeMutablePointer<Int>
+    let values: UnsafeMutablePointer<Int32>
+    let slots: UnsafeMutablePointer<Int32>
+    let mask: Int
+    let maxKeyLength: Int
+
+    init(_ t: ScalarTable) {
+        func copy<T>(_ a: [T]) -> UnsafeMutablePointer<T> {
+            let p = UnsafeMutablePointer<T>.allocate(capacity: max(a.count, 1))
+            a.withUnsafeBufferPointer { if let b = $0.baseAddress { p.initialize(from: b, count: a.count) } }
+            return p
+        }
+        let parts = t.storage
+        keys = copy(parts.keys); keyStart = copy(parts.keyStart); keyLength = copy(parts.keyLength)
+        values = copy(parts.values); slots = copy(parts.slots)
+        mask = parts.slots.count - 1
+        maxKeyLength = t.maxKeyLength
+    }
+
+    deinit {
+        keys.deallocate(); keyStart.deallocate(); keyLength.deallocate(); values.deallocate(); slots.deallocate()
+    }
+
+    /// The value for p[0..<n]; `hash` from `ScalarTable.step`/`finish` over the same scalars.
+    @inline(__always)
+    func lookup(_ p: UnsafePointer<UInt32>, _ n: Int, hash: Int) -> Int32 {
+        var s = hash & mask
+        while true {
+            let i = Int(slots[s])
+            if i < 0 { return -1 }
+            if keyLength[i] == n {
+                let k = keys + keyStart[i]
+                var j = 0
+                while j < n && k[j] == p[j] { j += 1 }
+                if j == n { return values[i] }
+            }
+            s = (s + 1) & mask
+        }
+    }
+}
+
+extension ScalarTable {
+    var storage: (keys: [UInt32], keyStart: [Int], keyLength: [Int], values: [Int32], slots: [Int32]) {
+        (keys, keyStart, keyLength, values, slots)
     }
 }

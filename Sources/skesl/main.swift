@@ -17,6 +17,8 @@ struct SKESL: ParsableCommand {
             SynthCommand.self,
             ShardCommand.self,
             StoreCommand.self,
+            ImportHF.self,
+            ExportHF.self,
         ])
 }
 

@@ -31,8 +31,9 @@ public enum GELU {
 }
 
 public enum ReLU {
+    /// max(x, 0); NaN stays NaN (as torch.relu), so a broken sample shows in the loss.
     public static func forward(_ y: FPtr, _ x: CFPtr, count n: Int) {
-        for i in 0..<n { y[i] = x[i] > 0 ? x[i] : 0 }
+        for i in 0..<n { y[i] = x[i] < 0 ? 0 : x[i] }
     }
     /// dx = dy where x > 0 (PyTorch: gradient 0 at 0).
     public static func backward(_ dx: FPtr, dy: CFPtr, x: CFPtr, count n: Int) {

@@ -150,6 +150,8 @@ extension SKESLNetwork {
                                dropMask: a.probsMask, dropScale: 1 / (1 - pAttn), scratch: scratch)
             Linear.backward(dx: dxIn, dw: g(o.qkvW), db: g(o.qkvB), dy: dQKV, x: a.xIn, weight: p(o.qkvW),
                             rows: N, inFeatures: H, outFeatures: 3 * H, accumulateDx: true)
+            // key.bias: exactly zero gradient (softmax ignores a shift common to a row).
+            if let gk = g(o.qkvB) { (gk + H).update(repeating: 0, count: H) }
             dx = dxIn
             reportReady(downTo: o.qkvW)
         }

@@ -152,6 +152,10 @@ extension SKESLNetwork {
                                 rows: B * T, inFeatures: D, outFeatures: 2 * e)
                 LayerNorm.backward(dx: nil, dgamma: g(mo.lnModW), dbeta: g(mo.lnModB), dy: dLnM, x: raw,
                                    mean: kv.mean, rstd: kv.rstd, gamma: p(mo.lnModW), rows: B * T, dim: D)
+                // The key bias shifts every score of a row equally, which softmax ignores: its
+                // gradient is exactly zero. Summing dK gives rounding noise instead, which Adam
+                // would turn into steps of size lr; write the exact value.
+                if let gk = g(mo.kvB) { gk.update(repeating: 0, count: e) }
             }
         }
         return dx

@@ -239,8 +239,6 @@ public enum RunConfigLoader {
 
     /// The effective config as YAML (written into the run directory and checkpoints).
     public static func yaml(_ c: RunConfig) throws -> String {
-        let data = try JSONEncoder().encode(c)
-        let obj = try JSONSerialization.jsonObject(with: data)
-        return try Yams.dump(object: obj, sortKeys: true)
+        try YAMLEncoder().encode(c)
     }
 }

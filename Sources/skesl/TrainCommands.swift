@@ -53,7 +53,7 @@ func withWorld(_ body: (Communicator) throws -> Void) throws {
         try body(comm)
     } catch {
         if comm.size > 1 { comm.abort(code: 1, message: "\(error)") }
-        throw CleanExit.message("error: \(error)")
+        throw CleanExit.message("\(error)")
     }
     try Communicator.finalize()
 }

@@ -10,8 +10,10 @@
 // reductions run on a communication thread of their own, on a duplicated
 // communicator (collectives of the main thread, e.g. a loss all-reduce, never
 // interleave with them). Two ways to drive it (docs/cluster.md has the figures):
-//   .thread  — the thread runs one blocking MPI_Allreduce per bucket, in order;
-//   .poll    — it starts MPI_Iallreduce for every ready bucket and spins on MPI_Test;
+//   .poll    — (default) starts MPI_Iallreduce for every ready bucket and polls
+//              MPI_Test, yielding the core between polls: backward keeps its CPU;
+//   .thread  — runs one blocking MPI_Allreduce per bucket, in order (Open MPI
+//              spins inside it, competing with backward for the core);
 //   .deferred — no thread, everything is reduced inside finish() (no overlap; used
 //              automatically when MPI does not provide MPI_THREAD_MULTIPLE).
 // Buckets are reduced in index order on every rank whatever order they become
@@ -65,7 +67,7 @@ public final class GradientReducer: @unchecked Sendable {
     /// `bucketBytes` is rounded down to whole Floats (at least one).
     public init(communicator: Communicator, gradients: UnsafeMutablePointer<Float>, count: Int,
                 bucketBytes: Int = GradientReducer.defaultBucketBytes, average: Bool = true,
-                progress: Progress = .thread) throws {
+                progress: Progress = .poll) throws {
         guard count >= 0 else { throw DistributedError("GradientReducer: negative element count \(count)") }
         guard bucketBytes >= MemoryLayout<Float>.stride else {
             throw DistributedError("GradientReducer: bucket size \(bucketBytes) bytes is smaller than one Float")

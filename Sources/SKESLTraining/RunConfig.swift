@@ -53,8 +53,8 @@ public struct TrainConfig: Codable, Equatable, Sendable {
     public var optimizer = OptimizerConfig()
     public var schedule = ScheduleConfig()
     /// Gradient all-reduce bucket size in MiB, and how the communication thread drives it.
-    public var bucketMB: Double = 25
-    public var allreduce = "thread"
+    public var bucketMB: Double = 8
+    public var allreduce = "poll"
     /// Evaluate the validation (and test) split every this many epochs (fine-tuning).
     public var evalEveryEpochs = 1
     public init() {}

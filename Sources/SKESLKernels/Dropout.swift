@@ -33,6 +33,26 @@ public enum Dropout {
         }
     }
 
+    /// Writes elements [start, start+count) of one sample's mask stream: exactly the bytes
+    /// `makeMask` gives at those indices, for computing a few rows of a tensor only.
+    public static func maskSpan(_ out: UnsafeMutablePointer<UInt8>, start: Int, count: Int, p: Float,
+                                keys: DropoutKeys, sample b: Int, site: UInt64) {
+        let threshold = UInt32((Double(p) * 16_777_216.0).rounded())
+        let rng = KeyedRandom(seed: keys.seed, stream: site, sample: UInt64(bitPattern: keys.sampleIds[b]), epoch: keys.epoch)
+        var i = start
+        let end = start + count
+        while i < end {
+            let w = rng.block(UInt32(truncatingIfNeeded: i >> 2))
+            let words = (w.0, w.1, w.2, w.3)
+            var j = i & 3
+            while j < 4 && i < end {
+                let word: UInt32 = j == 0 ? words.0 : j == 1 ? words.1 : j == 2 ? words.2 : words.3
+                out[i - start] = (word >> 8) >= threshold ? 1 : 0
+                i += 1; j += 1
+            }
+        }
+    }
+
     /// y = x · mask / (1 - p)   (y may alias x)
     public static func apply(_ y: FPtr, _ x: CFPtr, mask: UnsafePointer<UInt8>, count n: Int, p: Float) {
         let s = 1 / (1 - p)

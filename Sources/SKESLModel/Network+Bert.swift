@@ -18,8 +18,9 @@ extension SKESLNetwork {
     var bertDropout: Float { state.training ? config.bert.hiddenDropoutProb : 0 }
     var bertAttnDropout: Float { state.training ? config.bert.attentionProbsDropoutProb : 0 }
 
-    /// Runs BERT; returns its last hidden state [B*L, H].
-    func bertForward(_ b: Batch) -> FPtr {
+    /// Runs BERT (its first `layers` layers; all by default); returns the hidden state
+    /// [B*L, H] after them.
+    func bertForward(_ b: Batch, layers: Int? = nil) -> FPtr {
         let bc = config.bert
         let B = b.size, L = b.textLength, N = B * L, H = bc.hiddenSize, I = bc.intermediateSize
         let nh = bc.numAttentionHeads, dh = H / nh
@@ -56,7 +57,7 @@ extension SKESLNetwork {
         var outs: [FPtr] = []
         if !keep { outs = [arena.floats(N * H), arena.floats(N * H)] }
         let scratch = arena.floats(L * L)
-        for (l, o) in bertLayers.enumerated() {
+        for (l, o) in bertLayers.prefix(layers ?? bertLayers.count).enumerated() {
             var a: BertLayerActs
             if keep || shared == nil {
                 a = BertLayerActs(
@@ -107,7 +108,67 @@ extension SKESLNetwork {
         }
         state.bert = acts
         state.bertOut = x
+        state.bertMaskAdd = maskAdd
         return x
+    }
+
+    /// BERT's last layer for one row per sample (`positions[b]`), given the input x [B*L, H]
+    /// of that layer: keys and values of every row, the query, attention, feed-forward and
+    /// LayerNorms of the one row. Exactly the rows of the full computation, dropout included
+    /// (masks are drawn for the same elements). Returns [B, H]. Forward only (frozen BERT).
+    func bertLastLayerRows(_ x: FPtr, _ b: Batch, positions: UnsafePointer<Int32>) -> FPtr {
+        let bc = config.bert
+        let B = b.size, L = b.textLength, N = B * L, H = bc.hiddenSize, I = bc.intermediateSize
+        let nh = bc.numAttentionHeads, dh = H / nh
+        let l = bertLayers.count - 1, o = bertLayers[l], name = "bert.encoder.layer.\(l)"
+        let keys = state.keys!
+        let pHidden = bertDropout, pAttn = bertAttnDropout
+        let maskAdd = state.bertMaskAdd!
+        // Keys and values of all rows: rows H..<3H of the stacked [3H, H] weight.
+        let kv = arena.floats(N * 2 * H)
+        Linear.forward(kv, x, weight: p(o.qkvW) + H * H, bias: p(o.qkvB) + H, rows: N, inFeatures: H, outFeatures: 2 * H)
+        let xr = arena.floats(B * H), q = arena.floats(B * H), ctx = arena.floats(B * H)
+        GatherRows.forward(xr, x, positions: positions, batch: B, length: L, dim: H)
+        Linear.forward(q, xr, weight: p(o.qkvW), bias: p(o.qkvB), rows: B, inFeatures: H, outFeatures: H)
+        let probs = arena.floats(L), drop = arena.bytes(max(L, H))
+        let scale = 1 / Float(dh).squareRoot()
+        for s in 0..<B {
+            let i = Int(positions[s])
+            for h in 0..<nh {
+                let kb = kv + s * L * 2 * H + h * dh, vb = kb + H
+                sgemm(transA: false, transB: true, m: 1, n: L, k: dh, alpha: scale, a: q + s * H + h * dh, lda: H,
+                      b: kb, ldb: 2 * H, beta: 0, c: probs, ldc: L)
+                Attention.softmaxRows(probs, rows: 1, n: L, maskAdd: maskAdd + s * L)
+                if pAttn > 0 {
+                    Dropout.maskSpan(drop, start: h * L * L + i * L, count: L, p: pAttn, keys: keys, sample: s,
+                                     site: site(name + ".attention.probs"))
+                    Dropout.apply(probs, probs, mask: drop, count: L, p: pAttn)
+                }
+                sgemm(transA: false, transB: false, m: 1, n: dh, k: L, a: probs, lda: L, b: vb, ldb: 2 * H,
+                      beta: 0, c: ctx + s * H + h * dh, ldc: H)
+            }
+        }
+        func hiddenDropout(_ t: FPtr, _ siteName: String) {
+            guard pHidden > 0 else { return }
+            for s in 0..<B {
+                Dropout.maskSpan(drop, start: Int(positions[s]) * H, count: H, p: pHidden, keys: keys, sample: s, site: site(siteName))
+                Dropout.apply(t + s * H, t + s * H, mask: drop, count: H, p: pHidden)
+            }
+        }
+        let dense = arena.floats(B * H), res = arena.floats(B * H), h1 = arena.floats(B * H)
+        Linear.forward(dense, ctx, weight: p(o.oW), bias: p(o.oB), rows: B, inFeatures: H, outFeatures: H)
+        hiddenDropout(dense, name + ".attention.output")
+        Elementwise.add(res, dense, xr, count: B * H)
+        LayerNorm.forward(h1, mean: nil, rstd: nil, res, gamma: p(o.ln1W), beta: p(o.ln1B), rows: B, dim: H, eps: bc.layerNormEps)
+        let pre = arena.floats(B * I), act = arena.floats(B * I), out = arena.floats(B * H)
+        Linear.forward(pre, h1, weight: p(o.iW), bias: nil, rows: B, inFeatures: H, outFeatures: I)
+        GELU.biasForward(act, pre: pre, bias: p(o.iB), rows: B, dim: I)
+        Linear.forward(out, act, weight: p(o.outW), bias: p(o.outB), rows: B, inFeatures: I, outFeatures: H)
+        hiddenDropout(out, name + ".output")
+        Elementwise.add(res, out, h1, count: B * H)
+        let y = arena.floats(B * H)
+        LayerNorm.forward(y, mean: nil, rstd: nil, res, gamma: p(o.ln2W), beta: p(o.ln2B), rows: B, dim: H, eps: bc.layerNormEps)
+        return y
     }
 
     /// Backward through BERT from dX (gradient of its last hidden state); parameters'

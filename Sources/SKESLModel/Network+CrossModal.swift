@@ -46,9 +46,12 @@ extension SKESLNetwork {
         return out
     }
 
-    func crossModalForward(_ x0: FPtr, _ b: Batch) -> FPtr {
+    /// `rows`: text rows per sample in x0 (L, or 1 when only the [MASK] row is computed;
+    /// then `rowOffsets[b]` is that row's position, which keys its dropout mask exactly as
+    /// the full computation's).
+    func crossModalForward(_ x0: FPtr, _ b: Batch, rows: Int? = nil, rowOffsets: UnsafePointer<Int32>? = nil) -> FPtr {
         let c = config.crossmodal, e = c.attentionDim
-        let B = b.size, L = b.textLength, N = B * L, H = config.bert.hiddenSize
+        let B = b.size, L = rows ?? b.textLength, N = B * L, H = config.bert.hiddenSize
         let Ta = b.audioFrames, Tv = b.videoFrames
         var acts = CrossModalActs()
         for s in cmaSets {
@@ -92,7 +95,14 @@ extension SKESLNetwork {
             var mask: UnsafeMutablePointer<UInt8>? = nil
             if pDrop > 0 {
                 let m = arena.bytes(N * H)
-                Dropout.makeMask(m, batch: B, perSample: L * H, p: pDrop, keys: state.keys!, site: site("crossmodal.layers.\(l)"))
+                if let offs = rowOffsets {
+                    for s in 0..<B {
+                        Dropout.maskSpan(m + s * H, start: Int(offs[s]) * H, count: H, p: pDrop, keys: state.keys!,
+                                         sample: s, site: site("crossmodal.layers.\(l)"))
+                    }
+                } else {
+                    Dropout.makeMask(m, batch: B, perSample: L * H, p: pDrop, keys: state.keys!, site: site("crossmodal.layers.\(l)"))
+                }
                 Dropout.apply(out, out, mask: m, count: N * H, p: pDrop)
                 mask = m
             }
@@ -105,9 +115,9 @@ extension SKESLNetwork {
     }
 
     /// Backward through the encoder; returns the gradient of its input (BERT's output).
-    func crossModalBackward(_ dTop: FPtr, _ b: Batch) -> FPtr {
+    func crossModalBackward(_ dTop: FPtr, _ b: Batch, rows: Int? = nil) -> FPtr {
         let c = config.crossmodal, e = c.attentionDim
-        let B = b.size, L = b.textLength, N = B * L, H = config.bert.hiddenSize
+        let B = b.size, L = rows ?? b.textLength, N = B * L, H = config.bert.hiddenSize
         let Ta = b.audioFrames, Tv = b.videoFrames
         let scale = 1 / Float(e).squareRoot()
         var acts = state.cm

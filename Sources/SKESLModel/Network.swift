@@ -14,6 +14,13 @@ public final class SKESLNetwork {
     /// Predictions of the last forward, [B].
     public private(set) var predictions: FPtr
     public private(set) var lastLoss: Float = 0
+    /// Pretraining with a frozen BERT computes BERT's last layer, the encoder and the head
+    /// for the [MASK] row only (exactly the full computation's values). Off: the full
+    /// computation over every row, as the reference writes it (tests, benchmarks).
+    public var rowPathEnabled = true
+    var usesRowPath: Bool {
+        rowPathEnabled && config.task == .pretrain && config.freezeBert && !bertLayers.isEmpty
+    }
     private var predictionsCapacity = 1
     var readyHook: ((Range<Int>) -> Void)? = nil
     var readyEnd = 0
@@ -137,15 +144,28 @@ public final class SKESLNetwork {
         state.keys = keys
         state.normalizer = normalizer ?? b.size
         let B = b.size, L = b.textLength, H = config.bert.hiddenSize
-        let x0 = bertForward(b)
-        var top = x0
-        if config.task != .textOnly { top = crossModalForward(x0, b) }
-        let pooled = arena.floats(B * H)
-        switch config.task {
-        case .pretrain:
-            GatherRows.forward(pooled, top, positions: b.maskPositions, batch: B, length: L, dim: H)
-        case .finetune, .textOnly:
-            MeanPool.forward(pooled, top, mask: config.maskedMeanPooling ? b.attentionMask : nil, batch: B, length: L, dim: H)
+        let pooled: FPtr
+        let top: FPtr
+        state.rowPath = usesRowPath
+        if state.rowPath {
+            // Only the [MASK] row reaches the loss, and no text row mixes with another after
+            // BERT's last attention: compute BERT's last layer and the encoder for that row.
+            let before = bertForward(b, layers: bertLayers.count - 1)
+            let rows = bertLastLayerRows(before, b, positions: b.maskPositions)
+            state.bertOut = nil
+            state.bertMaskRows = rows
+            top = crossModalForward(rows, b, rows: 1, rowOffsets: b.maskPositions)
+            pooled = top
+        } else {
+            let x0 = bertForward(b)
+            top = config.task == .textOnly ? x0 : crossModalForward(x0, b)
+            pooled = arena.floats(B * H)
+            switch config.task {
+            case .pretrain:
+                GatherRows.forward(pooled, top, positions: b.maskPositions, batch: B, length: L, dim: H)
+            case .finetune, .textOnly:
+                MeanPool.forward(pooled, top, mask: config.maskedMeanPooling ? b.attentionMask : nil, batch: B, length: L, dim: H)
+            }
         }
         state.top = top
         state.pooled = pooled
@@ -162,8 +182,11 @@ public final class SKESLNetwork {
 
     /// BERT's last hidden state [B, L, H] of the last forward (valid until the next one).
     public var bertOutput: UnsafePointer<Float>? { state.bertOut.map { UnsafePointer($0) } }
-    /// The cross-modal encoder's output X_L [B, L, H] of the last forward (nil for text_only).
+    /// The cross-modal encoder's output X_L [B, L, H] of the last forward (nil for text_only;
+    /// [B, H], the [MASK] rows, on the row path).
     public var encoderOutput: UnsafePointer<Float>? { config.task == .textOnly ? nil : state.top.map { UnsafePointer($0) } }
+    /// BERT's last hidden state at the [MASK] rows [B, H] when the row path ran.
+    public var bertMaskRows: UnsafePointer<Float>? { state.bertMaskRows.map { UnsafePointer($0) } }
 
     /// Backward pass of the last forward: accumulates into `grads` (call `zeroGradients()`
     /// at the start of a global step; micro-batches accumulate).
@@ -184,6 +207,11 @@ public final class SKESLNetwork {
         let dPooled = arena.floats(B * H)
         headBackward(dy: dy, dx: dPooled, B)
         reportReady(downTo: layout.offset("head.fc1.weight"))
+        if state.rowPath {
+            _ = crossModalBackward(dPooled, b, rows: 1)
+            reportReady(downTo: layout.trainableStart)
+            return
+        }
         let dTop = arena.floats(B * L * H)
         switch config.task {
         case .pretrain:
@@ -225,6 +253,9 @@ struct ForwardState {
     var bert: [BertLayerActs] = []
     var emb = BertEmbeddingActs()
     var bertOut: FPtr? = nil
+    var bertMaskAdd: FPtr? = nil
+    var bertMaskRows: FPtr? = nil
+    var rowPath = false
     var cm = CrossModalActs()
     var headActs = HeadActs()
 }

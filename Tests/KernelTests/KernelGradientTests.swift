@@ -187,3 +187,20 @@ final class KernelGradientTests: XCTestCase {
         } }
     }
 }
+
+final class DropoutSpanTests: XCTestCase {
+    func testSpansEqualTheFullMask() {
+        let n = 103
+        let ids: [Int64] = [7, 8]
+        let full = UnsafeMutablePointer<UInt8>.allocate(capacity: 2 * n), part = UnsafeMutablePointer<UInt8>.allocate(capacity: n)
+        defer { full.deallocate(); part.deallocate() }
+        ids.withUnsafeBufferPointer { ip in
+            let k = DropoutKeys(seed: 3, epoch: 4, sampleIds: ip.baseAddress!)
+            Dropout.makeMask(full, batch: 2, perSample: n, p: 0.4, keys: k, site: 77)
+            for (s, c) in [(0, n), (1, 5), (3, 17), (50, 53), (102, 1)] {
+                Dropout.maskSpan(part, start: s, count: c, p: 0.4, keys: k, sample: 1, site: 77)
+                for i in 0..<c { XCTAssertEqual(part[i], full[n + s + i], "start \(s) element \(i)") }
+            }
+        }
+    }
+}

@@ -14,6 +14,7 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.0.0"),
     ],
     targets: [
         // Native libraries, found with pkg-config.
@@ -37,20 +38,24 @@ let package = Package(
         // Sharded HDF5 feature stores, importers, synthetic corpus, loader.
         .target(name: "SKESLStore", dependencies: ["SKESLKernels", "SKESLHDF5"]),
         // MPI communicator, collectives, bucketed gradient all-reduce.
-        .target(name: "SKESLDistributed", dependencies: ["CShim", "COpenMPI"]),
+        .target(name: "SKESLDistributed", dependencies: ["CShim", "COpenMPI"], swiftSettings: fast),
         // Training loop, checkpoints, metrics, progress, configs.
         .target(name: "SKESLTraining",
                 dependencies: ["SKESLKernels", "SKESLHDF5", "SKESLModel", "SKESLText",
-                               "SKESLStore", "SKESLDistributed"]),
+                               "SKESLStore", "SKESLDistributed", .product(name: "Yams", package: "Yams")]),
         // The command line.
         .executableTarget(name: "skesl",
-                          dependencies: ["SKESLTraining",
+                          dependencies: ["SKESLTraining", "SKESLText", "SKESLStore", "SKESLModel", "SKESLDistributed",
                                          .product(name: "ArgumentParser", package: "swift-argument-parser")]),
+        // Multi-rank checks and MPI benchmarks, run under mpirun by DistributedTests.
+        .executableTarget(name: "skesl-mpitest", dependencies: ["SKESLDistributed", "COpenBLAS"],
+                          swiftSettings: fast),
 
         .testTarget(name: "KernelTests", dependencies: ["SKESLKernels"]),
         .testTarget(name: "ModelTests", dependencies: ["SKESLModel", "SKESLHDF5", "SKESLKernels"]),
         .testTarget(name: "TextTests", dependencies: ["SKESLText", "SKESLModel", "SKESLHDF5"]),
         .testTarget(name: "StoreTests", dependencies: ["SKESLStore", "SKESLHDF5"]),
         .testTarget(name: "TrainingTests", dependencies: ["SKESLTraining", "SKESLDistributed"]),
+        .testTarget(name: "DistributedTests", dependencies: ["SKESLDistributed", "skesl-mpitest"]),
     ]
 )

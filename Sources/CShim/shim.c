@@ -22,6 +22,7 @@ int skesl_mpi_thread_funneled(void) { return MPI_THREAD_FUNNELED; }
 int skesl_mpi_success(void) { return MPI_SUCCESS; }
 int skesl_mpi_max_error_string(void) { return MPI_MAX_ERROR_STRING; }
 int skesl_mpi_any_source(void) { return MPI_ANY_SOURCE; }
+int skesl_mpi_max_processor_name(void) { return MPI_MAX_PROCESSOR_NAME; }
 
 hid_t skesl_h5t_native_float(void) { return H5T_NATIVE_FLOAT; }
 hid_t skesl_h5t_native_double(void) { return H5T_NATIVE_DOUBLE; }

@@ -51,8 +51,11 @@ public struct ParameterLayout: Sendable {
         add("bert.embeddings.LayerNorm.bias", [H], "bert", .zeros)
         for l in 0..<b.numHiddenLayers {
             let p = "bert.encoder.layer.\(l)."
+            // query, key and value weights adjacent (then their biases): one [3H, H] sgemm.
             for m in ["query", "key", "value"] {
                 add(p + "attention.self.\(m).weight", [H, H], "bert", .normal(std: std))
+            }
+            for m in ["query", "key", "value"] {
                 add(p + "attention.self.\(m).bias", [H], "bert", .zeros)
             }
             add(p + "attention.output.dense.weight", [H, H], "bert", .normal(std: std))
@@ -84,8 +87,11 @@ public struct ParameterLayout: Sendable {
                     layerNorm(p + m + ".ln_text", H, "crossmodal")
                     layerNorm(p + m + ".ln_modality", d, "crossmodal")
                     linear(p + m + ".q", out: e, in: H, "crossmodal")
-                    linear(p + m + ".k", out: e, in: d, "crossmodal")
-                    linear(p + m + ".v", out: e, in: d, "crossmodal")
+                    // k and v weights adjacent (then their biases): one [2e, d] sgemm.
+                    add(p + m + ".k.weight", [e, d], "crossmodal", .kaimingUniform(fanIn: d))
+                    add(p + m + ".v.weight", [e, d], "crossmodal", .kaimingUniform(fanIn: d))
+                    add(p + m + ".k.bias", [e], "crossmodal", .linearBias(fanIn: d))
+                    add(p + m + ".v.bias", [e], "crossmodal", .linearBias(fanIn: d))
                     linear(p + m + ".out", out: H, in: e, "crossmodal")
                 }
                 layerNorm(p + "ln", H, "crossmodal")

@@ -7,9 +7,18 @@ struct SKESL: ParsableCommand {
         abstract: "Distributed trainer for SKESL multimodal sentiment analysis.",
         subcommands: [
             // Subcommands are listed here, one per line.
+            Pretrain.self,
+            Finetune.self,
+            Evaluate.self,
+            Predict.self,
+            Bench.self,
+            Report.self,
+            Tokenize.self,
             SynthCommand.self,
             ShardCommand.self,
             StoreCommand.self,
+            ImportHF.self,
+            ExportHF.self,
         ])
 }
 

@@ -28,6 +28,7 @@ int skesl_mpi_thread_funneled(void);
 int skesl_mpi_success(void);
 int skesl_mpi_max_error_string(void);
 int skesl_mpi_any_source(void);
+int skesl_mpi_max_processor_name(void);
 
 // ---- HDF5 types, flags and property-list classes
 hid_t skesl_h5t_native_float(void);

@@ -1,0 +1,90 @@
+#!/usr/bin/env bash
+# Launch skesl (or any MPI program) on one or more nodes with Open MPI's mpirun.
+# One rank per data-parallel replica; each rank runs its BLAS on --threads cores.
+#
+#   Cluster/launch.sh --hostfile Cluster/hostfile --per-node 2 --threads 8 -- train --config run.yaml
+#
+# Options (launcher's own; everything after `--` goes to the program):
+#   -n, --np N              total ranks (default: per-node x hosts in the hostfile, else 1)
+#   -H, --hostfile FILE     Open MPI hostfile: "hostname slots=N" per line
+#   --per-node N            ranks per node (maps ppr:N:node)
+#   --threads T             threads per rank: OPENBLAS_NUM_THREADS=OMP_NUM_THREADS=T, and T cores bound per rank
+#   --bind core|socket|none CPU binding of each rank (default core)
+#   --net CIDR              keep MPI traffic (data and control) on this network, TCP only, e.g. 10.0.0.0/24
+#   --oversubscribe         allow more ranks than cores (tests, laptops)
+#   -x NAME[=VALUE]         pass an environment variable to every rank (repeatable)
+#   --mca KEY VALUE         an Open MPI parameter (repeatable)
+#   --exe PATH              program to run (default: $SKESL_BIN, the repo's .build/release/skesl, or skesl on PATH)
+#   --mpirun PATH           mpirun to use (default: mpirun on PATH)
+#   --dry-run               print the mpirun command line and exit
+set -euo pipefail
+
+die() { echo "launch.sh: $*" >&2; exit 2; }
+here="$(cd "$(dirname "$0")" && pwd)"
+
+np="" hostfile="" per_node="" threads=1 bind=core net="" oversubscribe=0 dry=0
+exe="${SKESL_BIN:-}" mpirun_bin="${MPIRUN:-mpirun}"
+envs=() mcas=()
+while [ $# -gt 0 ]; do
+  case "$1" in
+    -n|--np) np="${2:?--np needs a number}"; shift 2 ;;
+    -H|--hostfile) hostfile="${2:?--hostfile needs a file}"; shift 2 ;;
+    --per-node) per_node="${2:?--per-node needs a number}"; shift 2 ;;
+    --threads) threads="${2:?--threads needs a number}"; shift 2 ;;
+    --bind) bind="${2:?--bind needs core, socket or none}"; shift 2 ;;
+    --net) net="${2:?--net needs a CIDR like 10.0.0.0/24}"; shift 2 ;;
+    --oversubscribe) oversubscribe=1; shift ;;
+    -x) envs+=("${2:?-x needs NAME or NAME=VALUE}"); shift 2 ;;
+    --mca) [ $# -ge 3 ] || die "--mca needs KEY VALUE"; mcas+=("$2" "$3"); shift 3 ;;
+    --exe) exe="${2:?--exe needs a path}"; shift 2 ;;
+    --mpirun) mpirun_bin="${2:?--mpirun needs a path}"; shift 2 ;;
+    --dry-run) dry=1; shift ;;
+    -h|--help) sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --) shift; break ;;
+    *) die "unknown option $1 (program arguments go after --; see --help)" ;;
+  esac
+done
+
+is_count() { [[ "$1" =~ ^[1-9][0-9]*$ ]]; }
+is_count "$threads" || die "--threads must be a positive integer, got '$threads'"
+[ -z "$per_node" ] || is_count "$per_node" || die "--per-node must be a positive integer, got '$per_node'"
+[ -z "$np" ] || is_count "$np" || die "--np must be a positive integer, got '$np'"
+case "$bind" in core|socket|none) ;; *) die "--bind must be core, socket or none, got '$bind'" ;; esac
+if [ -n "$hostfile" ]; then
+  [ -r "$hostfile" ] || die "hostfile $hostfile is not readable"
+  hosts=$(grep -cvE '^[[:space:]]*(#|$)' "$hostfile" || true)
+  [ "$hosts" -gt 0 ] || die "hostfile $hostfile lists no hosts"
+  if [ -z "$np" ] && [ -n "$per_node" ]; then np=$((hosts * per_node)); fi
+fi
+np="${np:-1}"
+
+if [ -z "$exe" ]; then
+  if [ -x "$here/../.build/release/skesl" ]; then exe="$here/../.build/release/skesl"
+  elif command -v skesl >/dev/null; then exe="$(command -v skesl)"
+  else die "no skesl executable: build it (swift build -c release), put it on PATH, or pass --exe / SKESL_BIN"
+  fi
+fi
+[ -x "$exe" ] || command -v "$exe" >/dev/null || die "program $exe is not executable"
+command -v "$mpirun_bin" >/dev/null || die "$mpirun_bin not found: install Open MPI (openmpi-bin)"
+
+cmd=("$mpirun_bin" -np "$np")
+[ -n "$hostfile" ] && cmd+=(--hostfile "$hostfile")
+# Placement: N ranks per node, each owning T cores (PE=T) when bound.
+map="slot"; [ -n "$per_node" ] && map="ppr:$per_node:node"
+if [ "$bind" != none ] && [ "$threads" -gt 1 ]; then map="$map:PE=$threads"; fi
+cmd+=(--map-by "$map" --bind-to "$bind")
+[ "$oversubscribe" = 1 ] && cmd+=(--oversubscribe)
+[ "$(id -u)" = 0 ] && cmd+=(--allow-run-as-root)
+if [ -n "$net" ]; then
+  cmd+=(--mca btl tcp,self --mca btl_tcp_if_include "$net" --mca oob_tcp_if_include "$net")
+fi
+for ((i = 0; i < ${#mcas[@]}; i += 2)); do cmd+=(--mca "${mcas[i]}" "${mcas[i + 1]}"); done
+# Threads per rank for OpenBLAS (and anything OpenMP); the rest of the environment
+# is exported by name so remote ranks see the launcher's values.
+cmd+=(-x "OPENBLAS_NUM_THREADS=$threads" -x "OMP_NUM_THREADS=$threads")
+for v in $(compgen -e | grep -E '^SKESL_' || true); do cmd+=(-x "$v"); done
+for e in ${envs[@]+"${envs[@]}"}; do cmd+=(-x "$e"); done
+cmd+=("$exe" "$@")
+
+if [ "$dry" = 1 ]; then printf '%q ' "${cmd[@]}"; echo; exit 0; fi
+exec "${cmd[@]}"

@@ -1,0 +1,284 @@
+// Bucketed gradient all-reduce that overlaps communication with backward.
+//
+// The backward pass marks parts of the flat gradient buffer as final
+// (`markReady`) while it keeps computing earlier layers; each bucket that
+// becomes complete is summed over all ranks right away, and `finish()` waits for
+// the rest and leaves the buffer averaged over the ranks.
+//
+// Open MPI here has no asynchronous progress thread: a non-blocking
+// MPI_Iallreduce only advances while some thread is inside an MPI call. So the
+// reductions run on a communication thread of their own, on a duplicated
+// communicator (collectives of the main thread, e.g. a loss all-reduce, never
+// interleave with them). Two ways to drive it (docs/cluster.md has the figures):
+//   .poll    — (default) starts MPI_Iallreduce for every ready bucket and polls
+//              MPI_Test, yielding the core between polls: backward keeps its CPU;
+//   .thread  — runs one blocking MPI_Allreduce per bucket, in order (Open MPI
+//              spins inside it, competing with backward for the core);
+//   .deferred — no thread, everything is reduced inside finish() (no overlap; used
+//              automatically when MPI does not provide MPI_THREAD_MULTIPLE).
+// Buckets are reduced in index order on every rank whatever order they become
+// ready in, because MPI needs every rank to issue collectives in the same order.
+import COpenMPI
+import CShim
+import Foundation
+
+public final class GradientReducer: @unchecked Sendable {
+    public enum Progress: String, Sendable, CaseIterable {
+        case thread, poll, deferred
+    }
+
+    /// Timings of the last finished step.
+    public struct StepTiming: Sendable {
+        /// Wall time during which some bucket was being reduced.
+        public var communicationSeconds = 0.0
+        /// Time finish() waited for reductions: the communication backward did not hide.
+        public var exposedSeconds = 0.0
+        /// Share of the communication hidden behind backward (1 = all of it).
+        public var overlap: Double {
+            communicationSeconds > 0 ? max(0, min(1, 1 - exposedSeconds / communicationSeconds)) : 1
+        }
+    }
+
+    /// Default bucket size, as PyTorch DDP's.
+    public static let defaultBucketBytes = 25 * 1_048_576
+
+    public let layout: BucketLayout
+    public let average: Bool
+    public let progress: Progress
+    public var buckets: [Range<Int>] { (0..<layout.bucketCount).map(layout.range(ofBucket:)) }
+    public var worldSize: Int { comm.size }
+    public private(set) var lastStep = StepTiming()
+
+    private let comm: Communicator
+    private let gradients: UnsafeMutablePointer<Float>
+    private let cond = NSCondition()
+    private var coverage: BucketCoverage
+    private var ready: [Bool]
+    private var next = 0          // next bucket the communication thread starts
+    private var done = 0          // buckets reduced and averaged
+    private var inFlight = 0      // buckets started, not finished
+    private var failure: Error?
+    private var commSeconds = 0.0
+    private var shuttingDown = false
+    private var threadRunning = false
+    private var closed = false
+
+    /// `gradients` must stay valid (and not move) while the reducer lives.
+    /// `bucketBytes` is rounded down to whole Floats (at least one).
+    public init(communicator: Communicator, gradients: UnsafeMutablePointer<Float>, count: Int,
+                bucketBytes: Int = GradientReducer.defaultBucketBytes, average: Bool = true,
+                progress: Progress = .poll) throws {
+        guard count >= 0 else { throw DistributedError("GradientReducer: negative element count \(count)") }
+        guard bucketBytes >= MemoryLayout<Float>.stride else {
+            throw DistributedError("GradientReducer: bucket size \(bucketBytes) bytes is smaller than one Float")
+        }
+        layout = BucketLayout(count: count, bucketElements: bucketBytes / MemoryLayout<Float>.stride)
+        self.average = average
+        self.gradients = gradients
+        // Overlap needs a second thread inside MPI; without MPI_THREAD_MULTIPLE reduce in finish().
+        self.progress = communicator.threadLevel == .multiple ? progress : .deferred
+        comm = try communicator.duplicate()
+        coverage = BucketCoverage(layout: layout)
+        ready = [Bool](repeating: false, count: layout.bucketCount)
+        if self.progress != .deferred {
+            threadRunning = true
+            let t = Thread { [unowned self] in
+                if self.progress == .poll { self.pollLoop() } else { self.blockingLoop() }
+            }
+            t.name = "skesl-grad-allreduce"
+            t.stackSize = 1 << 20
+            t.start()
+        }
+    }
+
+    deinit { close() }
+
+    // MARK: backward's side
+
+    /// Gradient elements `range` of the buffer are final for this step.
+    /// Ranges may come in any order and split buckets anyhow; each element must
+    /// be marked exactly once per step.
+    public func markReady(_ range: Range<Int>) throws {
+        cond.lock(); defer { cond.unlock() }
+        guard !closed else { throw DistributedError("markReady on a closed GradientReducer") }
+        let completed = try coverage.mark(range)
+        if !completed.isEmpty {
+            for i in completed { ready[i] = true }
+            cond.broadcast()
+        }
+    }
+
+    /// All of bucket i is final.
+    public func bucketReady(_ i: Int) throws {
+        guard (0..<layout.bucketCount).contains(i) else {
+            throw DistributedError("bucketReady: no bucket \(i) (there are \(layout.bucketCount))")
+        }
+        try markReady(layout.range(ofBucket: i))
+    }
+
+    /// Waits until every bucket is summed over the ranks (and averaged), then
+    /// readies the reducer for the next step. Throws when backward left some
+    /// elements unmarked or an MPI call failed.
+    public func finish() throws {
+        let called = monotonicSeconds()
+        if progress == .deferred { return try finishDeferred(called: called) }
+        cond.lock(); defer { cond.unlock() }
+        let nb = layout.bucketCount
+        if (0..<nb).contains(where: { !coverage.isComplete($0) }) {
+            let missing = coverage.missing()
+            while inFlight > 0 { cond.wait() }
+            resetLocked()
+            throw DistributedError("GradientReducer.finish: backward did not mark gradient elements "
+                + "\(missing.map { "\($0)" }.joined(separator: ", ")) ready in this step; every element "
+                + "of the buffer must be marked once (a parameter without gradient still needs its zeros marked)")
+        }
+        while done < nb && failure == nil { cond.wait() }
+        if let f = failure {
+            while inFlight > 0 { cond.wait() }
+            resetLocked()
+            throw f
+        }
+        lastStep = StepTiming(communicationSeconds: commSeconds, exposedSeconds: monotonicSeconds() - called)
+        resetLocked()
+    }
+
+    /// Stops the communication thread and frees the duplicated communicator.
+    /// Called by deinit; call it before Communicator.finalize().
+    public func close() {
+        cond.lock()
+        if closed { cond.unlock(); return }
+        closed = true
+        shuttingDown = true
+        cond.broadcast()
+        while threadRunning { cond.wait() }
+        cond.unlock()
+        try? comm.free()
+    }
+
+    // MARK: communication thread
+
+    private func resetLocked() {
+        coverage.reset()
+        for i in 0..<ready.count { ready[i] = false }
+        next = 0; done = 0; failure = nil; commSeconds = 0
+    }
+
+    /// The next bucket in order, when it is ready and nothing failed.
+    private var nextStartable: Bool { failure == nil && next < layout.bucketCount && ready[next] }
+
+    private func blockingLoop() {
+        cond.lock()
+        while true {
+            while !shuttingDown && !nextStartable { cond.wait() }
+            if shuttingDown { break }
+            let i = next
+            next += 1; inFlight += 1
+            cond.unlock()
+            let t0 = monotonicSeconds()
+            var error: Error?
+            do { try reduceBucket(i) } catch let e { error = e }
+            let dt = monotonicSeconds() - t0
+            cond.lock()
+            inFlight -= 1
+            commSeconds += dt
+            if let e = error { failure = e } else { done += 1 }
+            cond.broadcast()
+        }
+        threadRunning = false
+        cond.broadcast()
+        cond.unlock()
+    }
+
+    private func pollLoop() {
+        var requests: [(bucket: Int, request: MPI_Request?, watch: Int)] = []
+        requests.reserveCapacity(layout.bucketCount)
+        var starts: [Int] = []
+        starts.reserveCapacity(layout.bucketCount)
+        var busySince = 0.0
+        cond.lock()
+        while true {
+            if requests.isEmpty { while !shuttingDown && !nextStartable { cond.wait() } }
+            if shuttingDown && requests.isEmpty { break }
+            starts.removeAll(keepingCapacity: true)
+            while nextStartable { starts.append(next); next += 1; inFlight += 1 }
+            cond.unlock()
+
+            var error: Error?
+            if requests.isEmpty && !starts.isEmpty { busySince = monotonicSeconds() }
+            for i in starts {
+                let r = layout.range(ofBucket: i)
+                var request: MPI_Request? = nil
+                let watch = CollectiveWatchdog.shared.begin("MPI_Iallreduce of \(r.count * 4) bytes (bucket \(i))")
+                let rc = MPI_Iallreduce(skesl_mpi_in_place(), gradients + r.lowerBound, Int32(r.count),
+                                        skesl_mpi_float(), skesl_mpi_sum(), comm.comm, &request)
+                if rc != 0 {
+                    CollectiveWatchdog.shared.end(watch)
+                    error = MPIError(call: "MPI_Iallreduce", code: rc, message: MPIError.errorString(rc))
+                    break
+                }
+                requests.append((i, request, watch))
+            }
+            var finished = 0
+            if error == nil, !requests.isEmpty {
+                var flag: Int32 = 0
+                let rc = MPI_Test(&requests[0].request, &flag, skesl_mpi_status_ignore())
+                if rc != 0 {
+                    error = MPIError(call: "MPI_Test", code: rc, message: MPIError.errorString(rc))
+                } else if flag != 0 {
+                    CollectiveWatchdog.shared.end(requests[0].watch)
+                    scale(requests[0].bucket)
+                    requests.removeFirst()
+                    finished = 1
+                } else {
+                    sched_yield()
+                }
+            }
+            cond.lock()
+            done += finished
+            inFlight -= finished
+            if requests.isEmpty && (finished > 0 || error != nil) { commSeconds += monotonicSeconds() - busySince }
+            if let e = error {
+                // A failed MPI call leaves the job unusable; stop tracking the requests.
+                failure = e
+                inFlight = 0
+                requests.removeAll()
+            }
+            if finished > 0 || error != nil { cond.broadcast() }
+        }
+        threadRunning = false
+        cond.broadcast()
+        cond.unlock()
+    }
+
+    private func finishDeferred(called: Double) throws {
+        cond.lock()
+        let nb = layout.bucketCount
+        let incomplete = (0..<nb).contains(where: { !coverage.isComplete($0) })
+        let missing = incomplete ? coverage.missing() : []
+        resetLocked()
+        cond.unlock()
+        if incomplete {
+            throw DistributedError("GradientReducer.finish: backward did not mark gradient elements "
+                + "\(missing.map { "\($0)" }.joined(separator: ", ")) ready in this step")
+        }
+        for i in 0..<nb { try reduceBucket(i) }
+        let t = monotonicSeconds() - called
+        lastStep = StepTiming(communicationSeconds: t, exposedSeconds: t)
+    }
+
+    private func reduceBucket(_ i: Int) throws {
+        let r = layout.range(ofBucket: i)
+        try comm.allReduce(gradients + r.lowerBound, count: r.count, .sum)
+        scale(i)
+    }
+
+    /// Sum to mean. A division (not a multiply by 1/size) so the result equals
+    /// dividing one whole-buffer all-reduce, bit for bit.
+    private func scale(_ i: Int) {
+        guard average, comm.size > 1 else { return }
+        let r = layout.range(ofBucket: i)
+        let p = gradients + r.lowerBound
+        let d = Float(comm.size)
+        for k in 0..<r.count { p[k] = p[k] / d }
+    }
+}

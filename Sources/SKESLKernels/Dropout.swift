@@ -1,0 +1,46 @@
+// Dropout whose masks come from the keyed generator: the mask of a sample depends on
+// (seed, site, sample id, epoch) only, never on the batch it sits in, the rank or the
+// thread count. Masks are kept as bytes for backward.
+
+/// Who the random numbers of one batch are for.
+public struct DropoutKeys {
+    public var seed: UInt64
+    public var epoch: UInt64
+    public var sampleIds: UnsafePointer<Int64>
+    public init(seed: UInt64, epoch: UInt64, sampleIds: UnsafePointer<Int64>) {
+        self.seed = seed; self.epoch = epoch; self.sampleIds = sampleIds
+    }
+}
+
+public enum Dropout {
+    /// Fills `mask` [batch, perSample] with keep (1) / drop (0) for probability p.
+    public static func makeMask(_ mask: UnsafeMutablePointer<UInt8>, batch: Int, perSample: Int,
+                                p: Float, keys: DropoutKeys, site: UInt64) {
+        let threshold = UInt32((Double(p) * 16_777_216.0).rounded())
+        for b in 0..<batch {
+            let rng = KeyedRandom(seed: keys.seed, stream: site, sample: UInt64(bitPattern: keys.sampleIds[b]),
+                                  epoch: keys.epoch)
+            let m = mask + b * perSample
+            var i = 0
+            while i < perSample {
+                let w = rng.block(UInt32(truncatingIfNeeded: i >> 2))
+                m[i] = (w.0 >> 8) >= threshold ? 1 : 0
+                if i + 1 < perSample { m[i + 1] = (w.1 >> 8) >= threshold ? 1 : 0 }
+                if i + 2 < perSample { m[i + 2] = (w.2 >> 8) >= threshold ? 1 : 0 }
+                if i + 3 < perSample { m[i + 3] = (w.3 >> 8) >= threshold ? 1 : 0 }
+                i += 4
+            }
+        }
+    }
+
+    /// y = x · mask / (1 - p)   (y may alias x)
+    public static func apply(_ y: FPtr, _ x: CFPtr, mask: UnsafePointer<UInt8>, count n: Int, p: Float) {
+        let s = 1 / (1 - p)
+        for i in 0..<n { y[i] = mask[i] != 0 ? x[i] * s : 0 }
+    }
+
+    /// dx = dy · mask / (1 - p)   (dx may alias dy)
+    public static func backward(_ dx: FPtr, _ dy: CFPtr, mask: UnsafePointer<UInt8>, count n: Int, p: Float) {
+        apply(dx, dy, mask: mask, count: n, p: p)
+    }
+}

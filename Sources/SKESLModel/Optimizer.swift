@@ -1,0 +1,134 @@
+// Adam, AdamW and SGD with torch.optim's semantics over the flat gradient buffer,
+// with parameter groups (bert / crossmodal / head) that have their own learning rates.
+#if canImport(Glibc)
+import Glibc
+#endif
+
+public enum OptimizerKind: String, Codable, Sendable { case adam, adamw, sgd }
+
+public struct OptimizerConfig: Codable, Equatable, Sendable {
+    public var kind: OptimizerKind = .adam
+    /// Learning rate of every group without its own entry in `groupLR`.
+    public var lr: Float = 1e-4
+    /// Per-group learning rates, e.g. ["bert": 5e-6, "crossmodal": 5e-6, "head": 1e-4].
+    public var groupLR: [String: Float] = [:]
+    public var beta1: Float = 0.9
+    public var beta2: Float = 0.999
+    public var eps: Float = 1e-8
+    public var weightDecay: Float = 0
+    public var momentum: Float = 0
+    public var dampening: Float = 0
+    public var nesterov: Bool = false
+    /// Clip the global gradient norm to this value (nil: no clipping).
+    public var clipNorm: Float? = nil
+    public init() {}
+
+    public func validate() throws {
+        guard lr >= 0, groupLR.values.allSatisfy({ $0 >= 0 }) else { throw ModelError("optimizer: learning rates must be >= 0") }
+        guard (0..<1).contains(beta1), (0..<1).contains(beta2) else { throw ModelError("optimizer: betas must lie in [0, 1)") }
+        guard eps > 0 else { throw ModelError("optimizer: eps must be > 0") }
+        guard weightDecay >= 0, momentum >= 0 else { throw ModelError("optimizer: weight_decay and momentum must be >= 0") }
+        if nesterov && (momentum <= 0 || dampening != 0) { throw ModelError("optimizer: nesterov needs momentum > 0 and dampening 0") }
+        if let c = clipNorm, c <= 0 { throw ModelError("optimizer: clipNorm must be > 0") }
+        for k in groupLR.keys where !["bert", "crossmodal", "head"].contains(k) {
+            throw ModelError("optimizer: unknown parameter group \"\(k)\" (groups: bert, crossmodal, head)")
+        }
+    }
+}
+
+public final class Optimizer {
+    public let config: OptimizerConfig
+    public let count: Int
+    /// First and second moments (Adam) or momentum buffer (SGD, in `m`), over the trainable span.
+    public let m: UnsafeMutablePointer<Float>
+    public let v: UnsafeMutablePointer<Float>
+    public private(set) var step: Int = 0
+    /// (start, count, group) of each contiguous run of one group, relative to the trainable span.
+    public let segments: [(start: Int, count: Int, group: String)]
+    public var groups: [String] { Array(Set(segments.map(\.group))).sorted() }
+
+    public convenience init(config: OptimizerConfig, layout: ParameterLayout) {
+        self.init(config: config, segments: layout.entries.filter { $0.offset >= layout.trainableStart }.map { ($0.group, $0.count) })
+    }
+
+    /// Over a flat span made of consecutive (group, count) runs.
+    public init(config: OptimizerConfig, segments runs: [(group: String, count: Int)]) {
+        self.config = config
+        count = runs.reduce(0) { $0 + $1.count }
+        m = .allocate(capacity: max(count, 1)); m.initialize(repeating: 0, count: max(count, 1))
+        v = .allocate(capacity: max(count, 1)); v.initialize(repeating: 0, count: max(count, 1))
+        var segs: [(Int, Int, String)] = []
+        var s = 0
+        for r in runs {
+            if let last = segs.last, last.2 == r.group { segs[segs.count - 1].1 += r.count }
+            else { segs.append((s, r.count, r.group)) }
+            s += r.count
+        }
+        segments = segs.map { (start: $0.0, count: $0.1, group: $0.2) }
+    }
+    deinit { m.deallocate(); v.deallocate() }
+
+    /// Base learning rate of a group (before the schedule).
+    public func baseLR(_ group: String) -> Float { config.groupLR[group] ?? config.lr }
+
+    /// Restores the step count (checkpoint resume; the moments are restored by the caller).
+    public func setStep(_ s: Int) { step = s }
+
+    /// Global L2 norm of the gradients, computed in double.
+    public static func gradNorm(_ g: UnsafePointer<Float>, count: Int) -> Double {
+        var s: Double = 0
+        for i in 0..<count { let x = Double(g[i]); s += x * x }
+        return s.squareRoot()
+    }
+
+    /// torch.nn.utils.clip_grad_norm_: scales gradients by max/(norm + 1e-6) when above max.
+    @discardableResult
+    public static func clip(_ g: UnsafeMutablePointer<Float>, count: Int, maxNorm: Float) -> Double {
+        let norm = gradNorm(g, count: count)
+        let coef = Double(maxNorm) / (norm + 1e-6)
+        if coef < 1 { let c = Float(coef); for i in 0..<count { g[i] *= c } }
+        return norm
+    }
+
+    /// One update of `params` (the trainable span) from `grads`; `lr(group)` gives each
+    /// group's learning rate for this step (base rate times the schedule).
+    public func update(params: UnsafeMutablePointer<Float>, grads: UnsafeMutablePointer<Float>, lr: (String) -> Float) {
+        if let c = config.clipNorm { Optimizer.clip(grads, count: count, maxNorm: c) }
+        step += 1
+        let c = config
+        for seg in segments {
+            let rate = lr(seg.group)
+            let p = params + seg.start, g = grads + seg.start, mm = m + seg.start, vv = v + seg.start
+            let n = seg.count
+            switch c.kind {
+            case .adam, .adamw:
+                let b1 = c.beta1, b2 = c.beta2
+                let bc1 = 1 - powf(b1, Float(step))
+                let bc2sqrt = (1 - powf(b2, Float(step))).squareRoot()
+                let stepSize = rate / bc1
+                let decoupled = c.kind == .adamw
+                let wd = c.weightDecay
+                let shrink = 1 - rate * wd
+                for i in 0..<n {
+                    var gi = g[i]
+                    if decoupled { if wd != 0 { p[i] *= shrink } } else if wd != 0 { gi += wd * p[i] }
+                    mm[i] += (gi - mm[i]) * (1 - b1)
+                    vv[i] = vv[i] * b2 + (1 - b2) * gi * gi
+                    let denom = vv[i].squareRoot() / bc2sqrt + c.eps
+                    p[i] -= stepSize * (mm[i] / denom)
+                }
+            case .sgd:
+                let mu = c.momentum, wd = c.weightDecay
+                for i in 0..<n {
+                    var d = g[i]
+                    if wd != 0 { d += wd * p[i] }
+                    if mu != 0 {
+                        mm[i] = step == 1 ? d : mu * mm[i] + (1 - c.dampening) * d
+                        d = c.nesterov ? d + mu * mm[i] : mm[i]
+                    }
+                    p[i] -= rate * d
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,122 @@
+// Sentiment word masking (method section 1), on WordPiece ids.
+//
+// For the WordPiece ids t[0..<n] of a transcript (no [CLS]/[SEP]) and w = maxLength - 2:
+// - candidates are the positions whose token is a VADER key; the first position with the
+//   largest |score| wins; every occurrence of that token id becomes [MASK]; the target is
+//   round(0.75 × score, 3);
+// - with no candidate, one position drawn uniformly from 0..<min(n, w) by the keyed
+//   generator (seed, stream "swm", sample id, epoch) becomes [MASK]; the target is 0.0;
+//   an empty transcript becomes the single token [MASK];
+// - when the first mask i lies past the tokens that fit (i >= w), the tokens kept are
+//   [i - 20, i + 19) (the reference's window), then truncated to w as any sequence.
+// The output is [CLS] … [SEP], padded; the mask position counts [CLS] as 0.
+// Unlike the reference we do not re-tokenise the masked text (which can re-split the
+// neighbours of the masked word): the ids are masked in place.
+import SKESLKernels
+
+public struct MaskedSample: Equatable, Sendable {
+    public var encoding: Encoding
+    /// Index of the first [MASK] in `encoding.inputIds` ([CLS] is 0).
+    public var maskPosition: Int
+    public var target: Float
+    /// The token that was masked, nil when the position was drawn at random.
+    public var maskedToken: Int32?
+}
+
+public final class SentimentMasker: @unchecked Sendable {
+    public let tokenizer: BertTokenizer
+    public let maxLength: Int
+    /// Tokens kept before the first mask when it lies past the window (20 in the reference).
+    public let windowBefore: Int
+    public let maskId: Int32
+    /// Per token id: round(0.75 × score, 3), NaN when the token is not a lexicon key.
+    private let targets: [Double]
+    private let absScores: [Double]
+
+    public init(tokenizer: BertTokenizer, lexicon: VaderLexicon, maxLength: Int = 39, windowBefore: Int = 20) throws {
+        guard let m = tokenizer.maskId else {
+            throw TextError("\(tokenizer.source): the vocabulary has no [MASK] token, which sentiment word masking needs")
+        }
+        guard maxLength >= 3 else { throw TextError("max length \(maxLength) leaves no room for a masked token (need at least 3)") }
+        self.tokenizer = tokenizer
+        self.maxLength = maxLength
+        self.windowBefore = min(windowBefore, maxLength - 3)
+        self.maskId = m
+        var t = [Double](repeating: .nan, count: tokenizer.vocabularySize)
+        var a = [Double](repeating: -1, count: tokenizer.vocabularySize)
+        var cache: [Double: Double] = [:]
+        for (i, tok) in tokenizer.tokens.enumerated() where !tok.isEmpty {
+            if let s = lexicon.scores[tok] {
+                if cache[s] == nil { cache[s] = VaderLexicon.target(score: s) }
+                t[i] = cache[s]!
+                a[i] = abs(s)
+            }
+        }
+        targets = t
+        absScores = a
+    }
+
+    /// Number of vocabulary tokens that are lexicon keys.
+    public var lexiconTokenCount: Int { absScores.filter { $0 >= 0 }.count }
+
+    public func mask(text: String, seed: UInt64, epoch: UInt64, sample: UInt64) -> MaskedSample {
+        mask(ids: tokenizer.wordPieceIds(text), seed: seed, epoch: epoch, sample: sample)
+    }
+
+    public func mask(ids: [Int32], seed: UInt64, epoch: UInt64, sample: UInt64) -> MaskedSample {
+        var input = [Int32](repeating: 0, count: maxLength)
+        var types = [Int32](repeating: 0, count: maxLength)
+        var att = [Int32](repeating: 0, count: maxLength)
+        let r = ids.withUnsafeBufferPointer { p in
+            mask(ids: p, seed: seed, epoch: epoch, sample: sample,
+                 inputIds: &input, tokenTypeIds: &types, attentionMask: &att)
+        }
+        return MaskedSample(encoding: Encoding(inputIds: input, tokenTypeIds: types, attentionMask: att),
+                            maskPosition: r.maskPosition, target: r.target, maskedToken: r.maskedToken)
+    }
+
+    /// Writes one sample's `maxLength` ids, token types and attention mask into the
+    /// caller's buffers (a batch row) without allocating.
+    public func mask(ids: UnsafeBufferPointer<Int32>, seed: UInt64, epoch: UInt64, sample: UInt64,
+                     inputIds: UnsafeMutablePointer<Int32>, tokenTypeIds: UnsafeMutablePointer<Int32>,
+                     attentionMask: UnsafeMutablePointer<Int32>) -> (maskPosition: Int, target: Float, maskedToken: Int32?) {
+        let n = ids.count, w = maxLength - 2
+        var best = -1
+        var bestAbs = -1.0
+        for j in 0..<n {
+            let id = Int(ids[j])
+            if id >= 0 && id < absScores.count && absScores[id] > bestAbs { bestAbs = absScores[id]; best = j }
+        }
+        var first: Int
+        var target = 0.0
+        var chosen: Int32? = nil
+        if best >= 0 {
+            first = best
+            chosen = ids[best]
+            target = targets[Int(ids[best])]
+        } else if n == 0 {
+            first = 0
+        } else {
+            first = KeyedRandom(seed: seed, stream: "swm", sample: sample, epoch: epoch).integer(0, below: min(n, w))
+        }
+        // Window [start, end) of the (masked) tokens that the sequence keeps.
+        var start = 0
+        if first >= w { start = first - windowBefore }
+        let end = n == 0 ? 1 : min(n, start + w)
+        inputIds[0] = tokenizer.clsId
+        var k = 1
+        for j in start..<end {
+            let id = n == 0 ? maskId : ids[j]
+            inputIds[k] = (chosen != nil && id == chosen!) || (chosen == nil && j == first) ? maskId : id
+            k += 1
+        }
+        inputIds[k] = tokenizer.sepId
+        k += 1
+        for j in 0..<maxLength {
+            attentionMask[j] = j < k ? 1 : 0
+            tokenTypeIds[j] = 0
+            if j >= k { inputIds[j] = tokenizer.padId }
+        }
+        return (first - start + 1, Float(target), chosen)
+    }
+}

@@ -1,0 +1,221 @@
+// Checkpoints in HDF5 (docs/checkpoint-format.md): parameters under /weights (PyTorch
+// names), Adam moments per parameter under /optimizer, and the state needed to replay
+// the run exactly (step, loader cursor, schedule epoch, seed, configs, store
+// fingerprint, world size, code version), with a checksum over every tensor.
+// Rank 0 writes `<name>.tmp`, fsyncs, renames it into place, fsyncs the directory, then
+// writes `<name>.done` (llm.c's DONE files): a checkpoint without its DONE marker is
+// incomplete and `--resume auto` passes it over.
+import Foundation
+import SKESLHDF5
+import SKESLModel
+
+public let skeslCodeVersion = "0.1.0"
+
+public struct TrainingState: Equatable, Sendable {
+    public var step = 0                 // optimiser steps taken
+    public var cursorEpoch = 0          // loader cursor after the last step
+    public var cursorPosition = 0
+    public var epochsCompleted = 0
+    public var seed: UInt64 = 0
+    public var bestValidLoss = Double.infinity
+    public var bestEpoch = -1
+    public var worldSize = 1
+    public var storeFingerprint = ""
+    public init() {}
+}
+
+public struct CheckpointInfo: Sendable {
+    public var path: String
+    public var step: Int
+    public var complete: Bool
+}
+
+public enum Checkpoint {
+    public static let format = "skesl-checkpoint"
+    public static let formatVersion: Int64 = 1
+
+    /// 64-bit checksum of float buffers (word-wise multiply-xorshift, order-sensitive).
+    public static func checksum(_ parts: [(UnsafePointer<Float>, Int)]) -> UInt64 {
+        var h: UInt64 = 0x9E37_79B9_7F4A_7C15
+        for (p, n) in parts {
+            p.withMemoryRebound(to: UInt32.self, capacity: n) { w in
+                var i = 0
+                while i + 1 < n {
+                    let v = UInt64(w[i]) | (UInt64(w[i + 1]) << 32)
+                    h = (h ^ v) &* 0xFF51_AFD7_ED55_8CCD
+                    h ^= h >> 29
+                    i += 2
+                }
+                if i < n { h = (h ^ UInt64(w[i])) &* 0xC4CE_B9FE_1A85_EC53; h ^= h >> 31 }
+            }
+            h = (h ^ UInt64(n)) &* 0xFF51_AFD7_ED55_8CCD
+        }
+        return h
+    }
+
+    static func checksum(net: SKESLNetwork, optimizer: Optimizer?) -> UInt64 {
+        var parts: [(UnsafePointer<Float>, Int)] = [(UnsafePointer(net.params), net.layout.count)]
+        if let o = optimizer { parts += [(UnsafePointer(o.m), o.count), (UnsafePointer(o.v), o.count)] }
+        return checksum(parts)
+    }
+
+    /// Writes a checkpoint atomically (tmp + fsync + rename + DONE marker).
+    /// On any failure the previous checkpoints are untouched and the error names the file.
+    @discardableResult
+    public static func save(path: String, net: SKESLNetwork, optimizer: Optimizer?, state: TrainingState,
+                            runConfigYAML: String) throws -> Int {
+        let tmp = path + ".tmp"
+        unlink(tmp)
+        do {
+            let f = try H5File.create(tmp)
+            try WeightsFile.write(net, to: f)
+            if let o = optimizer {
+                for e in net.layout.entries where e.offset >= net.layout.trainableStart {
+                    let off = e.offset - net.layout.trainableStart
+                    try f.write("/optimizer/exp_avg/" + e.name, UnsafeBufferPointer(start: o.m + off, count: e.count), shape: e.shape)
+                    try f.write("/optimizer/exp_avg_sq/" + e.name, UnsafeBufferPointer(start: o.v + off, count: e.count), shape: e.shape)
+                }
+                try f.setAttribute("optimizer_step", Int64(o.step), on: "/optimizer")
+                try f.setAttribute("optimizer_kind", o.config.kind.rawValue, on: "/optimizer")
+            }
+            try f.setAttribute("format", format)
+            try f.setAttribute("format_version", formatVersion)
+            try f.setAttribute("code_version", skeslCodeVersion)
+            try f.setAttribute("step", Int64(state.step))
+            try f.setAttribute("cursor_epoch", Int64(state.cursorEpoch))
+            try f.setAttribute("cursor_position", Int64(state.cursorPosition))
+            try f.setAttribute("epochs_completed", Int64(state.epochsCompleted))
+            try f.setAttribute("seed", state.seed)
+            try f.setAttribute("best_valid_loss", state.bestValidLoss)
+            try f.setAttribute("best_epoch", Int64(state.bestEpoch))
+            try f.setAttribute("world_size", Int64(state.worldSize))
+            try f.setAttribute("store_fingerprint", state.storeFingerprint)
+            try f.setAttribute("run_config_yaml", runConfigYAML)
+            try f.setAttribute("created", ISO8601DateFormatter().string(from: Date()))
+            try f.setAttribute("checksum", String(format: "%016llx", checksum(net: net, optimizer: optimizer)))
+            try f.flush()
+            try f.close()
+            try fsyncPath(tmp)
+        } catch {
+            unlink(tmp)
+            throw ConfigError("writing checkpoint \(path) failed: \(error); the previous checkpoints are intact (check free disk space and permissions)")
+        }
+        guard rename(tmp, path) == 0 else {
+            let e = String(cString: strerror(errno))
+            unlink(tmp)
+            throw ConfigError("writing checkpoint \(path) failed: rename: \(e); the previous checkpoints are intact")
+        }
+        let dir = (path as NSString).deletingLastPathComponent
+        try? fsyncPath(dir.isEmpty ? "." : dir)
+        guard FileManager.default.createFile(atPath: path + ".done", contents: Data("ok\n".utf8)) else {
+            throw ConfigError("writing checkpoint \(path): cannot create its .done marker; the previous checkpoints are intact")
+        }
+        try? fsyncPath(path + ".done")
+        return (try? FileManager.default.attributesOfItem(atPath: path)[.size] as? Int) ?? 0
+    }
+
+    static func fsyncPath(_ path: String) throws {
+        let fd = open(path, O_RDONLY)
+        guard fd >= 0 else { throw ConfigError("cannot open \(path) to fsync") }
+        defer { close(fd) }
+        if fsync(fd) != 0 { throw ConfigError("fsync \(path) failed: \(String(cString: strerror(errno)))") }
+    }
+
+    /// Reads the training state stored in a checkpoint (no tensors).
+    public static func readState(_ f: H5File) throws -> TrainingState {
+        guard f.hasAttribute("format"), try f.stringAttribute("format") == format else {
+            throw ConfigError("\(f.path): not a skesl checkpoint (no format attribute)")
+        }
+        var s = TrainingState()
+        s.step = Int(try f.attribute("step", as: Int64.self))
+        s.cursorEpoch = Int(try f.attribute("cursor_epoch", as: Int64.self))
+        s.cursorPosition = Int(try f.attribute("cursor_position", as: Int64.self))
+        s.epochsCompleted = Int(try f.attribute("epochs_completed", as: Int64.self))
+        s.seed = try f.attribute("seed", as: UInt64.self)
+        s.bestValidLoss = try f.attribute("best_valid_loss", as: Double.self)
+        s.bestEpoch = Int(try f.attribute("best_epoch", as: Int64.self))
+        s.worldSize = Int(try f.attribute("world_size", as: Int64.self))
+        s.storeFingerprint = try f.stringAttribute("store_fingerprint")
+        return s
+    }
+
+    /// Loads parameters (and optimiser state when given) and verifies the checksum.
+    public static func load(path: String, into net: SKESLNetwork, optimizer: Optimizer?) throws -> TrainingState {
+        let f = try H5File.open(path)
+        let state = try readState(f)
+        let stored = try WeightsFile.config(in: f)
+        guard stored == net.config else {
+            throw ConfigError("\(path): the checkpoint's model config differs from this run's (\(diff(stored, net.config))); resume with the run's own config")
+        }
+        try WeightsFile.read(into: net, from: f)
+        if let o = optimizer {
+            guard f.exists("/optimizer") else { throw ConfigError("\(path): holds no optimiser state") }
+            for e in net.layout.entries where e.offset >= net.layout.trainableStart {
+                let off = e.offset - net.layout.trainableStart
+                for (g, buf) in [("exp_avg", o.m), ("exp_avg_sq", o.v)] {
+                    let ds = try f.dataset("/optimizer/\(g)/" + e.name)
+                    guard try ds.shape() == e.shape else { throw ConfigError("\(path): /optimizer/\(g)/\(e.name) has the wrong shape") }
+                    try ds.read(into: UnsafeMutableBufferPointer(start: buf + off, count: e.count))
+                }
+            }
+            o.setStep(Int(try f.attribute("optimizer_step", on: "/optimizer", as: Int64.self)))
+        }
+        let want = try f.stringAttribute("checksum")
+        let have = String(format: "%016llx", optimizer.map { checksum(net: net, optimizer: $0) } ?? checksum([(UnsafePointer(net.params), net.layout.count)]))
+        if optimizer != nil || !f.exists("/optimizer") {
+            guard want == have else {
+                throw ConfigError("\(path): checksum mismatch (stored \(want), computed \(have)): the file is damaged")
+            }
+        }
+        return state
+    }
+
+    static func diff(_ a: ModelConfig, _ b: ModelConfig) -> String {
+        var d: [String] = []
+        if a.bert != b.bert { d.append("bert") }
+        if a.crossmodal != b.crossmodal { d.append("crossmodal") }
+        if a.head != b.head { d.append("head") }
+        if a.task != b.task { d.append("task \(a.task.rawValue) vs \(b.task.rawValue)") }
+        if a.freezeBert != b.freezeBert { d.append("freezeBert") }
+        if a.maskedMeanPooling != b.maskedMeanPooling { d.append("maskedMeanPooling") }
+        return d.joined(separator: ", ")
+    }
+
+    public static func fileName(step: Int) -> String { String(format: "ckpt-step%09d.h5", step) }
+
+    /// Checkpoints in a directory, newest step first.
+    public static func list(_ dir: String) -> [CheckpointInfo] {
+        guard let names = try? FileManager.default.contentsOfDirectory(atPath: dir) else { return [] }
+        var out: [CheckpointInfo] = []
+        for n in names where n.hasPrefix("ckpt-step") && n.hasSuffix(".h5") {
+            let digits = n.dropFirst("ckpt-step".count).dropLast(3)
+            guard let s = Int(digits) else { continue }
+            out.append(CheckpointInfo(path: dir + "/" + n, step: s, complete: FileManager.default.fileExists(atPath: dir + "/" + n + ".done")))
+        }
+        return out.sorted { $0.step > $1.step }
+    }
+
+    /// Keeps the newest `keepLast` step checkpoints; milestones and best live in other files.
+    public static func prune(_ dir: String, keepLast: Int) {
+        for c in list(dir).filter(\.complete).dropFirst(keepLast) {
+            unlink(c.path + ".done")
+            unlink(c.path)
+        }
+        // Incomplete leftovers older than the newest complete one.
+        if let newest = list(dir).first(where: \.complete) {
+            for c in list(dir) where !c.complete && c.step < newest.step { unlink(c.path) }
+        }
+    }
+
+    /// Copies a finished checkpoint under another name (milestones, best), atomically.
+    public static func copy(_ src: String, to dst: String) throws {
+        let tmp = dst + ".tmp"
+        unlink(tmp)
+        do { try FileManager.default.copyItem(atPath: src, toPath: tmp) } catch {
+            throw ConfigError("copying checkpoint to \(dst) failed: \(error)")
+        }
+        try fsyncPath(tmp)
+        guard rename(tmp, dst) == 0 else { throw ConfigError("copying checkpoint to \(dst) failed: rename") }
+        _ = FileManager.default.createFile(atPath: dst + ".done", contents: Data("ok\n".utf8))
+    }
+}

@@ -1,0 +1,244 @@
+// A run's whole configuration. Files are YAML or JSON; every key is checked against
+// the defaults (an unknown key or a wrong type is an error that names the key and
+// the file), then flags (`--set a.b=value`) override. Key names: `model.bert` uses
+// Hugging Face config.json names; everything else is as written in Configs/*.yaml.
+import Foundation
+import SKESLModel
+import Yams
+
+public enum RunTask: String, Codable, Sendable { case pretrain, finetune }
+
+/// The paper's ablations.
+public enum Variant: String, Codable, Sendable {
+    case full                       // BERT -> cross-modal encoder -> head
+    case textOnly = "text_only"     // BERT -> mean pooling -> head
+}
+
+public struct DataConfig: Codable, Equatable, Sendable {
+    /// Feature store directory (manifest.json and shards).
+    public var store = ""
+    /// Splits of a labeled store (fine-tuning and evaluation).
+    public var trainSplit = "train", validSplit = "valid", testSplit = "test"
+    /// Token sequence length L (39 in the reference).
+    public var textLength = 39
+    /// vocab.txt, tokenizer.json or a model directory; "" = the one that came with the BERT weights.
+    public var tokenizer = ""
+    /// VADER lexicon file; "auto" = vader_lexicon.txt of the vaderSentiment package in the project's venv.
+    public var lexicon = "auto"
+    public var skipBadSamples = false
+    public var prefetch = 2
+    public init() {}
+}
+
+public struct InitConfig: Codable, Equatable, Sendable {
+    /// Pretrained BERT: a Hugging Face directory (config.json + safetensors) or a skesl weights file.
+    public var bert = ""
+    /// A skesl checkpoint or weights file to start from (fine-tuning from pretraining):
+    /// BERT and cross-modal tensors are taken from it, the head starts fresh.
+    public var checkpoint = ""
+    public init() {}
+}
+
+public struct TrainConfig: Codable, Equatable, Sendable {
+    public var epochs = 100
+    /// Samples per optimiser step over all ranks (the reference: 32), the same for any world size.
+    public var globalBatch = 32
+    /// Accumulation steps each rank splits its share into (memory).
+    public var microBatches = 1
+    public var seed: UInt64 = 0
+    /// Stop after this many optimiser steps (0 = no limit): smoke runs and tests.
+    public var maxSteps = 0
+    /// OpenBLAS threads per rank.
+    public var threads = 1
+    public var optimizer = OptimizerConfig()
+    public var schedule = ScheduleConfig()
+    /// Gradient all-reduce bucket size in MiB, and how the communication thread drives it.
+    public var bucketMB: Double = 8
+    public var allreduce = "poll"
+    /// Evaluate the validation (and test) split every this many epochs (fine-tuning).
+    public var evalEveryEpochs = 1
+    public init() {}
+}
+
+public struct CheckpointConfig: Codable, Equatable, Sendable {
+    /// Directory of checkpoints; "" = <runDir>/checkpoints.
+    public var dir = ""
+    /// Also write one every this many optimiser steps (0 = only at epoch ends).
+    public var everySteps = 0
+    public var keepLast = 3
+    /// Epochs whose end-of-epoch checkpoint is kept for good (the reference's snapshots).
+    public var milestones = [1, 5, 10, 20, 50, 100]
+    public init() {}
+}
+
+public struct RunConfig: Codable, Equatable, Sendable {
+    public var task: RunTask = .pretrain
+    public var variant: Variant = .full
+    public var runDir = "runs/skesl"
+    public var model = ModelConfig()
+    public var data = DataConfig()
+    public var initialize = InitConfig()
+    public var train = TrainConfig()
+    public var checkpoint = CheckpointConfig()
+    /// Seconds between plain progress lines when not on a terminal.
+    public var logEverySeconds: Double = 10
+    public init() {}
+
+    /// The model as this run builds it (task from `task` and `variant`).
+    public var resolvedModel: ModelConfig {
+        var m = model
+        switch (task, variant) {
+        case (.pretrain, _): m.task = .pretrain
+        case (.finetune, .full): m.task = .finetune
+        case (.finetune, .textOnly): m.task = .textOnly
+        }
+        return m
+    }
+    public var checkpointDir: String { checkpoint.dir.isEmpty ? runDir + "/checkpoints" : checkpoint.dir }
+
+    public func validate() throws {
+        try resolvedModel.validate()
+        try train.optimizer.validate()
+        try train.schedule.validate()
+        func bad(_ s: String) -> ConfigError { ConfigError(s) }
+        if task == .pretrain && variant == .textOnly { throw bad("variant text_only is a fine-tuning ablation; pretraining needs the cross-modal encoder") }
+        guard !data.store.isEmpty else { throw bad("data.store is not set: give the feature store directory (--store DIR)") }
+        guard train.epochs >= 1 else { throw bad("train.epochs must be at least 1 (got \(train.epochs))") }
+        guard train.globalBatch >= 1 else { throw bad("train.globalBatch must be at least 1 (got \(train.globalBatch))") }
+        guard train.microBatches >= 1 else { throw bad("train.microBatches must be at least 1") }
+        guard train.maxSteps >= 0 else { throw bad("train.maxSteps must be >= 0") }
+        guard (1...256).contains(train.threads) else { throw bad("train.threads must be between 1 and 256") }
+        guard train.bucketMB > 0 else { throw bad("train.bucketMB must be > 0") }
+        guard ["thread", "poll", "deferred"].contains(train.allreduce) else { throw bad("train.allreduce must be thread, poll or deferred") }
+        guard train.evalEveryEpochs >= 1 else { throw bad("train.evalEveryEpochs must be at least 1") }
+        guard (2...512).contains(data.textLength) else { throw bad("data.textLength must lie in 2...512") }
+        guard data.textLength <= model.bert.maxPositionEmbeddings else {
+            throw bad("data.textLength \(data.textLength) exceeds model.bert.max_position_embeddings \(model.bert.maxPositionEmbeddings)")
+        }
+        guard data.prefetch >= 1 else { throw bad("data.prefetch must be at least 1") }
+        guard checkpoint.keepLast >= 1 else { throw bad("checkpoint.keepLast must be at least 1") }
+        guard checkpoint.everySteps >= 0 else { throw bad("checkpoint.everySteps must be >= 0") }
+        guard logEverySeconds > 0 else { throw bad("logEverySeconds must be > 0") }
+    }
+}
+
+public struct ConfigError: Error, CustomStringConvertible {
+    public let message: String
+    public init(_ m: String) { message = m }
+    public var description: String { message }
+}
+
+// MARK: loading
+
+public enum RunConfigLoader {
+    /// Keys whose children are free-form (maps) or optional (absent in the defaults).
+    static let freeMaps: Set<String> = ["train.optimizer.groupLR"]
+    static let optionalKeys: [String: Any] = ["train.optimizer.clipNorm": 1.0]
+
+    /// Reads a YAML or JSON file, applies `overrides` ("a.b.c=value", value in YAML syntax),
+    /// checks every key and type, and validates.
+    public static func load(path: String?, overrides: [String] = [], validate: Bool = true) throws -> RunConfig {
+        var tree = try defaultsTree()
+        let source = path ?? "defaults"
+        if let path {
+            guard let data = FileManager.default.contents(atPath: path) else {
+                throw ConfigError("\(path): cannot read the config file (check the path)")
+            }
+            let text = String(decoding: data, as: UTF8.self)
+            let parsed: Any?
+            do { parsed = try Yams.load(yaml: text) } catch {
+                throw ConfigError("\(path): not valid YAML/JSON: \(error)")
+            }
+            if let parsed {
+                guard let dict = parsed as? [String: Any] else { throw ConfigError("\(path): the top level must be a mapping of keys") }
+                try merge(&tree, dict, path: "", file: path)
+            }
+        }
+        for o in overrides {
+            guard let eq = o.firstIndex(of: "="), eq != o.startIndex else {
+                throw ConfigError("--set \(o): expected KEY=VALUE, e.g. --set train.epochs=5")
+            }
+            let key = String(o[..<eq]), raw = String(o[o.index(after: eq)...])
+            let value: Any = (try? Yams.load(yaml: raw)).flatMap { $0 } ?? raw
+            var nested: Any = value
+            for part in key.split(separator: ".").reversed() { nested = [String(part): nested] }
+            guard let d = nested as? [String: Any] else { throw ConfigError("--set \(o): empty key") }
+            try merge(&tree, d, path: "", file: "--set \(key)")
+        }
+        let data = try JSONSerialization.data(withJSONObject: tree)
+        let config: RunConfig
+        do { config = try JSONDecoder().decode(RunConfig.self, from: data) } catch let e as DecodingError {
+            throw ConfigError("\(source): \(describe(e))")
+        }
+        if validate {
+            do { try config.validate() } catch { throw ConfigError("\(source): \(error)") }
+        }
+        return config
+    }
+
+    /// Parses a config given as text (the YAML stored in a checkpoint), without validation.
+    public static func load(yamlText: String, source: String) throws -> RunConfig {
+        let tmp = NSTemporaryDirectory() + "skesl-config-\(getpid())-\(UInt32.random(in: 0...UInt32.max)).yaml"
+        try yamlText.write(toFile: tmp, atomically: true, encoding: .utf8)
+        defer { unlink(tmp) }
+        do { return try load(path: tmp, validate: false) } catch { throw ConfigError("\(source): stored config: \(error)") }
+    }
+
+    static func defaultsTree() throws -> [String: Any] {
+        let data = try JSONEncoder().encode(RunConfig())
+        return try JSONSerialization.jsonObject(with: data) as! [String: Any]
+    }
+
+    static func merge(_ into: inout [String: Any], _ user: [String: Any], path: String, file: String) throws {
+        for (k, v) in user {
+            let full = path.isEmpty ? k : path + "." + k
+            if freeMaps.contains(path) { into[k] = v; continue }
+            guard let existing = into[k] ?? optionalKeys[full] else {
+                let known = into.keys.sorted()
+                let hint = known.min(by: { distance($0, k) < distance($1, k) }).map { " (did you mean \(path.isEmpty ? $0 : path + "." + $0)?)" } ?? ""
+                throw ConfigError("\(file): unknown key \(full)\(hint); known keys here: \(known.joined(separator: ", "))")
+            }
+            if var sub = existing as? [String: Any] {
+                guard let userSub = v as? [String: Any] else {
+                    throw ConfigError("\(file): \(full) must be a mapping of keys, not \(type(of: v)) \(v)")
+                }
+                try merge(&sub, userSub, path: full, file: file)
+                into[k] = sub
+            } else if existing is NSNumber, let s = v as? String, let d = Double(s) {
+                into[k] = d       // "1e-4" read as a string by YAML 1.1 rules
+            } else {
+                into[k] = v
+            }
+        }
+    }
+
+    static func describe(_ e: DecodingError) -> String {
+        func path(_ c: [CodingKey]) -> String { c.map { $0.intValue.map { "[\($0)]" } ?? $0.stringValue }.joined(separator: ".") }
+        switch e {
+        case .typeMismatch(let t, let ctx): return "\(path(ctx.codingPath)) has the wrong type (expected \(t))"
+        case .valueNotFound(let t, let ctx): return "\(path(ctx.codingPath)) is missing a value (expected \(t))"
+        case .keyNotFound(let k, let ctx): return "\(path(ctx.codingPath + [k])) is missing"
+        case .dataCorrupted(let ctx): return "\(path(ctx.codingPath)): \(ctx.debugDescription)"
+        @unknown default: return "\(e)"
+        }
+    }
+
+    /// Levenshtein distance, for "did you mean".
+    static func distance(_ a: String, _ b: String) -> Int {
+        let a = Array(a.lowercased()), b = Array(b.lowercased())
+        var prev = Array(0...b.count)
+        for i in 1...max(a.count, 1) where !a.isEmpty {
+            var cur = [i] + [Int](repeating: 0, count: b.count)
+            for j in 1...max(b.count, 1) where !b.isEmpty {
+                cur[j] = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1))
+            }
+            prev = cur
+        }
+        return prev[b.count]
+    }
+
+    /// The effective config as YAML (written into the run directory and checkpoints).
+    public static func yaml(_ c: RunConfig) throws -> String {
+        try YAMLEncoder().encode(c)
+    }
+}

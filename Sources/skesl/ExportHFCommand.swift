@@ -1,0 +1,23 @@
+// `skesl export-hf`: the BERT of a weights file or checkpoint as a Hugging Face model directory.
+import ArgumentParser
+import SKESLText
+
+struct ExportHF: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "export-hf",
+        abstract: "Export the BERT of a weights file to a directory that transformers' BertModel.from_pretrained loads.")
+
+    @Argument(help: "The weights file or checkpoint (HDF5).")
+    var weights: String
+
+    @Option(name: .shortAndLong, help: "The directory to write (config.json, model.safetensors, vocab.txt).")
+    var output: String
+
+    @Option(help: "Copy the vocabulary from this model directory, vocab.txt or tokenizer.json instead of the one stored at import.")
+    var tokenizer: String?
+
+    func run() throws {
+        try HuggingFaceBert.exportBert(from: weights, to: output, tokenizer: tokenizer)
+        print("wrote \(output)/config.json, model.safetensors and the vocabulary")
+    }
+}

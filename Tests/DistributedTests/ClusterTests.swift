@@ -1,0 +1,81 @@
+// Cluster/launch.sh, and a real 2-host job across two network namespaces.
+import XCTest
+
+final class ClusterTests: XCTestCase {
+    private var launch: String { ProcessRunner.repoRoot.appendingPathComponent("Cluster/launch.sh").path }
+    private var netns: String { ProcessRunner.repoRoot.appendingPathComponent("scripts/netns-mpi-run.sh").path }
+
+    func testLaunchBuildsPlacementThreadsAndEnvironment() throws {
+        let hostfile = ProcessRunner.repoRoot.appendingPathComponent("Cluster/hostfile.example").path
+        let r = try ProcessRunner.run(launch, ["--dry-run", "--hostfile", hostfile, "--per-node", "2", "--threads", "4",
+                                               "-x", "EXTRA=1", "--exe", "/bin/true", "--", "train", "--config", "a b.yaml"],
+                                      environment: ["SKESL_MPI_WATCHDOG": "600"])
+        XCTAssertEqual(r.status, 0, r.summary)
+        let cmd = r.stdout
+        XCTAssertTrue(cmd.contains("-np 4 "), "2 hosts x 2 per node\n" + cmd)
+        XCTAssertTrue(cmd.contains("--map-by ppr:2:node:PE=4 --bind-to core"), cmd)
+        XCTAssertTrue(cmd.contains("-x OPENBLAS_NUM_THREADS=4 -x OMP_NUM_THREADS=4"), cmd)
+        XCTAssertTrue(cmd.contains("-x SKESL_MPI_WATCHDOG "), cmd)
+        XCTAssertTrue(cmd.contains("-x EXTRA=1 "), cmd)
+        XCTAssertTrue(cmd.hasSuffix("/bin/true train --config a\\ b.yaml \n"), cmd)
+        XCTAssertEqual(cmd.contains("--allow-run-as-root"), getuid() == 0, cmd)
+    }
+
+    func testLaunchRejectsBadOptionsWithAMessage() throws {
+        for (args, message) in [(["--threads", "0"], "--threads must be a positive integer"),
+                                (["--frobnicate"], "unknown option --frobnicate"),
+                                (["--hostfile", "/nonexistent/hosts"], "hostfile /nonexistent/hosts is not readable"),
+                                (["--exe", "/nonexistent/skesl"], "program /nonexistent/skesl is not executable")] {
+            let r = try ProcessRunner.run(launch, ["--dry-run"] + args + (args.contains("--exe") ? [] : ["--exe", "/bin/true"]))
+            XCTAssertEqual(r.status, 2, r.summary)
+            XCTAssertTrue(r.stderr.contains(message), r.summary)
+        }
+    }
+
+    func testLaunchRunsARealTwoRankJob() throws {
+        let r = try ProcessRunner.run(launch, ["--np", "2", "--mca", "btl", "self,vader",
+                                               "--exe", try ProcessRunner.mpitestExecutable(), "--", "collectives"])
+        XCTAssertEqual(r.status, 0, r.summary)
+        XCTAssertEqual(r.stdout.components(separatedBy: "collectives ok").count - 1, 2, r.summary)
+    }
+
+    private func runAcrossNamespaces(_ args: [String]) throws -> ProcessResult {
+        let r = try ProcessRunner.run(netns, [try ProcessRunner.mpitestExecutable()] + args, timeout: 120)
+        if r.status == 77 { throw XCTSkip("two-host test skipped: \(r.stderr.trimmingCharacters(in: .whitespacesAndNewlines))") }
+        return r
+    }
+
+    /// Rank 0 in one namespace, rank 1 in the other, talking TCP over the veth only.
+    func testTwoHostJobAcrossNetworkNamespaces() throws {
+        let c = try runAcrossNamespaces(["collectives"])
+        XCTAssertEqual(c.status, 0, c.summary)
+        XCTAssertTrue(c.stdout.contains("rank 0/2: collectives ok") && c.stdout.contains("addrs=198.18.0.1\n"), c.summary)
+        XCTAssertTrue(c.stdout.contains("rank 1/2: collectives ok") && c.stdout.contains("addrs=198.18.0.2\n"), c.summary)
+
+        let r = try runAcrossNamespaces(["reducer", "--n", "100003", "--buckets", "1000,65536,100003",
+                                         "--steps", "2", "--require-bitwise"])
+        XCTAssertEqual(r.status, 0, r.summary)
+        XCTAssertEqual(r.stdout.components(separatedBy: "reducer ok").count - 1, 2, r.summary)
+    }
+
+    /// A failing job fails the script, and its namespaces are gone afterwards.
+    func testNamespacesAreRemovedWhenTheJobFails() throws {
+        let exe = try ProcessRunner.mpitestExecutable()
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: netns)
+        p.arguments = [exe, "die", "--how", "exit"]
+        p.environment = ProcessInfo.processInfo.environment.merging(
+            ["OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1"]) { $1 }
+        p.standardOutput = FileHandle.nullDevice
+        p.standardError = FileHandle.nullDevice
+        try p.run()
+        let deadline = Date().addingTimeInterval(90)
+        while p.isRunning && Date() < deadline { usleep(50_000) }
+        if p.isRunning { p.terminate(); p.waitUntilExit(); return XCTFail("netns job did not end within 90 s") }
+        p.waitUntilExit()
+        if p.terminationStatus == 77 { throw XCTSkip("network namespaces unavailable") }
+        XCTAssertEqual(p.terminationStatus, 3, "the dead rank's exit code comes through")
+        let list = try ProcessRunner.run("/usr/bin/env", ["ip", "netns", "list"])
+        XCTAssertFalse(list.stdout.contains("skesl-\(p.processIdentifier)-"), list.stdout)
+    }
+}

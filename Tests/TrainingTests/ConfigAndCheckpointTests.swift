@@ -1,0 +1,153 @@
+import XCTest
+import Foundation
+import SKESLHDF5
+import SKESLModel
+import SKESLTraining
+
+final class RunConfigTests: XCTestCase {
+    func write(_ text: String) throws -> String {
+        let p = NSTemporaryDirectory() + "skesl-cfg-\(UUID().uuidString).yaml"
+        try text.write(toFile: p, atomically: true, encoding: .utf8)
+        return p
+    }
+
+    func testDefaultsAndOverrides() throws {
+        let p = try write("task: finetune\ndata: {store: /x}\ntrain: {epochs: 7, optimizer: {lr: 1e-4, groupLR: {bert: 5.0e-6}}}\n")
+        let c = try RunConfigLoader.load(path: p, overrides: ["train.globalBatch=16", "model.crossmodal.shared=false"])
+        XCTAssertEqual(c.task, .finetune)
+        XCTAssertEqual(c.train.epochs, 7)
+        XCTAssertEqual(c.train.optimizer.lr, 1e-4)            // "1e-4" read as a number
+        XCTAssertEqual(c.train.optimizer.groupLR["bert"], 5e-6)
+        XCTAssertEqual(c.train.globalBatch, 16)
+        XCTAssertFalse(c.model.crossmodal.shared)
+        XCTAssertEqual(c.model.crossmodal.layers, 4)          // untouched default
+        XCTAssertEqual(c.resolvedModel.task, .finetune)
+        // The effective config round-trips through its YAML.
+        let again = try RunConfigLoader.load(yamlText: try RunConfigLoader.yaml(c), source: "test")
+        XCTAssertEqual(again, c)
+    }
+
+    func testUnknownKeyWrongTypeAndImpossibleValues() throws {
+        let p1 = try write("data: {store: /x}\ntrain: {epoch: 3}\n")
+        XCTAssertThrowsError(try RunConfigLoader.load(path: p1)) { e in
+            XCTAssertTrue("\(e)".contains("unknown key train.epoch"), "\(e)")
+            XCTAssertTrue("\(e)".contains("did you mean train.epochs"), "\(e)")
+            XCTAssertTrue("\(e)".contains(p1), "\(e)")
+        }
+        let p2 = try write("data: {store: /x}\ntrain: {epochs: many}\n")
+        XCTAssertThrowsError(try RunConfigLoader.load(path: p2)) { e in XCTAssertTrue("\(e)".contains("train.epochs has the wrong type"), "\(e)") }
+        let p3 = try write("data: {store: /x}\ntrain: {globalBatch: 0}\n")
+        XCTAssertThrowsError(try RunConfigLoader.load(path: p3)) { e in XCTAssertTrue("\(e)".contains("globalBatch must be at least 1"), "\(e)") }
+        let p4 = try write("data: {store: /x}\nmodel: {bert: {hidden_size: 30, num_attention_heads: 4}}\n")
+        XCTAssertThrowsError(try RunConfigLoader.load(path: p4)) { e in XCTAssertTrue("\(e)".contains("not a multiple"), "\(e)") }
+        XCTAssertThrowsError(try RunConfigLoader.load(path: nil)) { e in XCTAssertTrue("\(e)".contains("data.store is not set"), "\(e)") }
+        XCTAssertThrowsError(try RunConfigLoader.load(path: "/nonexistent.yaml")) { e in XCTAssertTrue("\(e)".contains("cannot read"), "\(e)") }
+        XCTAssertThrowsError(try RunConfigLoader.load(path: nil, overrides: ["data.store=/x", "train.optimizer.groupLR.encoder=1"])) { e in
+            XCTAssertTrue("\(e)".contains("unknown parameter group"), "\(e)")
+        }
+    }
+
+    func testShippedConfigsLoad() throws {
+        let dir = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("Configs").path
+        let files = try FileManager.default.contentsOfDirectory(atPath: dir).filter { $0.hasSuffix(".yaml") }
+        XCTAssertGreaterThanOrEqual(files.count, 4)
+        for f in files {
+            XCTAssertNoThrow(try RunConfigLoader.load(path: dir + "/" + f, overrides: ["data.store=/x"]), f)
+        }
+        let ref = try RunConfigLoader.load(path: dir + "/pretrain-reference.yaml", overrides: ["data.store=/x"])
+        XCTAssertEqual(ref.train.globalBatch, 32); XCTAssertEqual(ref.train.epochs, 100)
+        XCTAssertEqual(ref.train.optimizer.lr, 1e-4); XCTAssertTrue(ref.model.freezeBert)
+        XCTAssertEqual(ref.checkpoint.milestones, [1, 5, 10, 20, 50, 100])
+        let mosi = try RunConfigLoader.load(path: dir + "/finetune-mosi.yaml", overrides: ["data.store=/x"])
+        XCTAssertEqual(mosi.train.optimizer.groupLR, ["bert": 5e-6, "crossmodal": 5e-6, "head": 1e-4])
+        XCTAssertEqual(mosi.train.schedule.kind, .cosine); XCTAssertEqual(mosi.train.schedule.tMax, 20)
+        XCTAssertEqual(mosi.train.epochs, 200); XCTAssertFalse(mosi.model.freezeBert)
+    }
+}
+
+final class CheckpointTests: XCTestCase {
+    var dir: String!
+    override func setUp() {
+        dir = NSTemporaryDirectory() + "skesl-ckpt-\(UUID().uuidString)"
+        try? FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+    }
+    override func tearDown() { try? FileManager.default.removeItem(atPath: dir) }
+
+    func tinyModel() throws -> (SKESLNetwork, Optimizer) {
+        var c = ModelConfig()
+        c.bert.vocabSize = 20; c.bert.hiddenSize = 8; c.bert.numHiddenLayers = 1; c.bert.numAttentionHeads = 2
+        c.bert.intermediateSize = 16; c.bert.maxPositionEmbeddings = 12
+        c.crossmodal.attentionDim = 4; c.crossmodal.audioDim = 3; c.crossmodal.videoDim = 5; c.head.hidden = 4
+        let net = try SKESLNetwork(config: c, seed: 1)
+        let opt = Optimizer(config: OptimizerConfig(), layout: net.layout)
+        for i in 0..<opt.count { opt.m[i] = Float(i) * 1e-3; opt.v[i] = Float(i) * 1e-6 }
+        opt.setStep(17)
+        return (net, opt)
+    }
+
+    func testRoundTripWithStateAndChecksum() throws {
+        let (net, opt) = try tinyModel()
+        var st = TrainingState(); st.step = 17; st.cursorEpoch = 2; st.cursorPosition = 96; st.seed = 5; st.worldSize = 3
+        st.storeFingerprint = "abc"
+        let path = dir + "/" + Checkpoint.fileName(step: 17)
+        try Checkpoint.save(path: path, net: net, optimizer: opt, state: st, runConfigYAML: "task: pretrain\n")
+        XCTAssertTrue(FileManager.default.fileExists(atPath: path + ".done"))
+        let (net2, opt2) = try tinyModel()
+        for i in 0..<opt2.count { opt2.m[i] = 0; opt2.v[i] = 0 }
+        let back = try Checkpoint.load(path: path, into: net2, optimizer: opt2)
+        XCTAssertEqual(back, st)
+        XCTAssertEqual(opt2.step, 17)
+        for i in 0..<net.layout.count { XCTAssertEqual(net.params[i], net2.params[i]) }
+        for i in 0..<opt.count { XCTAssertEqual(opt.m[i], opt2.m[i]); XCTAssertEqual(opt.v[i], opt2.v[i]) }
+        // Plain HDF5: optimizer state per parameter, by name.
+        let f = try H5File.open(path)
+        XCTAssertEqual(try f.shape("/optimizer/exp_avg/head.fc1.weight"), [4, 8])
+        XCTAssertEqual(try f.attribute("cursor_position", as: Int64.self), 96)
+    }
+
+    func testDamagedCheckpointIsDetected() throws {
+        let (net, opt) = try tinyModel()
+        let path = dir + "/" + Checkpoint.fileName(step: 1)
+        try Checkpoint.save(path: path, net: net, optimizer: opt, state: TrainingState(), runConfigYAML: "")
+        // Flip one parameter in place (a silent disk error).
+        let f = try H5File.open(path, writable: true)
+        var w = try f.read("/weights/head.fc1.weight", as: Float.self)
+        w.values[3] += 1
+        try f.write("/weights/head.fc1.weight", w.values, shape: w.shape)
+        try f.close()
+        let (net2, opt2) = try tinyModel()
+        XCTAssertThrowsError(try Checkpoint.load(path: path, into: net2, optimizer: opt2)) { e in
+            XCTAssertTrue("\(e)".contains("checksum mismatch"), "\(e)")
+        }
+    }
+
+    func testFailedWriteLeavesThePreviousCheckpoint() throws {
+        let (net, opt) = try tinyModel()
+        let good = dir + "/" + Checkpoint.fileName(step: 1)
+        try Checkpoint.save(path: good, net: net, optimizer: opt, state: TrainingState(), runConfigYAML: "")
+        // The temporary file's path is taken by a directory: the write fails like a full disk would.
+        let bad = dir + "/" + Checkpoint.fileName(step: 2)
+        try FileManager.default.createDirectory(atPath: bad + ".tmp/x", withIntermediateDirectories: true)
+        XCTAssertThrowsError(try Checkpoint.save(path: bad, net: net, optimizer: opt, state: TrainingState(), runConfigYAML: "")) { e in
+            XCTAssertTrue("\(e)".contains("previous checkpoints are intact"), "\(e)")
+        }
+        XCTAssertFalse(FileManager.default.fileExists(atPath: bad))
+        let list = Checkpoint.list(dir)
+        XCTAssertEqual(list.filter(\.complete).map(\.step), [1])
+        let (net2, opt2) = try tinyModel()
+        XCTAssertNoThrow(try Checkpoint.load(path: good, into: net2, optimizer: opt2))
+    }
+
+    func testPruneKeepsTheNewest() throws {
+        let (net, opt) = try tinyModel()
+        for s in 1...5 {
+            try Checkpoint.save(path: dir + "/" + Checkpoint.fileName(step: s), net: net, optimizer: opt, state: TrainingState(), runConfigYAML: "")
+        }
+        FileManager.default.createFile(atPath: dir + "/" + Checkpoint.fileName(step: 6), contents: Data("partial".utf8))
+        Checkpoint.prune(dir, keepLast: 2)
+        let l = Checkpoint.list(dir)
+        XCTAssertEqual(l.filter(\.complete).map(\.step), [5, 4])
+        XCTAssertEqual(l.filter { !$0.complete }.map(\.step), [6])  // newer than every complete one: left for resume to report
+    }
+}

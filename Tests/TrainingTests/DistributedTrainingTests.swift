@@ -1,0 +1,161 @@
+// The whole training path through the skesl binary: N ranks equal 1 rank with N-way
+// accumulation; a run killed with SIGKILL resumes bit-identically; resuming on another
+// world size continues the same run; faults end the run clearly with the last good
+// checkpoint intact.
+import XCTest
+import Foundation
+import SKESLHDF5
+import SKESLTraining
+
+final class DistributedTrainingTests: XCTestCase {
+    func pretrain(_ h: RunHarness, _ cfg: String, np: Int = 0, run: String = "run", _ extra: [String] = [],
+                  signal: Int32 = SIGKILL, when: (() -> Bool)? = nil) throws -> RunResult {
+        try h.run(["pretrain", "-c", cfg, "--run-dir", h.dir + "/" + run] + extra, np: np, signal: signal, when: when)
+    }
+
+    func testRanksEqualOneRankWithAccumulation() throws {
+        let h = try RunHarness("equiv")
+        try h.synth(samples: 30)
+        let cfg = try h.writeConfig()
+        let one = try pretrain(h, cfg, run: "one", ["--max-steps", "4", "--micro-batches", "6"])
+        XCTAssertEqual(one.status, 0, one.err)
+        let ref = try h.parameters(h.checkpoint(step: 4, run: "one"))
+        for np in [2, 3] {
+            let r = try pretrain(h, cfg, np: np, run: "np\(np)", ["--max-steps", "4", "--micro-batches", "\(6 / np)"])
+            XCTAssertEqual(r.status, 0, r.err)
+            let p = try h.parameters(h.checkpoint(step: 4, run: "np\(np)"))
+            XCTAssertEqual(Set(p.keys), Set(ref.keys))
+            XCTAssertLessThan(maxRelativeDifference(p, ref), 1e-5, "\(np) ranks vs 1 rank with accumulation")
+        }
+        // And training moved the parameters at all.
+        let f = try H5File.open(h.checkpoint(step: 4, run: "one"))
+        XCTAssertEqual(try f.attribute("step", as: Int64.self), 4)
+    }
+
+    func testKilledRunResumesBitIdentically() throws {
+        let h = try RunHarness("resume")
+        try h.synth(samples: 30)
+        let cfg = try h.writeConfig(extra: "checkpoint: {everySteps: 2}")
+        let full = try pretrain(h, cfg, np: 2, run: "full", ["--max-steps", "9"])
+        XCTAssertEqual(full.status, 0, full.err)
+        let ref = try h.parameters(h.checkpoint(step: 9, run: "full"))
+        // Kill every rank with SIGKILL once step 4 (mid-epoch 0: 5 steps per epoch) is on disk.
+        let marker = h.checkpoint(step: 4, run: "cut") + ".done"
+        let cut = try pretrain(h, cfg, np: 2, run: "cut", ["--max-steps", "9"], signal: SIGKILL) {
+            FileManager.default.fileExists(atPath: marker)
+        }
+        XCTAssertNotEqual(cut.status, 0, "the run was meant to be killed")
+        XCTAssertFalse(FileManager.default.fileExists(atPath: h.checkpoint(step: 9, run: "cut")))
+        let resumed = try pretrain(h, cfg, np: 2, run: "cut", ["--max-steps", "9", "--resume", "auto"])
+        XCTAssertEqual(resumed.status, 0, resumed.err)
+        XCTAssertTrue(resumed.err.contains("resumed from"), resumed.err)
+        let p = try h.parameters(h.checkpoint(step: 9, run: "cut"))
+        XCTAssertEqual(Set(p.keys), Set(ref.keys))
+        for (k, v) in ref { XCTAssertEqual(p[k]!, v, "\(k) differs after resume (must be bit-identical)") }
+    }
+
+    func testElasticResumeOnAnotherWorldSize() throws {
+        let h = try RunHarness("elastic")
+        try h.synth(samples: 30)
+        let cfg = try h.writeConfig(extra: "checkpoint: {everySteps: 3}")
+        let full = try pretrain(h, cfg, np: 2, run: "full", ["--max-steps", "7"])
+        XCTAssertEqual(full.status, 0, full.err)
+        let ref = try h.parameters(h.checkpoint(step: 7, run: "full"))
+        let first = try pretrain(h, cfg, np: 2, run: "el", ["--max-steps", "3"])
+        XCTAssertEqual(first.status, 0, first.err)
+        // Continue on 3 ranks, then on 1.
+        let mid = try pretrain(h, cfg, np: 3, run: "el", ["--max-steps", "5"])
+        XCTAssertEqual(mid.status, 0, mid.err)
+        XCTAssertTrue(mid.err.contains("written by 2 ranks, continuing on 3"), mid.err)
+        let last = try pretrain(h, cfg, run: "el", ["--max-steps", "7"])
+        XCTAssertEqual(last.status, 0, last.err)
+        let p = try h.parameters(h.checkpoint(step: 7, run: "el"))
+        XCTAssertLessThan(maxRelativeDifference(p, ref), 1e-5)
+    }
+
+    func testSigtermWritesAFinalCheckpoint() throws {
+        let h = try RunHarness("sigterm")
+        try h.synth(samples: 30)
+        let cfg = try h.writeConfig(extra: "checkpoint: {everySteps: 2}")
+        let marker = h.checkpoint(step: 2) + ".done"
+        let r = try pretrain(h, cfg, ["--epochs", "200"], signal: SIGTERM) { FileManager.default.fileExists(atPath: marker) }
+        XCTAssertEqual(r.status, 0, r.err)
+        XCTAssertTrue(r.out.contains("pretrain interrupted"), r.out + r.err)
+        let newest = Checkpoint.list(h.dir + "/run/checkpoints").first
+        XCTAssertNotNil(newest)
+        XCTAssertTrue(newest!.complete)
+        XCTAssertGreaterThanOrEqual(newest!.step, 2)
+        XCTAssertTrue(r.out.contains(newest!.path), r.out)
+    }
+
+    func testADyingRankEndsTheJobPromptly() throws {
+        let h = try RunHarness("dying")
+        try h.synth(samples: 30)
+        let cfg = try h.writeConfig()
+        // Kill one rank (not mpirun) once training is under way.
+        let marker = h.dir + "/run/metrics.jsonl"
+        var victim: Int32 = 0
+        let r = try pretrain(h, cfg, np: 2, ["--epochs", "500"], signal: 0) {
+            guard victim == 0, FileManager.default.fileExists(atPath: marker) else { return false }
+            // The newest skesl process that is a child of mpirun: a rank.
+            let ps = Process(); ps.executableURL = URL(fileURLWithPath: "/usr/bin/pgrep"); ps.arguments = ["-n", "-f", "skesl pretrain -c \(cfg)"]
+            let pipe = Pipe(); ps.standardOutput = pipe
+            try? ps.run(); ps.waitUntilExit()
+            if let pid = Int32(String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)) {
+                victim = pid; kill(pid, SIGKILL); return true
+            }
+            return false
+        }
+        XCTAssertNotEqual(victim, 0)
+        XCTAssertNotEqual(r.status, 0, "the job must fail when a rank dies")
+        XCTAssertLessThan(r.seconds, 120)
+    }
+
+    func testNonFiniteLossStopsWithStepAndSamples() throws {
+        let h = try RunHarness("nan")
+        try h.synth(samples: 30)
+        let cfg = try h.writeConfig(extra: "checkpoint: {everySteps: 1}")
+        // Finite but enormous audio features in one sample (row 5 of the first shard, global
+        // id 5): its LayerNorm overflows and the prediction is NaN.
+        let shard = try FileManager.default.contentsOfDirectory(atPath: h.dir + "/store").filter { $0.hasSuffix(".h5") }.sorted()[0]
+        let f = try H5File.open(h.dir + "/store/" + shard, writable: true)
+        let huge = [Float](repeating: 3e38, count: 6 * 5)
+        try huge.withUnsafeBufferPointer { try f.dataset("audio").writeRows(start: 5, count: 1, from: $0.baseAddress!) }
+        try f.close()
+        let r = try pretrain(h, cfg, ["--epochs", "3"])
+        XCTAssertNotEqual(r.status, 0)
+        XCTAssertTrue(r.err.contains("loss is not finite at step"), r.err)
+        XCTAssertTrue(r.err.contains("non-finite prediction") && r.err.contains("for samples 5"), r.err)
+        XCTAssertTrue(r.err.contains("last good checkpoint is"), r.err)
+        let newest = Checkpoint.list(h.dir + "/run/checkpoints").first(where: \.complete)
+        XCTAssertNotNil(newest)
+        XCTAssertFalse(r.err.contains("Fatal error"))
+    }
+
+    func testFinetuneKeepsBestAndEvaluates() throws {
+        let h = try RunHarness("finetune")
+        try h.synth(samples: 40, labeled: true)
+        let cfg = try h.writeConfig()
+        let pre = try pretrain(h, cfg, ["--max-steps", "3"])
+        XCTAssertEqual(pre.status, 0, pre.err)
+        let ft = try h.run(["finetune", "-c", cfg, "--run-dir", h.dir + "/ft", "--epochs", "2",
+                            "--init-checkpoint", h.checkpoint(step: 3)], np: 2)
+        XCTAssertEqual(ft.status, 0, ft.err)
+        XCTAssertTrue(ft.err.contains("pretrained weights"), ft.err)
+        let best = h.dir + "/ft/checkpoints/best.h5"
+        XCTAssertTrue(FileManager.default.fileExists(atPath: best))
+        let log = try MetricsLogReader.read(runDirectory: h.dir + "/ft")
+        XCTAssertGreaterThan(log.records.count, 0)
+        let ev = try h.run(["evaluate", "--checkpoint", best, "--store", h.dir + "/store", "--split", "valid", "--split", "test",
+                            "--json", h.dir + "/m.json"])
+        XCTAssertEqual(ev.status, 0, ev.err)
+        XCTAssertTrue(ev.out.contains("Acc-7"), ev.out)
+        let json = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: h.dir + "/m.json"))) as! [String: Any]
+        XCTAssertNotNil((json["test"] as? [String: Any])?["mae"])
+        let pr = try h.run(["predict", "--checkpoint", best, "--store", h.dir + "/store", "--split", "test"])
+        XCTAssertEqual(pr.status, 0, pr.err)
+        let lines = pr.out.split(separator: "\n")
+        XCTAssertEqual(lines.first, "utterance_id,global_id,prediction,label")
+        XCTAssertGreaterThan(lines.count, 2)
+    }
+}

@@ -1,0 +1,129 @@
+// Runs the built `skesl` binary (alone or under mpirun) on a tiny synthetic store and a
+// tiny BERT, for tests of the whole training path. Every child has a timeout: a hung
+// run fails the test, never CI.
+import Foundation
+import XCTest
+import SKESLHDF5
+import SKESLModel
+import SKESLTraining
+
+struct RunResult { var status: Int32; var out: String; var err: String; var seconds: Double }
+
+final class RunHarness {
+    let dir: String
+    let binary: String
+
+    init(_ name: String) throws {
+        dir = NSTemporaryDirectory() + "skesl-\(name)-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        let exe = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+        let found = [exe, exe.deletingLastPathComponent(), exe.deletingLastPathComponent().deletingLastPathComponent()]
+            .map { $0.appendingPathComponent("skesl").path }
+            .first { FileManager.default.isExecutableFile(atPath: $0) }
+        guard let b = found else {
+            throw HarnessError("the skesl executable is not built next to the tests: run `swift build --build-tests` (scripts/test does)")
+        }
+        binary = b
+        try SynthVocabulary.write(to: dir + "/vocab.txt")
+    }
+    deinit { try? FileManager.default.removeItem(atPath: dir) }
+
+    struct HarnessError: Error, CustomStringConvertible { let description: String; init(_ d: String) { description = d } }
+
+    /// A tiny run config: BERT of 1 layer, hidden 16; encoder e 8; features 6x5 audio, 4x7 video.
+    func writeConfig(_ name: String = "config.yaml", extra: String = "") throws -> String {
+        let vocab = SynthVocabulary.tokens.count
+        let yaml = """
+        runDir: \(dir)/run
+        model:
+          bert: {vocab_size: \(vocab), hidden_size: 16, num_hidden_layers: 1, num_attention_heads: 2,
+                 intermediate_size: 32, max_position_embeddings: 24, hidden_dropout_prob: 0.1,
+                 attention_probs_dropout_prob: 0.1}
+          crossmodal: {layers: 2, attentionDim: 8, audioDim: 5, videoDim: 7, dropout: 0.5}
+          head: {hidden: 8, dropout: 0.5}
+        data:
+          store: \(dir)/store
+          tokenizer: \(dir)/vocab.txt
+          textLength: 16
+        train:
+          epochs: 3
+          globalBatch: 6
+          seed: 11
+          optimizer: {lr: 1.0e-3}
+        \(extra)
+        """
+        let p = dir + "/" + name
+        try yaml.write(toFile: p, atomically: true, encoding: .utf8)
+        return p
+    }
+
+    func synth(samples: Int = 30, labeled: Bool = false) throws {
+        var args = ["synth", "--out", dir + "/store", "--samples", "\(samples)", "--audio-frames", "6", "--audio-dim", "5",
+                    "--video-frames", "4", "--video-dim", "7", "--samples-per-shard", "13", "--seed", "3", "--overwrite"]
+        if labeled { args.append("--labeled") }
+        let r = try run(args)
+        guard r.status == 0 else { throw HarnessError("synth failed: \(r.err)") }
+    }
+
+    /// Runs skesl (np > 0: under mpirun with np ranks). `killAfter`: a condition polled
+    /// while it runs; when it holds, the process group gets `signal`.
+    @discardableResult
+    func run(_ args: [String], np: Int = 0, timeout: Double = 240,
+             signal: Int32 = SIGKILL, when killAfter: (() -> Bool)? = nil) throws -> RunResult {
+        let p = Process()
+        if np > 0 {
+            p.executableURL = URL(fileURLWithPath: "/usr/bin/mpirun")
+            p.arguments = ["--allow-run-as-root", "--oversubscribe", "-np", "\(np)", "--mca", "btl", "self,vader,tcp", binary] + args
+        } else {
+            p.executableURL = URL(fileURLWithPath: binary)
+            p.arguments = args
+        }
+        var env = ProcessInfo.processInfo.environment
+        env["OMPI_ALLOW_RUN_AS_ROOT"] = "1"; env["OMPI_ALLOW_RUN_AS_ROOT_CONFIRM"] = "1"
+        env["OPENBLAS_NUM_THREADS"] = "1"
+        p.environment = env
+        let outURL = URL(fileURLWithPath: dir + "/out-\(UUID().uuidString)"), errURL = URL(fileURLWithPath: dir + "/err-\(UUID().uuidString)")
+        FileManager.default.createFile(atPath: outURL.path, contents: nil)
+        FileManager.default.createFile(atPath: errURL.path, contents: nil)
+        p.standardOutput = try FileHandle(forWritingTo: outURL)
+        p.standardError = try FileHandle(forWritingTo: errURL)
+        let t0 = Date()
+        try p.run()
+        var killed = false
+        while p.isRunning {
+            if Date().timeIntervalSince(t0) > timeout {
+                kill(p.processIdentifier, SIGKILL); p.waitUntilExit()
+                throw HarnessError("skesl \(args.joined(separator: " ")) did not finish in \(Int(timeout)) s: \((try? String(contentsOf: errURL, encoding: .utf8)) ?? "")")
+            }
+            if !killed, let cond = killAfter, cond() {
+                killed = true
+                kill(p.processIdentifier, signal)
+            }
+            usleep(20_000)
+        }
+        return RunResult(status: p.terminationStatus, out: (try? String(contentsOf: outURL, encoding: .utf8)) ?? "",
+                         err: (try? String(contentsOf: errURL, encoding: .utf8)) ?? "", seconds: Date().timeIntervalSince(t0))
+    }
+
+    /// Parameters of a checkpoint by name.
+    func parameters(_ path: String) throws -> [String: [Float]] {
+        let f = try H5File.open(path)
+        var out: [String: [Float]] = [:]
+        for n in try f.children(of: "/weights") { out[n] = try f.read("/weights/" + n, as: Float.self).values }
+        return out
+    }
+
+    func checkpoint(step: Int, run: String = "run") -> String { "\(dir)/\(run)/checkpoints/" + Checkpoint.fileName(step: step) }
+}
+
+/// max over tensors of max |a - b| / max |b|
+func maxRelativeDifference(_ a: [String: [Float]], _ b: [String: [Float]]) -> Double {
+    var worst = 0.0
+    for (k, vb) in b {
+        guard let va = a[k], va.count == vb.count else { return .infinity }
+        var d = 0.0, m = 0.0
+        for i in 0..<vb.count { d = max(d, Double(abs(va[i] - vb[i]))); m = max(m, Double(abs(vb[i]))) }
+        worst = max(worst, d / max(m, 1e-12))
+    }
+    return worst
+}

@@ -166,3 +166,23 @@ public final class H5RowReader {
 /// the first one that opened a file (a loader's prefetch thread) call this so that
 /// failures reach the user only through HDF5Error messages.
 public func hdf5SilenceErrorsOnThisThread() { skesl_h5_silence_errors() }
+
+extension H5File {
+    /// Caps this file's metadata cache (object headers, chunk indexes, global heap
+    /// collections of variable-length strings) at `bytes`, fixed size. HDF5's default
+    /// grows to 32 MB per open file, which with dozens of shards open at once would make
+    /// a reader's memory grow with the store.
+    public func limitMetadataCache(bytes: Int) throws {
+        var c = H5AC_cache_config_t()
+        c.version = 1   // H5AC__CURR_CACHE_CONFIG_VERSION
+        guard H5Fget_mdc_config(id, &c) >= 0 else { throw HDF5Error("\(path): cannot read its metadata cache settings") }
+        c.set_initial_size = true
+        c.initial_size = bytes
+        c.min_size = bytes
+        c.max_size = bytes
+        c.incr_mode = H5C_incr__off
+        c.flash_incr_mode = H5C_flash_incr__off
+        c.decr_mode = H5C_decr__off
+        guard H5Fset_mdc_config(id, &c) >= 0 else { throw HDF5Error("\(path): cannot set its metadata cache to \(bytes) bytes") }
+    }
+}

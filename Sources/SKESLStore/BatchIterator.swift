@@ -22,6 +22,7 @@ public final class BatchIterator: @unchecked Sendable {
     init(loader: StoreLoader, rank: Int, worldSize: Int, cursor: LoaderCursor, untilEpoch: Int?) {
         self.loader = loader; self.rank = rank; self.worldSize = worldSize
         free = (0...loader.config.prefetchDepth).map { _ in loader.makeBatch(worldSize: worldSize) }
+        poolBytes = free.count * free[0].bytes
         let t = Thread { [unowned self] in
             hdf5SilenceErrorsOnThisThread()
             self.produce(cursor: cursor, untilEpoch: untilEpoch)
@@ -38,7 +39,7 @@ public final class BatchIterator: @unchecked Sendable {
     deinit { close() }
 
     /// Bytes of the batch pool: the iterator's memory beyond HDF5's small caches.
-    public var poolBytes: Int { cond.lock(); defer { cond.unlock() }; return (free.count + ready.count + (held == nil ? 0 : 1)) * (free.first?.bytes ?? held?.bytes ?? 0) }
+    public let poolBytes: Int
 
     private func produce(cursor: LoaderCursor, untilEpoch: Int?) {
         let cfg = loader.config

@@ -74,6 +74,7 @@ public final class ShardReader {
             throw StoreError("\(path): cannot be opened as HDF5 (truncated or corrupt: \(error)). Restore it or rebuild the store")
         }
         file = f
+        if !sequential { try f.limitMetadataCache(bytes: 64 << 10) }
         let metaCache = sequential ? 1 << 20 : 32 << 10
         let featCache = sequential ? 4 << 20 : 0
         func open(_ name: String, cache: Int, dims: [Int], kind: String) throws -> H5RowReader {

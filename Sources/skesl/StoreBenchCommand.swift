@@ -42,12 +42,13 @@ struct StoreBenchLoad: ParsableCommand {
     @Option var batches = 1000
     @Option var batch = 32
     @Option var prefetch = 4
+    @Option var maxOpenShards = 2
     @Flag var evict = false
 
     func run() throws {
         try reportingErrors {
             if evict { try StoreBench.evictStore(store) }
-            let r = try StoreBench.load(directory: store, config: LoaderConfig(globalBatchSize: batch, seed: 1, prefetchDepth: prefetch), batches: batches)
+            let r = try StoreBench.load(directory: store, config: LoaderConfig(globalBatchSize: batch, seed: 1, prefetchDepth: prefetch, maxOpenShards: maxOpenShards), batches: batches)
             let enc = JSONEncoder(); enc.outputFormatting = .sortedKeys
             print(String(decoding: try enc.encode(r), as: UTF8.self))
         }

@@ -36,22 +36,33 @@ final class DistributedTrainingTests: XCTestCase {
         let h = try RunHarness("resume")
         try h.synth(samples: 30)
         let cfg = try h.writeConfig(extra: "checkpoint: {everySteps: 2}")
-        let full = try pretrain(h, cfg, np: 2, run: "full", ["--max-steps", "9"])
+        let steps = "60"
+        let full = try pretrain(h, cfg, np: 2, run: "full", ["--max-steps", steps, "--epochs", "20"])
         XCTAssertEqual(full.status, 0, full.err)
-        let ref = try h.parameters(h.checkpoint(step: 9, run: "full"))
-        // Kill every rank with SIGKILL once step 4 (mid-epoch 0: 5 steps per epoch) is on disk.
+        let ref = try h.parameters(h.checkpoint(step: 60, run: "full"))
+        // SIGKILL every rank (not mpirun, whose ranks would live on) once step 4 (mid-epoch 0:
+        // 5 steps per epoch) is on disk.
         let marker = h.checkpoint(step: 4, run: "cut") + ".done"
-        let cut = try pretrain(h, cfg, np: 2, run: "cut", ["--max-steps", "9"], signal: SIGKILL) {
-            FileManager.default.fileExists(atPath: marker)
+        let cut = try pretrain(h, cfg, np: 2, run: "cut", ["--max-steps", steps, "--epochs", "20"], signal: 0) {
+            guard FileManager.default.fileExists(atPath: marker) else { return false }
+            self.killRanks(of: h)
+            return true
         }
-        XCTAssertNotEqual(cut.status, 0, "the run was meant to be killed")
-        XCTAssertFalse(FileManager.default.fileExists(atPath: h.checkpoint(step: 9, run: "cut")))
-        let resumed = try pretrain(h, cfg, np: 2, run: "cut", ["--max-steps", "9", "--resume", "auto"])
+        XCTAssertNotEqual(cut.status, 0, "the run was meant to be killed: \(cut.err)")
+        XCTAssertFalse(FileManager.default.fileExists(atPath: h.checkpoint(step: 60, run: "cut")), "killed too late")
+        let resumed = try pretrain(h, cfg, np: 2, run: "cut", ["--max-steps", steps, "--epochs", "20", "--resume", "auto"])
         XCTAssertEqual(resumed.status, 0, resumed.err)
         XCTAssertTrue(resumed.err.contains("resumed from"), resumed.err)
-        let p = try h.parameters(h.checkpoint(step: 9, run: "cut"))
+        let p = try h.parameters(h.checkpoint(step: 60, run: "cut"))
         XCTAssertEqual(Set(p.keys), Set(ref.keys))
         for (k, v) in ref { XCTAssertEqual(p[k]!, v, "\(k) differs after resume (must be bit-identical)") }
+    }
+
+    /// SIGKILL to every skesl rank of the harness's runs.
+    func killRanks(of h: RunHarness) {
+        let ps = Process(); ps.executableURL = URL(fileURLWithPath: "/usr/bin/pkill")
+        ps.arguments = ["-KILL", "-f", "^\(h.binary) pretrain"]
+        try? ps.run(); ps.waitUntilExit()
     }
 
     func testElasticResumeOnAnotherWorldSize() throws {

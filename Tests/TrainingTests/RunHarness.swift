@@ -78,7 +78,11 @@ final class RunHarness {
             p.executableURL = URL(fileURLWithPath: binary)
             p.arguments = args
         }
-        var env = ProcessInfo.processInfo.environment
+        // The test process may itself be an MPI singleton (other suites initialise MPI): its
+        // OMPI_/PMIX_ variables would make mpirun believe it runs inside a job.
+        var env = ProcessInfo.processInfo.environment.filter { k, _ in
+            !["OMPI_", "PMIX_", "PMI_", "OPAL_", "ORTE_", "PRTE_"].contains { k.hasPrefix($0) }
+        }
         env["OMPI_ALLOW_RUN_AS_ROOT"] = "1"; env["OMPI_ALLOW_RUN_AS_ROOT_CONFIRM"] = "1"
         env["OPENBLAS_NUM_THREADS"] = "1"
         p.environment = env

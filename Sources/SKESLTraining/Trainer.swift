@@ -160,7 +160,7 @@ public final class Trainer {
             log = try MetricsLog(runDirectory: rc.runDir)
             try log?.runStart(run: (rc.runDir as NSString).lastPathComponent, phase: rc.task.rawValue, worldSize: worldSize,
                               epochs: rc.train.epochs, stepsPerEpoch: stepsPerEpoch, batchSize: G,
-                              resumedFromEpoch: state.step > 0 ? state.cursorEpoch : nil,
+                              resumedFromEpoch: state.step > 0 ? state.cursorEpoch + 1 : nil,
                               versions: ["skesl": skeslCodeVersion, "openblas": blasConfig])
             progress = ProgressReporter(options: ProgressOptions(totalEpochs: rc.train.epochs, stepsPerEpoch: stepsPerEpoch,
                                                                  plainEverySeconds: rc.logEverySeconds))
@@ -170,10 +170,13 @@ public final class Trainer {
         var status = "completed"
         var lastLoss = Double.nan
         var stepsThisRun = 0
+        var stepSeconds = 0.0
 
         stepLoop: while true {
             if let m = stopAfterSteps, stepsThisRun >= m { status = "stopped"; break }
             if rc.train.maxSteps > 0 && state.step >= rc.train.maxSteps { status = "max_steps"; break }
+            let stepStart = MonotonicClock().now()
+            defer { stepSeconds += MonotonicClock().now() - stepStart }
             net.zeroGradients()
             var lossSum = 0.0, nonFinite: [Int64] = [], skipped = 0
             var stepEpoch = state.cursorEpoch, after = LoaderCursor(epoch: state.cursorEpoch, position: state.cursorPosition)
@@ -203,7 +206,11 @@ public final class Trainer {
                     try r.markReady(0..<net.layout.trainableCount)
                 }
             }
-            try reducer?.finish()
+            if let r = reducer {
+                try r.finish()
+                commExposed += r.lastStep.exposedSeconds
+                commTotal += r.lastStep.communicationSeconds
+            }
             // One small all-reduce carries the loss, the non-finite flag and stop requests.
             var stats = [lossSum, Double(nonFinite.count), StopSignal.requested ? 1 : 0, Double(skipped)]
             if worldSize > 1 { try comm.allReduce(&stats) }
@@ -233,7 +240,7 @@ public final class Trainer {
                 meter.add(samples: stepSamples, loss: stepLoss, skipped: Int(stats[3]))
                 let now = MonotonicClock().now()
                 if meter.due(now: now) {
-                    try log?.write(.train(meter.take(now: now, wallTime: Date().timeIntervalSince1970, epoch: stepEpoch, step: state.step,
+                    try log?.write(.train(meter.take(now: now, wallTime: Date().timeIntervalSince1970, epoch: stepEpoch + 1, step: state.step,
                                                      epochStep: epochStep, lr: lrs)))
                 }
             }
@@ -243,7 +250,7 @@ public final class Trainer {
                 if isRoot {
                     let now = MonotonicClock().now()
                     if !meter.isEmpty {
-                        try log?.write(.train(meter.take(now: now, wallTime: Date().timeIntervalSince1970, epoch: stepEpoch, step: state.step, epochStep: epochStep, lr: lrs)))
+                        try log?.write(.train(meter.take(now: now, wallTime: Date().timeIntervalSince1970, epoch: stepEpoch + 1, step: state.step, epochStep: epochStep, lr: lrs)))
                     }
                 }
                 var summary = String(format: "epoch %d done: train loss %.4f", stepEpoch + 1, stepLoss)
@@ -251,8 +258,8 @@ public final class Trainer {
                     let valid = try evaluate(split: rc.data.validSplit)
                     let test = try evaluate(split: rc.data.testSplit)
                     if isRoot {
-                        try log?.eval(epoch: stepEpoch, split: "valid", loss: valid.loss, samples: valid.predictions.count, metrics: valid.metrics)
-                        try log?.eval(epoch: stepEpoch, split: "test", loss: test.loss, samples: test.predictions.count, metrics: test.metrics)
+                        try log?.eval(epoch: stepEpoch + 1, split: "valid", loss: valid.loss, samples: valid.predictions.count, metrics: valid.metrics)
+                        try log?.eval(epoch: stepEpoch + 1, split: "test", loss: test.loss, samples: test.predictions.count, metrics: test.metrics)
                     }
                     summary += String(format: ", valid MAE %.4f, test MAE %.4f", valid.loss, test.loss)
                     if valid.loss < state.bestValidLoss {
@@ -262,7 +269,7 @@ public final class Trainer {
                         if isRoot {
                             let p = try writeCheckpoint(reason: "epoch")
                             try Checkpoint.copy(p, to: rc.checkpointDir + "/best.h5")
-                            try log?.checkpoint(epoch: stepEpoch, step: state.step, path: rc.checkpointDir + "/best.h5", reason: "best")
+                            try log?.checkpoint(epoch: stepEpoch + 1, step: state.step, path: rc.checkpointDir + "/best.h5", reason: "best")
                         }
                     }
                 }
@@ -272,7 +279,7 @@ public final class Trainer {
                     if rc.checkpoint.milestones.contains(stepEpoch + 1) {
                         let m = rc.checkpointDir + String(format: "/milestone-epoch%03d.h5", stepEpoch + 1)
                         try Checkpoint.copy(p, to: m)
-                        try log?.checkpoint(epoch: stepEpoch, step: state.step, path: m, reason: "milestone")
+                        try log?.checkpoint(epoch: stepEpoch + 1, step: state.step, path: m, reason: "milestone")
                     }
                 }
             } else if rc.checkpoint.everySteps > 0 && state.step % rc.checkpoint.everySteps == 0 && isRoot {
@@ -287,11 +294,24 @@ public final class Trainer {
         if worldSize > 1 { try comm.barrier() }
         progress?.finish()
         try log?.runEnd(status: status, epochs: state.epochsCompleted, steps: state.step,
-                        elapsedSeconds: MonotonicClock().now() - started, bestEpoch: state.bestEpoch >= 0 ? state.bestEpoch : nil)
+                        elapsedSeconds: MonotonicClock().now() - started, bestEpoch: state.bestEpoch >= 0 ? state.bestEpoch + 1 : nil,
+                        message: commMessage(stepSeconds: stepSeconds))
         log?.close()
         say("\(status): \(state.step) steps, \(state.epochsCompleted) epochs" + (lastCheckpoint.map { ", checkpoint \($0)" } ?? ""))
+        if let m = commMessage(stepSeconds: stepSeconds) { say(m) }
         return RunSummary(status: status, steps: state.step, epochsCompleted: state.epochsCompleted, lastCheckpoint: lastCheckpoint,
                           bestEpoch: state.bestEpoch, finalLoss: lastLoss)
+    }
+
+    /// Gradient all-reduce time that backward did not hide, on rank 0.
+    public private(set) var commExposed = 0.0
+    /// Wall time during which some gradient bucket was being reduced, on rank 0.
+    public private(set) var commTotal = 0.0
+
+    func commMessage(stepSeconds: Double) -> String? {
+        guard worldSize > 1, stepSeconds > 0 else { return nil }
+        return String(format: "gradient all-reduce: %.2f s in flight, %.2f s waited for (%.1f%% of %.1f s of steps)",
+                      commTotal, commExposed, 100 * commExposed / stepSeconds, stepSeconds)
     }
 
     @discardableResult
@@ -300,7 +320,9 @@ public final class Trainer {
         let bytes = try Checkpoint.save(path: path, net: net, optimizer: optimizer, state: state, runConfigYAML: yaml)
         lastCheckpoint = path
         Checkpoint.prune(config.checkpointDir, keepLast: config.checkpoint.keepLast)
-        try log?.checkpoint(epoch: max(state.cursorEpoch - (state.cursorPosition == 0 ? 1 : 0), 0), step: state.step, path: path, reason: reason, bytes: bytes)
+        // The epoch the last step belonged to, 1-based.
+        try log?.checkpoint(epoch: state.cursorPosition == 0 ? max(state.cursorEpoch, 1) : state.cursorEpoch + 1,
+                            step: state.step, path: path, reason: reason, bytes: bytes)
         return path
     }
 

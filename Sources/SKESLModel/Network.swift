@@ -132,8 +132,11 @@ public final class SKESLNetwork {
     /// With `training`, dropout is active (masks keyed by seed, epoch and sample id) and
     /// the activations needed by `backward()` are kept.
     @discardableResult
+    ///
+    /// `bertRows` [B, H]: BERT's [MASK]-row outputs computed beforehand (the frozen-BERT
+    /// cache); BERT is then skipped (pretraining with a frozen BERT only).
     public func forward(_ b: Batch, training: Bool, needsBackward: Bool? = nil, seed: UInt64 = 0, epoch: UInt64 = 0,
-                        normalizer: Int? = nil) throws -> Float {
+                        normalizer: Int? = nil, bertRows: UnsafePointer<Float>? = nil) throws -> Float {
         try check(b)
         arena.reset()
         let keys = DropoutKeys(seed: seed, epoch: epoch, sampleIds: b.sampleIds)
@@ -147,7 +150,18 @@ public final class SKESLNetwork {
         let pooled: FPtr
         let top: FPtr
         state.rowPath = usesRowPath
-        if state.rowPath {
+        if let given = bertRows {
+            guard config.task == .pretrain && config.freezeBert else {
+                throw ModelError("precomputed BERT rows need pretraining with a frozen BERT")
+            }
+            state.rowPath = true
+            let rows = arena.floats(B * H)
+            rows.update(from: given, count: B * H)
+            state.bertOut = nil
+            state.bertMaskRows = rows
+            top = crossModalForward(rows, b, rows: 1, rowOffsets: b.maskPositions)
+            pooled = top
+        } else if state.rowPath {
             // Only the [MASK] row reaches the loss, and no text row mixes with another after
             // BERT's last attention: compute BERT's last layer and the encoder for that row.
             let before = bertForward(b, layers: bertLayers.count - 1)
@@ -187,6 +201,25 @@ public final class SKESLNetwork {
     public var encoderOutput: UnsafePointer<Float>? { config.task == .textOnly ? nil : state.top.map { UnsafePointer($0) } }
     /// BERT's last hidden state at the [MASK] rows [B, H] when the row path ran.
     public var bertMaskRows: UnsafePointer<Float>? { state.bertMaskRows.map { UnsafePointer($0) } }
+
+    /// BERT's last hidden state at `b.maskPositions` [B, H], in eval mode (no dropout):
+    /// what the frozen-BERT cache stores. Valid until the next forward.
+    public func encodeMaskRows(_ b: Batch) throws -> UnsafePointer<Float> {
+        try check(b)
+        arena.reset()
+        state = ForwardState()
+        state.batch = b
+        state.training = false
+        state.keys = DropoutKeys(seed: 0, epoch: 0, sampleIds: b.sampleIds)
+        if bertLayers.isEmpty {
+            let x = bertForward(b)
+            let rows = arena.floats(b.size * config.bert.hiddenSize)
+            GatherRows.forward(rows, x, positions: b.maskPositions, batch: b.size, length: b.textLength, dim: config.bert.hiddenSize)
+            return UnsafePointer(rows)
+        }
+        let before = bertForward(b, layers: bertLayers.count - 1)
+        return UnsafePointer(bertLastLayerRows(before, b, positions: b.maskPositions))
+    }
 
     /// Backward pass of the last forward: accumulates into `grads` (call `zeroGradients()`
     /// at the start of a global step; micro-batches accumulate).

@@ -77,16 +77,13 @@ public final class SentimentMasker: @unchecked Sendable {
 
     /// Writes one sample's `maxLength` ids, token types and attention mask into the
     /// caller's buffers (a batch row) without allocating.
+    /// `randomChoice`: for a transcript without a lexicon word, use this candidate index
+    /// instead of drawing one (the frozen-BERT cache encodes every candidate once).
     public func mask(ids: UnsafeBufferPointer<Int32>, seed: UInt64, epoch: UInt64, sample: UInt64,
                      inputIds: UnsafeMutablePointer<Int32>, tokenTypeIds: UnsafeMutablePointer<Int32>,
-                     attentionMask: UnsafeMutablePointer<Int32>) -> (maskPosition: Int, target: Float, maskedToken: Int32?) {
+                     attentionMask: UnsafeMutablePointer<Int32>, randomChoice: Int? = nil) -> (maskPosition: Int, target: Float, maskedToken: Int32?) {
         let n = ids.count, w = maxLength - 2
-        var best = -1
-        var bestAbs = -1.0
-        for j in 0..<n {
-            let id = Int(ids[j])
-            if id >= 0 && id < absScores.count && absScores[id] > bestAbs { bestAbs = absScores[id]; best = j }
-        }
+        let best = strongestPosition(ids)
         var first: Int
         var target = 0.0
         var chosen: Int32? = nil
@@ -97,7 +94,7 @@ public final class SentimentMasker: @unchecked Sendable {
         } else if n == 0 {
             first = 0
         } else {
-            first = KeyedRandom(seed: seed, stream: "swm", sample: sample, epoch: epoch).integer(0, below: min(n, w))
+            first = randomChoice ?? randomIndex(candidates: min(n, w), seed: seed, epoch: epoch, sample: sample)
         }
         // Window [start, end) of the (masked) tokens that the sequence keeps.
         var start = 0
@@ -118,5 +115,38 @@ public final class SentimentMasker: @unchecked Sendable {
             if j >= k { inputIds[j] = tokenizer.padId }
         }
         return (first - start + 1, Float(target), chosen)
+    }
+
+    /// Identifies the lexicon as applied to this vocabulary (for caches keyed on it).
+    public var lexiconFingerprint: UInt64 {
+        var h: UInt64 = 0xCBF2_9CE4_8422_2325
+        for (i, a) in absScores.enumerated() where a >= 0 {
+            h = (h ^ UInt64(i)) &* 0x100_0000_01B3
+            h = (h ^ UInt64(bitPattern: Int64(targets[i] * 1000))) &* 0x100_0000_01B3
+        }
+        return h
+    }
+
+    /// Index of the lexicon token with the largest |score| (first on ties), or -1.
+    func strongestPosition(_ ids: UnsafeBufferPointer<Int32>) -> Int {
+        var best = -1
+        var bestAbs = -1.0
+        for j in 0..<ids.count {
+            let id = Int(ids[j])
+            if id >= 0 && id < absScores.count && absScores[id] > bestAbs { bestAbs = absScores[id]; best = j }
+        }
+        return best
+    }
+
+    /// How many positions a transcript's mask may take: 1 when it is fixed (a lexicon word,
+    /// or an empty transcript), else the random candidates min(n, maxLength - 2).
+    public func candidateCount(ids: UnsafeBufferPointer<Int32>) -> Int {
+        if ids.isEmpty || strongestPosition(ids) >= 0 { return 1 }
+        return min(ids.count, maxLength - 2)
+    }
+
+    /// The random candidate drawn for (seed, epoch, sample) among `candidates` positions.
+    public func randomIndex(candidates: Int, seed: UInt64, epoch: UInt64, sample: UInt64) -> Int {
+        KeyedRandom(seed: seed, stream: "swm", sample: sample, epoch: epoch).integer(0, below: candidates)
     }
 }

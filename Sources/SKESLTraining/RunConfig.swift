@@ -27,6 +27,11 @@ public struct DataConfig: Codable, Equatable, Sendable {
     public var lexicon = "auto"
     public var skipBadSamples = false
     public var prefetch = 2
+    /// Pretraining with a frozen BERT: encode every sample's [MASK] row once (BERT in eval
+    /// mode, unlike the reference) and read it in later epochs (docs/performance.md).
+    public var bertCache = false
+    /// The cache is held in memory up to this size, else read row by row from its files.
+    public var cacheMemoryMB: Double = 4096
     public init() {}
 }
 
@@ -116,6 +121,9 @@ public struct RunConfig: Codable, Equatable, Sendable {
             throw bad("data.textLength \(data.textLength) exceeds model.bert.max_position_embeddings \(model.bert.maxPositionEmbeddings)")
         }
         guard data.prefetch >= 1 else { throw bad("data.prefetch must be at least 1") }
+        if data.bertCache && !(task == .pretrain && model.freezeBert) {
+            throw bad("data.bertCache needs pretraining with a frozen BERT (model.freezeBert: true)")
+        }
         guard checkpoint.keepLast >= 1 else { throw bad("checkpoint.keepLast must be at least 1") }
         guard checkpoint.everySteps >= 0 else { throw bad("checkpoint.everySteps must be >= 0") }
         guard logEverySeconds > 0 else { throw bad("logEverySeconds must be > 0") }

@@ -71,6 +71,21 @@ public final class TextPipeline {
         t.setCount(b.count)
     }
 
+    /// Pretraining from the frozen-BERT cache: rows [B, H], mask positions and targets come
+    /// from the cache; the ids are not needed (padding).
+    public func fillFromCache(_ t: TextBatch, rows: UnsafeMutablePointer<Float>, from b: StoreBatch,
+                              cache: BertCache.Reader, seed: UInt64, epoch: Int) throws {
+        guard let m = masker else { throw ConfigError("the BERT cache is for pretraining") }
+        let L = length
+        for i in 0..<b.count { t.sampleIds[i] = b.globalIds[i] }
+        (t.ids).update(repeating: 0, count: b.count * L)
+        (t.types).update(repeating: 0, count: b.count * L)
+        (t.mask).update(repeating: 0, count: b.count * L)
+        try cache.fill(rows: rows, maskPositions: t.maskPos, targets: t.targets, ids: b.globalIds, count: b.count,
+                       masker: m, seed: seed, epoch: epoch)
+        t.setCount(b.count)
+    }
+
     /// The model's view of a micro-batch.
     public static func batch(_ t: TextBatch, _ b: StoreBatch) -> Batch {
         Batch(size: b.count, textLength: t.length, audioFrames: b.spec.audioFrames, videoFrames: b.spec.videoFrames,

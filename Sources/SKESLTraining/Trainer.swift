@@ -151,6 +151,19 @@ public final class Trainer {
                                           untilEpoch: rc.train.epochs)
         defer { iterator.close() }
         let textBatch = TextBatch(capacity: loader.maxLocalBatch(worldSize: worldSize), length: rc.data.textLength)
+        var cache: BertCache.Reader? = nil
+        let cacheRows = UnsafeMutablePointer<Float>.allocate(capacity: textBatch.capacity * net.config.bert.hiddenSize)
+        defer { cacheRows.deallocate() }
+        if rc.data.bertCache {
+            let key = BertCache.key(net: net, store: store, text: text, storeFingerprint: state.storeFingerprint)
+            if !BertCache.isValid(store, key: key) {
+                say("bert cache: encoding every sample's [MASK] row once (BERT in eval mode) into \(BertCache.directory(store))")
+                try BertCache.build(net: net, store: store, text: text, comm: comm, key: key, say: say)
+            } else {
+                say("bert cache: using \(BertCache.directory(store))")
+            }
+            cache = try BertCache.Reader(store: store, key: key, memoryMB: rc.data.cacheMemoryMB)
+        }
 
         try FileManager.default.createDirectory(atPath: rc.checkpointDir, withIntermediateDirectories: true)
         var progress: ProgressReporter? = nil
@@ -190,9 +203,14 @@ public final class Trainer {
                 skipped += b.skipped
                 let last = micro == A - 1
                 if b.count > 0 {
-                    try text.fill(textBatch, from: b, seed: rc.train.seed, epoch: b.epoch)
+                    if let c = cache {
+                        try text.fillFromCache(textBatch, rows: cacheRows, from: b, cache: c, seed: rc.train.seed, epoch: b.epoch)
+                    } else {
+                        try text.fill(textBatch, from: b, seed: rc.train.seed, epoch: b.epoch)
+                    }
                     let mb = TextPipeline.batch(textBatch, b)
-                    let loss = try net.forward(mb, training: true, seed: rc.train.seed, epoch: UInt64(b.epoch), normalizer: max(stepSamples, 1))
+                    let loss = try net.forward(mb, training: true, seed: rc.train.seed, epoch: UInt64(b.epoch), normalizer: max(stepSamples, 1),
+                                               bertRows: cache == nil ? nil : UnsafePointer(cacheRows))
                     lossSum += Double(loss) * Double(max(stepSamples, 1))
                     for i in 0..<b.count where !net.predictions[i].isFinite { nonFinite.append(b.globalIds[i]) }
                     if last, let r = reducer {

@@ -170,3 +170,40 @@ final class DistributedTrainingTests: XCTestCase {
         XCTAssertGreaterThan(lines.count, 2)
     }
 }
+
+final class BertCacheTests: XCTestCase {
+    /// With BERT's dropout off (so eval and train mode agree), training from the cache
+    /// equals training with BERT run every step, on 1 and 2 ranks; random-mask samples
+    /// (no lexicon word) included.
+    func testCachedTrainingEqualsFullTraining() throws {
+        let h = try RunHarness("cache")
+        try h.synth(samples: 40)
+        let cfg = try h.writeConfig()
+        let common = ["--max-steps", "8", "--epochs", "20", "--set", "model.bert.hidden_dropout_prob=0",
+                      "--set", "model.bert.attention_probs_dropout_prob=0"]
+        let plain = try h.run(["pretrain", "-c", cfg, "--run-dir", h.dir + "/plain"] + common)
+        XCTAssertEqual(plain.status, 0, plain.err)
+        let cached = try h.run(["pretrain", "-c", cfg, "--run-dir", h.dir + "/cached", "--set", "data.bertCache=true"] + common, np: 2)
+        XCTAssertEqual(cached.status, 0, cached.err)
+        XCTAssertTrue(cached.err.contains("encoding every sample's [MASK] row once"), cached.err)
+        let again = try h.run(["pretrain", "-c", cfg, "--run-dir", h.dir + "/again", "--set", "data.bertCache=true"] + common)
+        XCTAssertEqual(again.status, 0, again.err)
+        XCTAssertTrue(again.err.contains("bert cache: using"), again.err)
+        let ref = try h.parameters(h.checkpoint(step: 8, run: "plain"))
+        for run in ["cached", "again"] {
+            let p = try h.parameters(h.checkpoint(step: 8, run: run))
+            XCTAssertLessThan(maxRelativeDifference(p, ref), 1e-5, run)
+        }
+        // The store has samples without a lexicon word: their candidates are all cached.
+        let f = try H5File.open(h.dir + "/store/bert-cache/cache-00000.h5")
+        let counts = try f.read("count", as: Int32.self).values
+        XCTAssertTrue(counts.contains { $0 > 1 }, "no random-mask sample in the test store")
+        XCTAssertEqual(try f.shape("rows")[0], Int(counts.reduce(0, +)))
+    }
+
+    func testCacheNeedsFrozenBertPretraining() throws {
+        XCTAssertThrowsError(try RunConfigLoader.load(path: nil, overrides: ["data.store=/x", "data.bertCache=true", "model.freezeBert=false"])) {
+            XCTAssertTrue("\($0)".contains("frozen BERT"), "\($0)")
+        }
+    }
+}

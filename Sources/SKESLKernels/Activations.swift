@@ -4,28 +4,42 @@ import Glibc
 #endif
 
 public enum GELU {
-    /// BERT's exact GELU: 0.5 x (1 + erf(x / sqrt 2)).
-    public static func forward(_ y: FPtr, _ x: CFPtr, count n: Int) {
-        let s: Float = 0.70710678118654752
-        for i in 0..<n { let v = x[i]; y[i] = 0.5 * v * (1 + erff(v * s)) }
+    static let invSqrt2: Float = 0.70710678118654752
+    static let invSqrt2Pi: Float = 0.39894228040143268
+
+    @inline(__always) static func f8(_ v: F8) -> F8 { 0.5 * v * (1 + erf8(v * invSqrt2)) }
+    @inline(__always) static func d8(_ v: F8) -> F8 {
+        0.5 * (1 + erf8(v * invSqrt2)) + v * (invSqrt2Pi * exp8(-0.5 * v * v))
     }
-    /// y = x + bias (per row of `dim`), then GELU in place; keeps the pre-activation in `pre`.
+
+    /// BERT's exact GELU: 0.5 x (1 + erf(x / sqrt 2)), erf vectorised (FastMath).
+    public static func forward(_ y: FPtr, _ x: CFPtr, count n: Int) {
+        FastMath.map(y, x, n, f8)
+    }
+    /// pre = pre + bias (per row of `dim`), y = GELU(pre): one pass, the pre-activation
+    /// kept for backward.
     public static func biasForward(_ y: FPtr, pre: FPtr, bias: CFPtr, rows: Int, dim: Int) {
-        let s: Float = 0.70710678118654752
         for r in 0..<rows {
             let p = pre + r * dim, o = y + r * dim
-            for j in 0..<dim { let v = p[j] + bias[j]; p[j] = v; o[j] = 0.5 * v * (1 + erff(v * s)) }
+            var j = 0
+            while j + 8 <= dim {
+                let v = load8(p + j) + load8(bias + j)
+                store8(v, p + j)
+                store8(f8(v), o + j)
+                j += 8
+            }
+            while j < dim { p[j] += bias[j]; j += 1 }
+            if dim % 8 != 0 { let t = dim - dim % 8; FastMath.map(o + t, p + t, dim - t, f8) }
         }
     }
-    /// dx = dy * GELU'(x).
+    /// dx = dy * GELU'(x)   (dx may alias dy)
     public static func backward(_ dx: FPtr, dy: CFPtr, x: CFPtr, count n: Int) {
-        let s: Float = 0.70710678118654752
-        let c: Float = 0.39894228040143268  // 1/sqrt(2π)
-        for i in 0..<n {
-            let v = x[i]
-            let cdf = 0.5 * (1 + erff(v * s))
-            let pdf = c * expf(-0.5 * v * v)
-            dx[i] = dy[i] * (cdf + v * pdf)
+        var i = 0
+        while i + 8 <= n { store8(load8(dy + i) * d8(load8(x + i)), dx + i); i += 8 }
+        while i < n {
+            var v = F8(repeating: 0); v[0] = x[i]
+            dx[i] = dy[i] * d8(v)[0]
+            i += 1
         }
     }
 }

@@ -1,4 +1,5 @@
 // Finite-difference checks of each kernel's backward, inputs and parameters alike:
+import Foundation
 // loss = Σ w ⊙ f(x) with random w, so backward gets dy = w.
 import XCTest
 import SKESLKernels
@@ -201,6 +202,37 @@ final class DropoutSpanTests: XCTestCase {
                 Dropout.maskSpan(part, start: s, count: c, p: 0.4, keys: k, sample: 1, site: 77)
                 for i in 0..<c { XCTAssertEqual(part[i], full[n + s + i], "start \(s) element \(i)") }
             }
+        }
+    }
+}
+
+final class FastMathTests: XCTestCase {
+    func testExpAndErfAccuracy() {
+        let n = 200_001
+        let x = UnsafeMutablePointer<Float>.allocate(capacity: n), y = UnsafeMutablePointer<Float>.allocate(capacity: n)
+        defer { x.deallocate(); y.deallocate() }
+        for i in 0..<n { x[i] = -80 + 160 * Float(i) / Float(n - 1) }
+        FastMath.exp(y, x, count: n)
+        var worst = 0.0
+        for i in 0..<n { let r = Foundation.exp(Double(x[i])); worst = max(worst, abs(Double(y[i]) - r) / r) }
+        XCTAssertLessThan(worst, 4e-7, "exp relative error")
+        for i in 0..<n { x[i] = -6 + 12 * Float(i) / Float(n - 1) }
+        FastMath.erf(y, x, count: n - 3)   // a tail that is not a multiple of 8
+        var worstErf = 0.0
+        for i in 0..<(n - 3) { worstErf = max(worstErf, abs(Double(y[i]) - Foundation.erf(Double(x[i])))) }
+        XCTAssertLessThan(worstErf, 2.5e-7, "erf absolute error")
+        XCTAssertEqual(y[(n - 1) / 2], 0, accuracy: 1e-12)  // erf(0) = 0
+    }
+
+    func testGELUMatchesTheErfForm() {
+        let n = 1001
+        let x = UnsafeMutablePointer<Float>.allocate(capacity: n), y = UnsafeMutablePointer<Float>.allocate(capacity: n)
+        defer { x.deallocate(); y.deallocate() }
+        for i in 0..<n { x[i] = -10 + 20 * Float(i) / Float(n - 1) }
+        GELU.forward(y, x, count: n)
+        for i in 0..<n {
+            let v = Double(x[i]), ref = 0.5 * v * (1 + Foundation.erf(v / 2.0.squareRoot()))
+            XCTAssertEqual(Double(y[i]), ref, accuracy: 2e-6 * max(1, abs(v)), "x = \(v)")
         }
     }
 }

@@ -4,6 +4,7 @@
 import Foundation
 import SKESLKernels
 import SKESLModel
+import SKESLStore
 
 public struct ModelBenchmark {
     public var task: ModelTask = .pretrain
@@ -11,6 +12,8 @@ public struct ModelBenchmark {
     public var steps = 5, warmup = 1
     public var threads = 1
     public var bert = BertConfig.base
+    /// Off: the full computation over every row, as the reference writes it.
+    public var rowPath = true
     public init() {}
 
     /// Reference FLOPs of one sample's step (the work the reference computes), by the
@@ -32,6 +35,12 @@ public struct ModelBenchmark {
             enc = fwd * 3  // backward ≈ twice the forward
         }
         let head = 2 * H * Double(c.head.hidden) * 3
+        if rowPath && c.task == .pretrain && c.freezeBert {
+            // Work the [MASK]-row step does: BERT's last layer has keys and values for every
+            // row, the rest for one row; the encoder and head one row.
+            let lastRow = 2 * L * H * 2 * H + 2 * H * H + 2 * 2 * L * H + 2 * H * H + 2 * 2 * H * I
+            return ((layers - 1) * bertLayer + lastRow, rowStepFLOPs(config: c), 0)
+        }
         return (bertFwd, enc + head, c.freezeBert ? 0 : 2 * bertFwd)
     }
 
@@ -73,6 +82,7 @@ public struct ModelBenchmark {
         setBLASThreads(threads)
         let c = modelConfig()
         let net = try SKESLNetwork(config: c, seed: 1)
+        net.rowPathEnabled = rowPath
         var oc = OptimizerConfig()
         oc.lr = 1e-4
         if task == .finetune { oc.groupLR = ["bert": 5e-6, "crossmodal": 5e-6, "head": 1e-4] }
@@ -112,5 +122,80 @@ public struct ModelBenchmark {
         let rate = ModelBenchmark.sgemmRate()
         return Result(task: task.rawValue, batch: batch, threads: threads, steps: steps, msPerStep: median * 1000,
                       samplesPerSecond: Double(batch) / median, usefulGFLOPs: flops / median / 1e9, sgemmGFLOPs: rate)
+    }
+}
+
+// MARK: the cached pretraining step, with features streamed from a store
+
+extension ModelBenchmark {
+    public struct CachedResult {
+        public var samplesPerSecond: Double        // with the loader streaming from the store
+        public var inMemorySamplesPerSecond: Double // the same step on one batch held in memory
+        public var loaderOverhead: Double { inMemorySamplesPerSecond / samplesPerSecond - 1 }
+        public var usefulGFLOPs: Double
+        public var encodeRowsPerSecond: Double      // the cache pass: BERT [MASK] rows per second (eval mode)
+    }
+
+    /// Encoder + head FLOPs per sample of the [MASK]-row step (forward and backward).
+    public func rowStepFLOPs(config c: ModelConfig) -> Double {
+        let H = Double(c.bert.hiddenSize), e = Double(c.crossmodal.attentionDim), nl = Double(c.crossmodal.layers)
+        let ta = Double(audioFrames), tv = Double(videoFrames), da = Double(c.crossmodal.audioDim), dv = Double(c.crossmodal.videoDim)
+        let kv = (c.crossmodal.shared ? 1 : nl) * (2 * ta * da * 2 * e + 2 * tv * dv * 2 * e)
+        let layer = (4 * H * e + 4 * ta * e) + (4 * H * e + 4 * tv * e) + 2 * H * H
+        let head = 2 * H * Double(c.head.hidden)
+        return 2 * kv + 3 * (nl * layer + head)
+    }
+
+    /// Times the cached step (rows given, features from `store` through the prefetching
+    /// loader), then the same step on one in-memory batch, and BERT's [MASK]-row encoding.
+    public func runCached(store dir: String, steps: Int = 20, log: (String) -> Void = { print($0) }) throws -> CachedResult {
+        setBLASThreads(threads)
+        let c = modelConfig()
+        let net = try SKESLNetwork(config: c, seed: 1)
+        let opt = Optimizer(config: OptimizerConfig(), layout: net.layout)
+        let store = try FeatureStore(directory: dir)
+        let loader = try StoreLoader(store: store, config: LoaderConfig(globalBatchSize: batch, seed: 1, prefetchDepth: 2))
+        let H = c.bert.hiddenSize
+        let rows = UnsafeMutablePointer<Float>.allocate(capacity: batch * H); defer { rows.deallocate() }
+        KeyedRandom(seed: 3, stream: "rows").fillUniform(rows, batch * H, lo: -1, hi: 1)
+        let text = TextBatch(capacity: batch, length: textLength)
+        for i in 0..<batch { text.maskPos[i] = Int32(1 + i % (textLength - 2)); text.targets[i] = Float(i % 7) - 3 }
+        text.setCount(batch)
+        func step(_ b: StoreBatch, epoch: Int) throws {
+            for i in 0..<b.count { text.sampleIds[i] = b.globalIds[i] }
+            net.zeroGradients()
+            try net.forward(TextPipeline.batch(text, b), training: true, seed: 1, epoch: UInt64(epoch), bertRows: rows)
+            net.backward()
+            opt.update(params: net.params + net.layout.trainableStart, grads: net.grads) { _ in 1e-4 }
+        }
+        // Streamed: every step reads its batch from the store (prefetched in the background).
+        let it = try loader.batches(rank: 0, worldSize: 1)
+        defer { it.close() }
+        for _ in 0..<2 { if let b = try it.next() { try step(b, epoch: b.epoch) } }
+        var n = 0
+        let t0 = DispatchTime.now().uptimeNanoseconds
+        while n < steps, let b = try it.next() { try step(b, epoch: b.epoch); n += 1 }
+        let streamed = Double(n * batch) / (Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9)
+        // In memory: the same step on one batch read once.
+        let held = loader.makeBatch(worldSize: 1)
+        try loader.fill(held, epoch: 0, positions: 0..<batch)
+        try step(held, epoch: 0)
+        let t1 = DispatchTime.now().uptimeNanoseconds
+        for s in 0..<steps { try step(held, epoch: s) }
+        let inMemory = Double(steps * batch) / (Double(DispatchTime.now().uptimeNanoseconds - t1) / 1e9)
+        log(String(format: "  cached step: %.1f samples/s streamed from the store, %.1f samples/s in memory", streamed, inMemory))
+        // The cache pass: BERT's [MASK] rows in eval mode, batches of 32.
+        let st = BatchStorage(size: batch, textLength: textLength, audioFrames: 1, audioDim: c.crossmodal.audioDim,
+                              videoFrames: 1, videoDim: c.crossmodal.videoDim)
+        for i in 0..<(batch * textLength) { st.inputIds[i] = Int32(1000 + i % 20000); st.attentionMask[i] = 1 }
+        for b in 0..<batch { st.maskPositions[b] = Int32(1 + b % (textLength - 2)) }
+        _ = try net.encodeMaskRows(st.batch())
+        let t2 = DispatchTime.now().uptimeNanoseconds
+        let reps = 3
+        for _ in 0..<reps { _ = try net.encodeMaskRows(st.batch()) }
+        let encode = Double(reps * batch) / (Double(DispatchTime.now().uptimeNanoseconds - t2) / 1e9)
+        log(String(format: "  cache pass: %.1f [MASK] rows/s (BERT forward, eval mode)", encode))
+        return CachedResult(samplesPerSecond: streamed, inMemorySamplesPerSecond: inMemory,
+                            usefulGFLOPs: rowStepFLOPs(config: c) * streamed / 1e9, encodeRowsPerSecond: encode)
     }
 }

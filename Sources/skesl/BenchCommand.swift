@@ -1,46 +1,101 @@
-// `skesl bench`: performance figures, side by side with the PyTorch peer.
+// `skesl bench`: performance figures, side by side with the PyTorch peer in the same run.
 import ArgumentParser
 import Foundation
 import SKESLModel
+import SKESLStore
 import SKESLTraining
+import SKESLKernels
 
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Benchmark the training step at reference shapes (release builds only give meaningful figures).",
+        abstract: "Benchmark training steps at reference shapes against PyTorch (release builds give meaningful figures).",
         discussion: """
-        Times forward + backward + Adam at BERT-base, batch 32, L 39, audio 400x33, video 55x709, prints
-        ms/step, samples/s, useful GFLOP/s and the fraction of this machine's sgemm rate measured in the
-        same run. With --torch, runs scripts/bench_torch.py (needs `scripts/setup --torch`) with the same
-        thread count and prints the ratio.
+        Steps at BERT-base, batch 32, L 39, audio 400x33, video 55x709, 1 OpenBLAS thread by default:
+          pretrain       the pretraining step, reference semantics ([MASK]-row path, exact)
+          pretrain-full  the same step computed over every row, as the reference writes it
+          finetune       the fine-tuning step (BERT trainable, parameter groups)
+          cached         the pretraining step from the frozen-BERT cache, features streamed from a store
+        Prints ms/step, samples/s, GFLOP/s, MFU (against this machine's sgemm rate measured in the same
+        run); with --torch, scripts/bench_torch.py runs the PyTorch peer with the same threads (needs
+        `scripts/setup --torch`) and every figure gets its ratio, plus the 100-epoch pretraining cost.
 
-        Example: swift build -c release && .build/release/skesl bench --task pretrain --steps 5 --threads 1 --torch
+        Example: swift build -c release && .build/release/skesl bench --torch --steps 5
         """)
 
-    @Option(help: "pretrain or finetune (or both).") var task: [String] = ["pretrain", "finetune"]
+    @Option(help: "Steps to time: pretrain, pretrain-full, finetune, cached (repeatable).")
+    var task: [String] = ["pretrain", "pretrain-full", "finetune", "cached"]
     @Option(help: "Batch size.") var batch = 32
     @Option(help: "Timed steps (median is reported).") var steps = 5
-    @Option(help: "OpenBLAS threads (one per rank is the default of training).") var threads = 1
+    @Option(help: "OpenBLAS threads (and torch threads).") var threads = 1
     @Flag(help: "Also run the PyTorch peer (scripts/bench_torch.py) in the same run.") var torch = false
     @Option(help: "Python with torch for --torch.") var python = ".venv/bin/python"
+    @Option(help: "Store for the cached step (default: a synthetic store at reference shapes in a temporary directory).")
+    var store: String?
+    @Option(help: "Fraction of samples without a lexicon word (random mask) and their mean candidate count, for the 100-epoch cost.")
+    var randomFraction = 0.15
+    @Option(help: "Mean random-mask candidates per such sample (min(n, 37) tokens).") var candidates = 20.0
 
     func run() throws {
-        var torchFigures: [String: Double] = [:]
-        if torch {
-            torchFigures = try runTorch()
+        for t in task where !["pretrain", "pretrain-full", "finetune", "cached"].contains(t) {
+            throw ValidationError("--task \(t): expected pretrain, pretrain-full, finetune or cached")
         }
-        for t in task {
-            guard let mt = ModelTask(rawValue: t), mt != .textOnly else {
-                throw ValidationError("--task must be pretrain or finetune, not \(t)")
-            }
+        var peer: [String: Double] = [:]
+        if torch { peer = try runTorch() }
+        let sgemm = ModelBenchmark.sgemmRate()
+        print(String(format: "machine: OpenBLAS %@, %d thread(s), sgemm 1248x768x3072: %.1f GFLOP/s", blasConfig, threads, sgemm))
+        var ours: [String: Double] = [:]
+        var rows: [(String, Double, String, Double?, Double)] = []  // name, ours, peer name, peer, MFU
+        for t in task where t != "cached" {
             var b = ModelBenchmark()
-            b.task = mt; b.batch = batch; b.steps = steps; b.threads = threads
-            print("skesl \(t) step: BERT-base, batch \(batch), threads \(threads)")
+            b.task = t == "finetune" ? .finetune : .pretrain
+            b.rowPath = t == "pretrain"
+            b.batch = batch; b.steps = steps; b.threads = threads
+            print("skesl \(t): BERT-base, batch \(batch)")
             let r = try b.run()
-            print(String(format: "skesl %@: %.1f ms/step, %.2f samples/s, %.1f useful GFLOP/s = %.0f%% of sgemm (%.1f GFLOP/s measured now)",
-                         t, r.msPerStep, r.samplesPerSecond, r.usefulGFLOPs, 100 * r.fractionOfSgemm, r.sgemmGFLOPs))
-            if let peer = torchFigures["\(t)_reference"] {
-                print(String(format: "pytorch %@ (reference): %.2f samples/s  ->  skesl/pytorch = %.2fx", t, peer, r.samplesPerSecond / peer))
+            print(String(format: "skesl %@: %.1f ms/step, %.2f samples/s, %.1f GFLOP/s of needed work = MFU %.0f%%",
+                         t, r.msPerStep, r.samplesPerSecond, r.usefulGFLOPs, 100 * r.usefulGFLOPs / sgemm))
+            ours[t] = r.samplesPerSecond
+            let peerName = t == "finetune" ? "finetune_reference" : "pretrain_reference"
+            rows.append((t, r.samplesPerSecond, peerName, peer[peerName], r.usefulGFLOPs / sgemm))
+            if t == "pretrain" { rows.append((t, r.samplesPerSecond, "pretrain_exact_rewrite", peer["pretrain_exact_rewrite"], r.usefulGFLOPs / sgemm)) }
+        }
+        if task.contains("cached") {
+            var dir = store
+            var tmp: String? = nil
+            if dir == nil {
+                tmp = NSTemporaryDirectory() + "skesl-bench-store-\(getpid())"
+                var sc = SynthConfig(samples: batch * (steps + 4) * 2, spec: FeatureSpec(audioFrames: 400, audioDim: 33, videoFrames: 55, videoDim: 709), seed: 1)
+                sc.neutralFraction = Float(randomFraction)
+                _ = try writeSynthStore(directory: tmp!, config: sc, samplesPerShard: 256, overwrite: true)
+                dir = tmp
             }
+            defer { if let t = tmp { try? FileManager.default.removeItem(atPath: t) } }
+            var b = ModelBenchmark()
+            b.batch = batch; b.threads = threads
+            print("skesl cached: frozen-BERT cache rows, features from \(dir!)")
+            let r = try b.runCached(store: dir!, steps: max(steps * 4, 20))
+            print(String(format: "skesl cached: %.1f samples/s streamed (loader adds %.1f%% to the step), %.1f GFLOP/s = MFU %.0f%%",
+                         r.samplesPerSecond, 100 * r.loaderOverhead, r.usefulGFLOPs, 100 * r.usefulGFLOPs / sgemm))
+            ours["cached"] = r.samplesPerSecond
+            rows.append(("cached", r.samplesPerSecond, "pretrain_cached", peer["pretrain_cached"], r.usefulGFLOPs / sgemm))
+            // 100 epochs: one cache pass (a row per fixed sample, every candidate of a random one), then cached steps.
+            let rowsPerSample = (1 - randomFraction) + randomFraction * candidates
+            let ours100 = rowsPerSample / r.encodeRowsPerSecond + 100 / r.samplesPerSecond
+            print(String(format: "skesl 100-epoch pretraining: %.3f core-s per sample (cache pass %.2f rows/sample at %.1f rows/s, then 100 cached epochs)",
+                         ours100 * Double(threads), rowsPerSample, r.encodeRowsPerSecond))
+            if let ref = peer["pretrain_reference"] {
+                let theirs100 = 100 / ref
+                print(String(format: "pytorch reference 100-epoch pretraining: %.3f core-s per sample  ->  %.1fx less with skesl",
+                             theirs100 * Double(threads), theirs100 / ours100))
+            }
+        }
+        print("\nsummary (samples/s, \(threads) thread(s), same machine, same run):")
+        print("  " + "step".padding(toLength: 16, withPad: " ", startingAt: 0) + "skesl".padding(toLength: 10, withPad: " ", startingAt: 0)
+              + "pytorch step".padding(toLength: 24, withPad: " ", startingAt: 0) + "pytorch   ratio   MFU")
+        for (n, o, pn, p, mfu) in rows {
+            let ps = p.map { String(format: "%-9.2f %5.2fx", $0, o / $0) } ?? "-         -     "
+            print("  " + n.padding(toLength: 16, withPad: " ", startingAt: 0) + String(format: "%-10.2f", o)
+                  + pn.padding(toLength: 24, withPad: " ", startingAt: 0) + ps + String(format: "  %3.0f%%", 100 * mfu))
         }
     }
 
@@ -51,6 +106,9 @@ struct Bench: ParsableCommand {
         let p = Process()
         p.executableURL = URL(fileURLWithPath: python)
         p.arguments = ["scripts/bench_torch.py", "--threads", "\(threads)", "--steps", "\(steps)", "--batch", "\(batch)"]
+        var env = ProcessInfo.processInfo.environment
+        env["OMP_NUM_THREADS"] = "\(threads)"
+        p.environment = env
         let out = Pipe()
         p.standardOutput = out
         try p.run()
@@ -61,7 +119,7 @@ struct Bench: ParsableCommand {
         for line in String(decoding: data, as: UTF8.self).split(separator: "\n") {
             print("pytorch: \(line)")
             if let obj = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
-               let name = obj["name"] as? String, let sps = obj["samples_per_s"] as? Double {
+               let name = obj["bench"] as? String, let sps = obj["samples_per_s"] as? Double {
                 figures[name] = sps
             }
         }

@@ -154,18 +154,39 @@ extension SKESLNetwork {
             }
             dx = dXin
         }
-        // K and V projections and the modality LayerNorms.
-        for (i, s) in cmaSets.enumerated() {
-            for (mo, kv, T, D, raw) in [(s.a, acts.kvA[i], Ta, c.audioDim, b.audio), (s.v, acts.kvV[i], Tv, c.videoDim, b.video)] {
-                let dLnM = arena.floats(B * T * D)
-                Linear.backward(dx: dLnM, dw: g(mo.kvW), db: g(mo.kvB), dy: kv.dkv!, x: kv.ln, weight: p(mo.kvW),
-                                rows: B * T, inFeatures: D, outFeatures: 2 * e)
-                LayerNorm.backward(dx: nil, dgamma: g(mo.lnModW), dbeta: g(mo.lnModB), dy: dLnM, x: raw,
-                                   mean: kv.mean, rstd: kv.rstd, gamma: p(mo.lnModW), rows: B * T, dim: D)
-                // The key bias shifts every score of a row equally, which softmax ignores: its
-                // gradient is exactly zero. Summing dK gives rounding noise instead, which Adam
-                // would turn into steps of size lr; write the exact value.
-                if let gk = g(mo.kvB) { gk.update(repeating: 0, count: e) }
+        // K and V projections and the modality LayerNorms. The raw features need no
+        // gradient, so the [rows, D] gradient of the normalised features is never formed:
+        // with x̂ the normalised features, G = dKVᵀ x̂ and s = Σ_rows dKV give
+        //   dW = G·diag(γ) + s βᵀ,  db = s,  dγ_d = Σ_j W[j,d] G[j,d],  dβ_d = Σ_j W[j,d] s_j.
+        for (i, st) in cmaSets.enumerated() {
+            for (mo, kv, T, D, raw) in [(st.a, acts.kvA[i], Ta, c.audioDim, b.audio), (st.v, acts.kvV[i], Tv, c.videoDim, b.video)] {
+                let R = B * T, J = 2 * e
+                let xhat = arena.floats(R * D)
+                for r in 0..<R {
+                    let m = kv.mean[r], rs = kv.rstd[r], xr = raw + r * D, o = xhat + r * D
+                    for d in 0..<D { o[d] = (xr[d] - m) * rs }
+                }
+                let G = arena.floats(J * D)
+                sgemm(transA: true, transB: false, m: J, n: D, k: R, a: kv.dkv!, lda: J, b: xhat, ldb: D, beta: 0, c: G, ldc: D)
+                let sum = arena.floats(J)
+                sum.update(repeating: 0, count: J)
+                for r in 0..<R { let row = kv.dkv! + r * J; for j in 0..<J { sum[j] += row[j] } }
+                // The key half of s is exactly zero (softmax ignores a shift common to a row).
+                sum.update(repeating: 0, count: e)
+                let W = p(mo.kvW), gamma = p(mo.lnModW), beta = p(mo.lnModB)
+                if let dW = g(mo.kvW), let db = g(mo.kvB) {
+                    for j in 0..<J {
+                        let gr = G + j * D, wr = dW + j * D, sj = sum[j]
+                        for d in 0..<D { wr[d] += gr[d] * gamma[d] + sj * beta[d] }
+                        db[j] += sj
+                    }
+                }
+                if let dGamma = g(mo.lnModW), let dBeta = g(mo.lnModB) {
+                    for j in 0..<J {
+                        let gr = G + j * D, wr = W + j * D, sj = sum[j]
+                        for d in 0..<D { dGamma[d] += wr[d] * gr[d]; dBeta[d] += wr[d] * sj }
+                    }
+                }
             }
         }
         return dx

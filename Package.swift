@@ -47,7 +47,7 @@ let package = Package(
                                "SKESLStore", "SKESLDistributed", .product(name: "Yams", package: "Yams")]),
         // The command line.
         .executableTarget(name: "skesl",
-                          dependencies: ["SKESLTraining", "SKESLText", "SKESLStore", "SKESLModel", "SKESLDistributed", "SKESLKernels",
+                          dependencies: ["SKESLTraining", "SKESLText", "SKESLStore", "SKESLModel", "SKESLDistributed", "SKESLKernels", "SKESLHDF5",
                                          .product(name: "ArgumentParser", package: "swift-argument-parser")]),
         // Multi-rank checks and MPI benchmarks, run under mpirun by DistributedTests.
         .executableTarget(name: "skesl-mpitest", dependencies: ["SKESLDistributed", "COpenBLAS"],

@@ -42,3 +42,14 @@ final class KeyedRandomTests: XCTestCase {
         XCTAssertNotEqual(p, Array(0..<1000))
     }
 }
+
+final class PhiloxVectorTests: XCTestCase {
+    func testEightLanesEqualEightScalarBlocks() {
+        let base: UInt32 = 0xFFFF_FFF9   // counters that wrap around
+        let v = philox4x32x8(SIMD8<UInt32>(0, 1, 2, 3, 4, 5, 6, 7) &+ base, 11, 22, 33, key: 0xDEAD_BEEF, 0x1234_5678)
+        for l in 0..<8 {
+            let s = philox4x32(base &+ UInt32(l), 11, 22, 33, key: 0xDEAD_BEEF, 0x1234_5678)
+            XCTAssertEqual([v.0[l], v.1[l], v.2[l], v.3[l]], [s.0, s.1, s.2, s.3])
+        }
+    }
+}

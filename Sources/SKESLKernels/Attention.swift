@@ -49,8 +49,12 @@ public enum Attention {
                 let kb = k + b * s.lk * s.ldk + h * dh
                 let vb = v + b * s.lk * s.ldv + h * dh
                 let p = probs + (b * s.heads + h) * plane
-                sgemm(transA: false, transB: true, m: s.lq, n: s.lk, k: dh, alpha: s.scale,
-                      a: qb, lda: s.ldq, b: kb, ldb: s.ldk, beta: 0, c: p, ldc: s.lk)
+                if s.lq == 1 {
+                    sgemv(trans: false, rows: s.lk, cols: dh, alpha: s.scale, a: kb, lda: s.ldk, x: qb, y: p)
+                } else {
+                    sgemm(transA: false, transB: true, m: s.lq, n: s.lk, k: dh, alpha: s.scale,
+                          a: qb, lda: s.ldq, b: kb, ldb: s.ldk, beta: 0, c: p, ldc: s.lk)
+                }
                 softmaxRows(p, rows: s.lq, n: s.lk, maskAdd: keyMaskAdd.map { $0 + b * s.lk })
                 var used = CFPtr(p)
                 if let dm = dropMask, let tmp = scratch {
@@ -58,9 +62,13 @@ public enum Attention {
                     for i in 0..<plane { tmp[i] = mb[i] != 0 ? p[i] * dropScale : 0 }
                     used = CFPtr(tmp)
                 }
-                sgemm(transA: false, transB: false, m: s.lq, n: dh, k: s.lk,
-                      a: used, lda: s.lk, b: vb, ldb: s.ldv, beta: 0,
-                      c: ctx + b * s.lq * s.ldc + h * dh, ldc: s.ldc)
+                if s.lq == 1 {
+                    sgemv(trans: true, rows: s.lk, cols: dh, a: vb, lda: s.ldv, x: used, y: ctx + b * s.ldc + h * dh)
+                } else {
+                    sgemm(transA: false, transB: false, m: s.lq, n: dh, k: s.lk,
+                          a: used, lda: s.lk, b: vb, ldb: s.ldv, beta: 0,
+                          c: ctx + b * s.lq * s.ldc + h * dh, ldc: s.ldc)
+                }
             }
         }
     }
@@ -83,9 +91,14 @@ public enum Attention {
                 let dcb = dctx + b * s.lq * s.ldc + h * dh
                 let p = probs + (b * s.heads + h) * plane
                 let mb = dropMask.map { $0 + (b * s.heads + h) * plane }
+                let one = s.lq == 1
                 // dP (after dropout) = dctx Vᵀ
-                sgemm(transA: false, transB: true, m: s.lq, n: s.lk, k: dh,
-                      a: dcb, lda: s.ldc, b: vb, ldb: s.ldv, beta: 0, c: dp, ldc: s.lk)
+                if one {
+                    sgemv(trans: false, rows: s.lk, cols: dh, a: vb, lda: s.ldv, x: dcb, y: dp)
+                } else {
+                    sgemm(transA: false, transB: true, m: s.lq, n: s.lk, k: dh,
+                          a: dcb, lda: s.ldc, b: vb, ldb: s.ldv, beta: 0, c: dp, ldc: s.lk)
+                }
                 // dV = P_droppedᵀ dctx
                 if let dv = dv {
                     var used = p
@@ -93,9 +106,15 @@ public enum Attention {
                         for i in 0..<plane { pd[i] = mb[i] != 0 ? p[i] * dropScale : 0 }
                         used = CFPtr(pd)
                     }
-                    sgemm(transA: true, transB: false, m: s.lk, n: dh, k: s.lq,
-                          a: used, lda: s.lk, b: dcb, ldb: s.ldc, beta: accumulateKV ? 1 : 0,
-                          c: dv + b * s.lk * ldDv + h * dh, ldc: ldDv)
+                    let dvb = dv + b * s.lk * ldDv + h * dh
+                    if one {
+                        if !accumulateKV { for t in 0..<s.lk { (dvb + t * ldDv).update(repeating: 0, count: dh) } }
+                        sger(m: s.lk, n: dh, x: used, y: dcb, a: dvb, lda: ldDv)
+                    } else {
+                        sgemm(transA: true, transB: false, m: s.lk, n: dh, k: s.lq,
+                              a: used, lda: s.lk, b: dcb, ldb: s.ldc, beta: accumulateKV ? 1 : 0,
+                              c: dvb, ldc: ldDv)
+                    }
                 }
                 if let mb = mb { for i in 0..<plane { dp[i] = mb[i] != 0 ? dp[i] * dropScale : 0 } }
                 // softmax backward, scaled: dS = scale · P ⊙ (dP − rowsum(dP ⊙ P))
@@ -106,14 +125,25 @@ public enum Attention {
                     for j in 0..<s.lk { dr[j] = s.scale * pr[j] * (dr[j] - dot) }
                 }
                 if let dq = dq {
-                    sgemm(transA: false, transB: false, m: s.lq, n: dh, k: s.lk,
-                          a: dp, lda: s.lk, b: kb, ldb: s.ldk, beta: accumulateQ ? 1 : 0,
-                          c: dq + b * s.lq * ldDq + h * dh, ldc: ldDq)
+                    if one {
+                        sgemv(trans: true, rows: s.lk, cols: dh, a: kb, lda: s.ldk, x: dp, beta: accumulateQ ? 1 : 0,
+                              y: dq + b * ldDq + h * dh)
+                    } else {
+                        sgemm(transA: false, transB: false, m: s.lq, n: dh, k: s.lk,
+                              a: dp, lda: s.lk, b: kb, ldb: s.ldk, beta: accumulateQ ? 1 : 0,
+                              c: dq + b * s.lq * ldDq + h * dh, ldc: ldDq)
+                    }
                 }
                 if let dk = dk {
-                    sgemm(transA: true, transB: false, m: s.lk, n: dh, k: s.lq,
-                          a: dp, lda: s.lk, b: qb, ldb: s.ldq, beta: accumulateKV ? 1 : 0,
-                          c: dk + b * s.lk * ldDk + h * dh, ldc: ldDk)
+                    let dkb = dk + b * s.lk * ldDk + h * dh
+                    if one {
+                        if !accumulateKV { for t in 0..<s.lk { (dkb + t * ldDk).update(repeating: 0, count: dh) } }
+                        sger(m: s.lk, n: dh, x: dp, y: qb, a: dkb, lda: ldDk)
+                    } else {
+                        sgemm(transA: true, transB: false, m: s.lk, n: dh, k: s.lq,
+                              a: dp, lda: s.lk, b: qb, ldb: s.ldq, beta: accumulateKV ? 1 : 0,
+                              c: dkb, ldc: ldDk)
+                    }
                 }
             }
         }

@@ -17,6 +17,23 @@ public func sgemm(transA: Bool, transB: Bool, m: Int, n: Int, k: Int,
                 beta, c, blasint(ldc))
 }
 
+/// y[m] = alpha * op(A) x + beta * y, A row-major [m0, n0] with leading dimension lda;
+/// op(A) is A (m = m0) or Aᵀ (m = n0). For one-row attention (a single query).
+@inline(__always)
+public func sgemv(trans: Bool, rows m0: Int, cols n0: Int, alpha: Float = 1, a: CFPtr, lda: Int,
+                  x: CFPtr, beta: Float = 0, y: FPtr) {
+    if m0 == 0 || n0 == 0 { return }
+    cblas_sgemv(CblasRowMajor, trans ? CblasTrans : CblasNoTrans, blasint(m0), blasint(n0), alpha, a, blasint(lda),
+                x, 1, beta, y, 1)
+}
+
+/// A[m, n] += alpha * x yᵀ (row-major, leading dimension lda).
+@inline(__always)
+public func sger(m: Int, n: Int, alpha: Float = 1, x: CFPtr, y: CFPtr, a: FPtr, lda: Int) {
+    if m == 0 || n == 0 { return }
+    cblas_sger(CblasRowMajor, blasint(m), blasint(n), alpha, x, 1, y, 1, a, blasint(lda))
+}
+
 /// Sets the OpenBLAS thread count (one per rank unless a config says otherwise).
 public func setBLASThreads(_ n: Int) { openblas_set_num_threads(Int32(n)) }
 public var blasThreads: Int { Int(openblas_get_num_threads()) }

@@ -136,16 +136,14 @@ extension SKESLNetwork {
             let i = Int(positions[s])
             for h in 0..<nh {
                 let kb = kv + s * L * 2 * H + h * dh, vb = kb + H
-                sgemm(transA: false, transB: true, m: 1, n: L, k: dh, alpha: scale, a: q + s * H + h * dh, lda: H,
-                      b: kb, ldb: 2 * H, beta: 0, c: probs, ldc: L)
+                sgemv(trans: false, rows: L, cols: dh, alpha: scale, a: kb, lda: 2 * H, x: q + s * H + h * dh, y: probs)
                 Attention.softmaxRows(probs, rows: 1, n: L, maskAdd: maskAdd + s * L)
                 if pAttn > 0 {
                     Dropout.maskSpan(drop, start: h * L * L + i * L, count: L, p: pAttn, keys: keys, sample: s,
                                      site: site(name + ".attention.probs"))
                     Dropout.apply(probs, probs, mask: drop, count: L, p: pAttn)
                 }
-                sgemm(transA: false, transB: false, m: 1, n: dh, k: L, a: probs, lda: L, b: vb, ldb: 2 * H,
-                      beta: 0, c: ctx + s * H + h * dh, ldc: H)
+                sgemv(trans: true, rows: L, cols: dh, a: vb, lda: 2 * H, x: probs, y: ctx + s * H + h * dh)
             }
         }
         func hiddenDropout(_ t: FPtr, _ siteName: String) {

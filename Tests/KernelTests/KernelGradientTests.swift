@@ -236,3 +236,25 @@ final class FastMathTests: XCTestCase {
         }
     }
 }
+
+final class SingleQueryAttentionTests: XCTestCase {
+    /// One query row (the [MASK]-row path) takes the gemv/ger route: same gradients.
+    func testOneQueryRow() {
+        let B = 3, lk = 7, dh = 4, ld = 2 * dh
+        let q = Buf(B * dh, seed: 41), kv = Buf(B * lk * ld, seed: 42), dctx = Buf(B * dh, seed: 43)
+        let ctx = Buf(zeros: B * dh)
+        let s = AttentionShape(batch: B, heads: 1, lq: 1, lk: lk, headDim: dh, ldq: dh, ldk: ld, ldv: ld, ldc: dh, scale: 0.5)
+        let probs = Buf(zeros: s.probsCount), scratch = Buf(zeros: 2 * lk)
+        func loss() -> Double {
+            Attention.forward(ctx: ctx.p, probs: probs.p, q: q.p, k: kv.p, v: kv.p + dh, keyMaskAdd: nil, shape: s)
+            return dot(ctx, dctx)
+        }
+        _ = loss()
+        let dq = Buf(zeros: q.n), dkv = Buf(kv.n, seed: 44)   // accumulate onto existing values
+        let before = Array(UnsafeBufferPointer(start: dkv.p, count: dkv.n))
+        Attention.backward(dq: dq.p, dk: dkv.p, dv: dkv.p + dh, dctx: dctx.p, probs: probs.p, q: q.p, k: kv.p, v: kv.p + dh,
+                           shape: s, ldDq: dh, ldDk: ld, ldDv: ld, accumulateKV: true, scratch: scratch.p)
+        for i in 0..<dkv.n { dkv.p[i] -= before[i] }
+        fdCheck("dq", x: q, grad: dq, loss); fdCheck("dkv", x: kv, grad: dkv, loss)
+    }
+}

@@ -1,12 +1,21 @@
 // swift-tools-version:5.9
 // skesl: distributed data-parallel trainer for SKESL (Qian & Han, 2023).
 import PackageDescription
+import Foundation
 
 // Hot loops are written over unsafe buffers; release builds drop Swift's
 // overflow and bounds checks there (inputs are validated at the boundaries).
-// Debug builds (tests) optimise these modules too: unoptimised SIMD code is ~50x slower.
-let fast: [SwiftSetting] = [.unsafeFlags(["-Ounchecked", "-wmo"], .when(configuration: .release)),
-                            .unsafeFlags(["-O"], .when(configuration: .debug))]
+// Element-wise kernels vectorise for the build machine's CPU family: AVX2 + FMA
+// (Haswell, 2013, and later) on x86-64 by default; SKESL_TARGET_CPU=generic builds for
+// any x86-64, or name another LLVM CPU. Debug builds (tests) optimise these modules too.
+#if arch(x86_64)
+let targetCPU = ProcessInfo.processInfo.environment["SKESL_TARGET_CPU"] ?? "haswell"
+#else
+let targetCPU = ProcessInfo.processInfo.environment["SKESL_TARGET_CPU"] ?? "generic"
+#endif
+let cpuFlags = targetCPU == "generic" ? [] : ["-target-cpu", targetCPU]
+let fast: [SwiftSetting] = [.unsafeFlags(["-Ounchecked", "-wmo"] + cpuFlags, .when(configuration: .release)),
+                            .unsafeFlags(["-O"] + cpuFlags, .when(configuration: .debug))]
 
 let package = Package(
     name: "skesl",

@@ -364,8 +364,9 @@ public final class H5Dataset {
         var cnt = shape.map { hsize_t($0) }
         off[0] = hsize_t(start); cnt[0] = hsize_t(count)
         H5Sselect_hyperslab(fs, H5S_SELECT_SET, &off, nil, &cnt, nil)
-        var mdims = [hsize_t(count * rowSize)]
-        let ms = H5Screate_simple(1, &mdims, nil)
+        // Memory space of the selection's shape (whole-block chunk mapping in HDF5).
+        var mdims = [hsize_t(count)] + shape.dropFirst().map { hsize_t($0) }
+        let ms = H5Screate_simple(Int32(mdims.count), &mdims, nil)
         return (fs, ms, rowSize)
     }
 

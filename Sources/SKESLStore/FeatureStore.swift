@@ -122,7 +122,9 @@ public final class ShardReader {
 
     /// Reads rows [row, row+n) into slot `slot` onwards of `batch` and checks each.
     /// A failed read or a failed check is a SampleProblem naming the file and the row.
-    func read(row: Int, count n: Int, into b: StoreBatch, slot: Int) throws {
+    /// `text: false` skips utterance ids and transcripts (variable-length strings, the
+    /// costliest part of a read) when the consumer does not need them.
+    func read(row: Int, count n: Int, into b: StoreBatch, slot: Int, text: Bool = true) throws {
         let s = spec
         let gid = globalOffset + Int64(row)
         func problem(_ r: Int, _ reason: String, _ uid: String? = nil) -> SampleProblem {
@@ -130,8 +132,8 @@ public final class ShardReader {
         }
         let uids: [String], txts: [String]
         do {
-            uids = try ids.readStrings(row, n)
-            txts = try texts.readStrings(row, n)
+            uids = text ? try ids.readStrings(row, n) : [String](repeating: "", count: n)
+            txts = text ? try texts.readStrings(row, n) : [String](repeating: "", count: n)
             try audio.read(row, n, into: b.audio.baseAddress! + slot * s.audioRow)
             try video.read(row, n, into: b.video.baseAddress! + slot * s.videoRow)
             try audioLength.read(row, n, into: b.audioLengths.baseAddress! + slot)
@@ -152,7 +154,7 @@ public final class ShardReader {
             b.globalIds[j] = gid + Int64(k)
             b.utteranceIds[j] = uids[k]
             b.transcripts[j] = txts[k]
-            if let reason = b.check(slot: j, labelRange: labelRange) { throw problem(row + k, reason, uids[k]) }
+            if let reason = b.check(slot: j, labelRange: labelRange, text: text) { throw problem(row + k, reason, text ? uids[k] : nil) }
         }
     }
 }

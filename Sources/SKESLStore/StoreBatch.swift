@@ -91,9 +91,9 @@ public final class StoreBatch: @unchecked Sendable {
     }
 
     /// Why row `j` is not a usable sample, or nil.
-    func check(slot j: Int, labelRange: [Float]?) -> String? {
+    func check(slot j: Int, labelRange: [Float]?, text: Bool = true) -> String? {
         let s = spec
-        if transcripts[j].allSatisfy({ $0.isWhitespace }) { return "empty transcript" }
+        if text && transcripts[j].allSatisfy({ $0.isWhitespace }) { return "empty transcript" }
         let al = Int(audioLengths[j]), vl = Int(videoLengths[j])
         if al < 0 || al > s.audioFrames { return "audio_length \(al) outside 0...\(s.audioFrames)" }
         if vl < 0 || vl > s.videoFrames { return "video_length \(vl) outside 0...\(s.videoFrames)" }

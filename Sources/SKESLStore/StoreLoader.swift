@@ -27,6 +27,9 @@ public struct LoaderConfig: Sendable {
     /// per-file metadata structures), so this bounds memory whatever the shard count;
     /// a read from a closed shard reopens it (about 0.2 ms; figures in the doc).
     public var maxOpenShards = 2
+    /// Read utterance ids and transcripts (off when the text comes from elsewhere, e.g.
+    /// the frozen-BERT cache; bad-sample messages then name the row and global id).
+    public var readText = true
     public init(globalBatchSize: Int = 32, microBatches: Int = 1, seed: UInt64 = 0, shuffle: Bool = true,
                 split: Split? = nil, prefetchDepth: Int = 2, skipBadSamples: Bool = false, dropRemainder: Bool = false,
                 maxOpenShards: Int = 2) {
@@ -173,7 +176,7 @@ public final class StoreLoader: @unchecked Sendable {
         }
         let reader = try self.reader(shard)
         do {
-            try reader.read(row: row, count: n, into: b, slot: slot)
+            try reader.read(row: row, count: n, into: b, slot: slot, text: config.readText)
             return n
         } catch let p as SampleProblem {
             guard config.skipBadSamples else { throw p }

@@ -154,7 +154,9 @@ extension ModelBenchmark {
         let net = try SKESLNetwork(config: c, seed: 1)
         let opt = Optimizer(config: OptimizerConfig(), layout: net.layout)
         let store = try FeatureStore(directory: dir)
-        let loader = try StoreLoader(store: store, config: LoaderConfig(globalBatchSize: batch, seed: 1, prefetchDepth: 2))
+        var lc = LoaderConfig(globalBatchSize: batch, seed: 1, prefetchDepth: 2, maxOpenShards: 64)
+        lc.readText = false   // the cache gives the text side
+        let loader = try StoreLoader(store: store, config: lc)
         let H = c.bert.hiddenSize
         let rows = UnsafeMutablePointer<Float>.allocate(capacity: batch * H); defer { rows.deallocate() }
         KeyedRandom(seed: 3, stream: "rows").fillUniform(rows, batch * H, lo: -1, hi: 1)

@@ -27,6 +27,9 @@ public struct DataConfig: Codable, Equatable, Sendable {
     public var lexicon = "auto"
     public var skipBadSamples = false
     public var prefetch = 2
+    /// Shard files each rank keeps open (a global shuffle reads from all of them; each
+    /// open shard costs about 100 KB of HDF5 metadata, no chunk cache).
+    public var maxOpenShards = 64
     /// Pretraining with a frozen BERT: encode every sample's [MASK] row once (BERT in eval
     /// mode, unlike the reference) and read it in later epochs (docs/performance.md).
     public var bertCache = false
@@ -121,6 +124,7 @@ public struct RunConfig: Codable, Equatable, Sendable {
             throw bad("data.textLength \(data.textLength) exceeds model.bert.max_position_embeddings \(model.bert.maxPositionEmbeddings)")
         }
         guard data.prefetch >= 1 else { throw bad("data.prefetch must be at least 1") }
+        guard data.maxOpenShards >= 1 else { throw bad("data.maxOpenShards must be at least 1") }
         if data.bertCache && !(task == .pretrain && model.freezeBert) {
             throw bad("data.bertCache needs pretraining with a frozen BERT (model.freezeBert: true)")
         }

@@ -138,11 +138,14 @@ public final class Trainer {
         let isRoot = rank == 0
         let loaderConfig = LoaderConfig(globalBatchSize: G, microBatches: A, seed: rc.train.seed, shuffle: true,
                                         split: rc.task == .finetune ? Split(name: rc.data.trainSplit) : nil,
-                                        prefetchDepth: rc.data.prefetch, skipBadSamples: rc.data.skipBadSamples)
+                                        prefetchDepth: rc.data.prefetch, skipBadSamples: rc.data.skipBadSamples,
+                                        maxOpenShards: rc.data.maxOpenShards)
         if rc.task == .finetune && Split(name: rc.data.trainSplit) == nil {
             throw ConfigError("data.trainSplit \(rc.data.trainSplit) is not a split name (train, valid, test)")
         }
-        let loader = try StoreLoader(store: store, config: loaderConfig, log: { m in FileHandle.standardError.write(("rank \(self.rank): " + m + "\n").data(using: .utf8)!) })
+        var loaderConfig2 = loaderConfig
+        loaderConfig2.readText = !rc.data.bertCache
+        let loader = try StoreLoader(store: store, config: loaderConfig2, log: { m in FileHandle.standardError.write(("rank \(self.rank): " + m + "\n").data(using: .utf8)!) })
         guard loader.count > 0 else { throw ConfigError("\(rc.data.store): no samples to train on\(rc.task == .finetune ? " in split \(rc.data.trainSplit)" : "")") }
         let stepsPerEpoch = loader.stepsPerEpoch
         let totalSteps = stepsPerEpoch * rc.train.epochs
@@ -365,7 +368,8 @@ public final class Trainer {
         guard let split = Split(name: name) else { throw ConfigError("\(name) is not a split name (train, valid, test)") }
         let loader = try StoreLoader(store: store, config: LoaderConfig(globalBatchSize: batch * comm.size, microBatches: 1, seed: 0,
                                                                          shuffle: false, split: split, prefetchDepth: 2,
-                                                                         skipBadSamples: rc.data.skipBadSamples))
+                                                                         skipBadSamples: rc.data.skipBadSamples,
+                                                                         maxOpenShards: rc.data.maxOpenShards))
         var preds: [Float] = [], labels: [Float] = [], ids: [Int64] = [], utts: [String] = []
         if loader.count > 0 {
             let it = try loader.batches(rank: comm.rank, worldSize: comm.size, untilEpoch: 1)

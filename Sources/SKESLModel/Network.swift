@@ -159,7 +159,7 @@ public final class SKESLNetwork {
             rows.update(from: given, count: B * H)
             state.bertOut = nil
             state.bertMaskRows = rows
-            top = crossModalForward(rows, b, rows: 1, rowOffsets: b.maskPositions)
+            top = crossModalRowsForward(rows, b, positions: b.maskPositions)
             pooled = top
         } else if state.rowPath {
             // Only the [MASK] row reaches the loss, and no text row mixes with another after
@@ -168,7 +168,7 @@ public final class SKESLNetwork {
             let rows = bertLastLayerRows(before, b, positions: b.maskPositions)
             state.bertOut = nil
             state.bertMaskRows = rows
-            top = crossModalForward(rows, b, rows: 1, rowOffsets: b.maskPositions)
+            top = crossModalRowsForward(rows, b, positions: b.maskPositions)
             pooled = top
         } else {
             let x0 = bertForward(b)
@@ -241,7 +241,7 @@ public final class SKESLNetwork {
         headBackward(dy: dy, dx: dPooled, B)
         reportReady(downTo: layout.offset("head.fc1.weight"))
         if state.rowPath {
-            _ = crossModalBackward(dPooled, b, rows: 1)
+            crossModalRowsBackward(dPooled, b)
             reportReady(downTo: layout.trainableStart)
             return
         }
@@ -289,6 +289,7 @@ struct ForwardState {
     var bertMaskAdd: FPtr? = nil
     var bertMaskRows: FPtr? = nil
     var rowPath = false
+    var rowEncoder = RowEncoderActs()
     var cm = CrossModalActs()
     var headActs = HeadActs()
 }

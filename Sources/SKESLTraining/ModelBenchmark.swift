@@ -136,14 +136,17 @@ extension ModelBenchmark {
         public var encodeRowsPerSecond: Double      // the cache pass: BERT [MASK] rows per second (eval mode)
     }
 
-    /// Encoder + head FLOPs per sample of the [MASK]-row step (forward and backward).
+    /// Encoder + head FLOPs per sample of the [MASK]-row step (forward and backward), as
+    /// computed: without keys and values (Network+CrossModalRows.swift), per layer and
+    /// modality q (2He), q W_k (2eD), scores and x̂ᵀp (2·2TD), context (2De), out (2eH);
+    /// fc 2H²; backward about twice the forward.
     public func rowStepFLOPs(config c: ModelConfig) -> Double {
         let H = Double(c.bert.hiddenSize), e = Double(c.crossmodal.attentionDim), nl = Double(c.crossmodal.layers)
         let ta = Double(audioFrames), tv = Double(videoFrames), da = Double(c.crossmodal.audioDim), dv = Double(c.crossmodal.videoDim)
-        let kv = (c.crossmodal.shared ? 1 : nl) * (2 * ta * da * 2 * e + 2 * tv * dv * 2 * e)
-        let layer = (4 * H * e + 4 * ta * e) + (4 * H * e + 4 * tv * e) + 2 * H * H
+        func modality(_ t: Double, _ d: Double) -> Double { 2 * H * e + 2 * e * d + 4 * t * d + 2 * d * e + 2 * e * H }
+        let layer = modality(ta, da) + modality(tv, dv) + 2 * H * H
         let head = 2 * H * Double(c.head.hidden)
-        return 2 * kv + 3 * (nl * layer + head)
+        return 3 * (nl * layer + head)
     }
 
     /// Times the cached step (rows given, features from `store` through the prefetching

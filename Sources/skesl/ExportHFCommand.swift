@@ -5,7 +5,8 @@ import SKESLText
 struct ExportHF: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "export-hf",
-        abstract: "Export the BERT of a weights file to a directory that transformers' BertModel.from_pretrained loads.")
+        abstract: "Export the BERT of a weights file to a directory that transformers' BertModel.from_pretrained loads.",
+        discussion: "Example: skesl export-hf runs/ft/checkpoints/best.h5 -o bert-finetuned")
 
     @Argument(help: "The weights file or checkpoint (HDF5).")
     var weights: String

@@ -35,9 +35,9 @@ struct SynthCommand: ParsableCommand {
         commandName: "synth",
         abstract: "Write a synthetic corpus (deterministic by seed) with a planted multimodal sentiment signal.",
         discussion: """
-        The label mixes the text's lexicon word (about a third of its variance) with latents carried by
-        the audio and video frames, so a model needs all three modalities (docs/feature-store.md).
-        --write-vocab writes a small BERT vocab.txt covering every word of the corpus, for a BERT
+        The label mixes the text's lexicon word (about a third of its variance) with latents carried by \
+        the audio and video frames, so a model needs all three modalities (docs/feature-store.md). \
+        --write-vocab writes a small BERT vocab.txt covering every word of the corpus, for a BERT \
         trained from scratch when no pretrained one is at hand.
 
         Examples:

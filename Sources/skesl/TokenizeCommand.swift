@@ -14,7 +14,7 @@ struct Tokenize: ParsableCommand {
 
         Examples:
           echo "the movie was great" | skesl tokenize --tokenizer bert-base-uncased --max-length 16
-          skesl tokenize --tokenizer bert-base-uncased/vocab.txt --lexicon vader < transcripts.txt > masked.jsonl
+          skesl tokenize --tokenizer bert-base-uncased --lexicon vader < transcripts.txt > masked.jsonl
         """)
 
     @Option(help: "A model directory, a vocab.txt or a Hugging Face tokenizer.json.")

@@ -2,7 +2,7 @@
 # Launch skesl (or any MPI program) on one or more nodes with Open MPI's mpirun.
 # One rank per data-parallel replica; each rank runs its BLAS on --threads cores.
 #
-#   Cluster/launch.sh --hostfile Cluster/hostfile --per-node 2 --threads 8 -- train --config run.yaml
+#   Cluster/launch.sh --hostfile Cluster/hostfile --per-node 2 --threads 8 -- pretrain -c Configs/pretrain-reference.yaml --store /data/voxceleb --init-bert bert-base-uncased.h5
 #
 # Options (launcher's own; everything after `--` goes to the program):
 #   -n, --np N              total ranks (default: per-node x hosts in the hostfile, else 1)

@@ -3,7 +3,7 @@
 # the report looks right. Installs Debian's chromium when missing.
 #   scripts/screenshot_report.sh RUN_DIR [OUT.png]   (default OUT: RUN_DIR/report.png)
 # With no RUN_DIR, it reports the sample run of Tests/Fixtures/metrics/sample-run in a
-# temporary directory (needs a built skesl: swift build).
+# temporary directory (needs a built skesl: swift build, release or debug).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -24,7 +24,12 @@ fi
 OUT=${2:-$RUN_DIR/report.png}
 case "$OUT" in /*) ;; *) OUT=$ROOT/$OUT ;; esac
 
-SKESL=${SKESL:-$(swift build --show-bin-path)/skesl}
+# The release build (scripts/demo makes one), else the debug build.
+if [ -z "${SKESL:-}" ]; then
+  SKESL=$(swift build -c release --show-bin-path)/skesl
+  [ -x "$SKESL" ] || SKESL=$(swift build --show-bin-path)/skesl
+fi
+[ -x "$SKESL" ] || { echo "screenshot_report: no skesl binary: run swift build (or scripts/demo), or set SKESL" >&2; exit 1; }
 "$SKESL" report --quiet "$RUN_DIR" >/dev/null
 
 # A throwaway profile keeps the run from touching (or being slowed by) a user profile.

@@ -22,7 +22,9 @@ public enum PythonEnvironment {
         if let g = given { roots.append(g) }
         roots.append(FileManager.default.currentDirectoryPath)
         // .build/<config>/skesl or .build/<triple>/<config>/skesl: walk up to the checkout.
-        var d = URL(fileURLWithPath: CommandLine.arguments.first ?? "").standardizedFileURL.deletingLastPathComponent()
+        // The executable's real path (argv[0] is a bare name when it was found on PATH).
+        let exe = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments.first ?? ""
+        var d = URL(fileURLWithPath: exe).standardizedFileURL.deletingLastPathComponent()
         for _ in 0..<4 {
             d = d.deletingLastPathComponent()
             roots.append(d.path)

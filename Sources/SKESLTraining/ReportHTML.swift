@@ -14,7 +14,10 @@ public enum RunReport {
         let contents = try MetricsLogReader.read(runDirectory: runDirectory)
         let data = RunReportData(records: contents.records, warnings: contents.warnings)
         let name = URL(fileURLWithPath: runDirectory).standardizedFileURL.lastPathComponent
-        let page = render(data, title: data.runStart?.run ?? name)
+        // The trainer writes the resolved configuration next to the log; shown when the
+        // run_start record carries none.
+        let configFile = try? String(contentsOfFile: (runDirectory as NSString).appendingPathComponent("config.yaml"), encoding: .utf8)
+        let page = render(data, title: data.runStart?.run ?? name, configFile: configFile)
         let path = (runDirectory as NSString).appendingPathComponent(fileName)
         do {
             try page.write(toFile: path, atomically: true, encoding: .utf8)
@@ -33,14 +36,14 @@ public enum RunReport {
             .joined(separator: "\n")
     }
 
-    public static func render(_ d: RunReportData, title: String) -> String {
+    public static func render(_ d: RunReportData, title: String, configFile: String? = nil) -> String {
         var body = "<h1>Run report: \(htmlEscape(title))</h1>\n"
         body += summary(d)
         body += finalTable(d)
         for chart in charts(d) { body += "<section class=\"plot\">\n" + chart.svg() + "\n</section>\n" }
         body += epochTable(d)
         body += checkpointTable(d)
-        body += configuration(d)
+        body += configuration(d, configFile: configFile)
         return """
         <!DOCTYPE html>
         <html lang="en"><head><meta charset="utf-8">
@@ -213,9 +216,14 @@ public enum RunReport {
         return out + "</table>\n"
     }
 
-    static func configuration(_ d: RunReportData) -> String {
+    static func configuration(_ d: RunReportData, configFile: String?) -> String {
         guard let s = d.runStart else { return "" }
-        var out = "<h2>Configuration</h2>\n<pre>\(htmlEscape(s.config.pretty()))</pre>\n"
+        var out = ""
+        if s.config != .object([:]) && s.config != .null {
+            out = "<h2>Configuration</h2>\n<pre>\(htmlEscape(s.config.pretty()))</pre>\n"
+        } else if let f = configFile, !f.isEmpty {
+            out = "<h2>Configuration</h2>\n<p>config.yaml of the run directory:</p>\n<pre>\(htmlEscape(f))</pre>\n"
+        }
         if !s.versions.isEmpty {
             out += "<h2>Versions</h2>\n<table class=\"summary\">\n"
             for (k, v) in s.versions.sorted(by: { $0.key < $1.key }) {

@@ -15,6 +15,8 @@ struct Report: ParsableCommand {
         discussion: """
         The report is one HTML file with no external assets: open it in any browser. \
         The final metrics (best epoch by validation loss) are also printed here.
+
+        Example: skesl report runs/demo/ft-pretrained      (writes runs/demo/ft-pretrained/report.html)
         """)
 
     @Argument(help: "The run directory (it holds metrics.jsonl).")

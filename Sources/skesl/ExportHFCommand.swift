@@ -5,7 +5,14 @@ import SKESLText
 struct ExportHF: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "export-hf",
-        abstract: "Export the BERT of a weights file to a directory that transformers' BertModel.from_pretrained loads.")
+        abstract: "Export the BERT of a weights file to a directory that transformers' BertModel.from_pretrained loads.",
+        discussion: """
+        Checkpoints carry no vocabulary: give the tokenizer of the BERT the run started from.
+
+        Examples:
+          skesl export-hf bert-base-uncased.h5 -o bert-base-again
+          skesl export-hf runs/ft/checkpoints/best.h5 --tokenizer bert-base-uncased -o bert-finetuned
+        """)
 
     @Argument(help: "The weights file or checkpoint (HDF5).")
     var weights: String

@@ -5,7 +5,13 @@ import SKESLText
 struct ImportHF: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "import-hf",
-        abstract: "Import a Hugging Face BERT checkpoint (config.json, safetensors, vocab.txt or tokenizer.json) into a weights file.")
+        abstract: "Import a Hugging Face BERT checkpoint (config.json, safetensors, vocab.txt or tokenizer.json) into a weights file.",
+        discussion: """
+        The weights file holds the BERT tensors, its config and its vocabulary; pass it to pretrain or \
+        finetune with --init-bert (docs/text.md).
+
+        Example: skesl import-hf bert-base-uncased -o bert-base-uncased.h5
+        """)
 
     @Argument(help: "The Hugging Face model directory.")
     var checkpoint: String

@@ -7,7 +7,7 @@ struct ShardCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "shard",
         abstract: "Split, merge or reshard stores into a new store of N shards (streaming, bounded memory).",
-        discussion: "skesl shard --shards 8 --out big8 big        (split or reshard one store)\nskesl shard --shards 1 --out all a b c       (merge stores of the same shapes)")
+        discussion: "Examples:\n  skesl shard --shards 8 --out big8 big        (split or reshard one store)\n  skesl shard --shards 1 --out all a b c       (merge stores of the same shapes)")
 
     @Argument(help: "Input store directories.") var inputs: [String]
     @Option(help: "Output store directory.") var out: String

@@ -58,7 +58,8 @@ struct StoreBenchLoad: ParsableCommand {
 struct StoreBenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
-        abstract: "Scale benchmark: build/verify/load a VoxCeleb-sized synthetic store at small dims against a small one, then loader and disk speed at reference shapes.")
+        abstract: "Scale benchmark: build/verify/load a VoxCeleb-sized synthetic store at small dims against a small one, then loader and disk speed at reference shapes.",
+        discussion: "Example: skesl store bench --dir /tmp/store-bench --samples 100000")
 
     @Option(help: "Working directory (stores are deleted after measuring unless --keep).") var dir: String
     @Option(help: "Utterances of the large store (VoxCeleb1+2: 1,281,762).") var samples = 1_281_762
@@ -123,7 +124,8 @@ struct StoreBenchCommand: ParsableCommand {
 struct StoreBenchLayout: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench-layout",
-        abstract: "Compare chunking and filters at reference shapes: write time, size, shuffled cold/warm read speed.")
+        abstract: "Compare chunking and filters at reference shapes: write time, size, shuffled cold/warm read speed.",
+        discussion: "Example: skesl store bench-layout --dir /tmp/layout-bench --samples 500")
     @Option(help: "Working directory.") var dir: String
     @Option(help: "Utterances per trial store.") var samples = 1000
     @Option(help: "Batches pulled per read trial (batch 32).") var batches = 25

@@ -8,6 +8,15 @@ struct StoreCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "store",
         abstract: "Verify, inspect, import and benchmark sharded HDF5 feature stores (docs/feature-store.md).",
+        discussion: """
+        Examples:
+          skesl store import-csd --labels CMU_MOSI_Opinion_Labels.csd --words CMU_MOSI_TimestampedWords.csd \\
+            --audio CMU_MOSI_COVAREP.csd --video CMU_MOSI_Visual_OpenFace_2.csd \\
+            --train train.txt --valid valid.txt --test test.txt --out data/mosi
+          skesl store import-files voxceleb-features/ --out data/voxceleb
+          skesl store verify data/mosi
+          skesl store inspect data/mosi
+        """,
         subcommands: [StoreVerify.self, StoreInspect.self, StoreImportFiles.self, StoreImportCSD.self,
                       StoreBenchCommand.self, StoreBenchLoad.self, StoreBenchLayout.self])
 }
@@ -17,7 +26,8 @@ func fmt(_ x: Double, _ digits: Int = 1) -> String { String(format: "%.\(digits)
 struct StoreVerify: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "verify",
-        abstract: "Check checksums, datasets, dimensions, NaN/Inf, lengths, transcripts and label ranges; exit 1 on any problem.")
+        abstract: "Check checksums, datasets, dimensions, NaN/Inf, lengths, transcripts and label ranges; exit 1 on any problem.",
+        discussion: "Example: skesl store verify data/mosi")
     @Argument(help: "Store directory.") var store: String
     @Flag(help: "Skip the CRC-32 of whole shard files.") var noChecksums = false
     @Option(help: "Problems to list at most.") var maxProblems = 50
@@ -35,7 +45,8 @@ struct StoreVerify: ParsableCommand {
 }
 
 struct StoreInspect: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "inspect", abstract: "Print a summary of a store.")
+    static let configuration = CommandConfiguration(commandName: "inspect", abstract: "Print a summary of a store.",
+                                                    discussion: "Example: skesl store inspect data/mosi --show 5")
     @Argument(help: "Store directory.") var store: String
     @Option(help: "Samples to show.") var show = 3
 
@@ -106,7 +117,12 @@ struct ImportCommon: ParsableArguments {
 struct StoreImportFiles: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "import-files",
-        abstract: "Import per-utterance files: <id>.txt, <id>.npy or <id>.audio.csv, <id>.openface.csv, optional labels.csv (id,label,split).")
+        abstract: "Import per-utterance files: <id>.txt, <id>.npy or <id>.audio.csv, <id>.openface.csv, optional labels.csv (id,label,split).",
+        discussion: """
+        Without labels.csv the store is unlabeled (pretraining, e.g. VoxCeleb); with it, labeled (fine-tuning).
+
+        Example: skesl store import-files voxceleb-features/ --out data/voxceleb --samples-per-shard 5000
+        """)
     @Argument(help: "Directory of per-utterance files.") var directory: String
     @OptionGroup var common: ImportCommon
 
@@ -119,7 +135,15 @@ struct StoreImportFiles: ParsableCommand {
 struct StoreImportCSD: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "import-csd",
-        abstract: "Import CMU-MultimodalSDK computational sequences (.csd), aligned to the label segments.")
+        abstract: "Import CMU-MultimodalSDK computational sequences (.csd), aligned to the label segments.",
+        discussion: """
+        The split lists hold one video id per line (the SDK's standard folds saved as files).
+
+        Example:
+          skesl store import-csd --labels CMU_MOSI_Opinion_Labels.csd --words CMU_MOSI_TimestampedWords.csd \\
+            --audio CMU_MOSI_COVAREP.csd --video CMU_MOSI_Visual_OpenFace_2.csd \\
+            --train train.txt --valid valid.txt --test test.txt --out data/mosi
+        """)
     @Option(help: "Labels sequence (e.g. CMU_MOSI_Opinion_Labels.csd).") var labels: String
     @Option(help: "Words sequence (e.g. CMU_MOSI_TimestampedWords.csd).") var words: String
     @Option(help: "Audio features sequence.") var audio: String

@@ -2,6 +2,7 @@
 import ArgumentParser
 import Foundation
 import SKESLStore
+import SKESLTraining
 
 /// Storage options shared by the commands that write stores.
 struct LayoutOptions: ParsableArguments {
@@ -32,9 +33,22 @@ func reportingErrors<T>(_ body: () throws -> T) throws -> T {
 struct SynthCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "synth",
-        abstract: "Write a synthetic corpus (deterministic by seed) with a planted multimodal sentiment signal.")
+        abstract: "Write a synthetic corpus (deterministic by seed) with a planted multimodal sentiment signal.",
+        discussion: """
+        The label mixes the text's lexicon word (about a third of its variance) with latents carried by \
+        the audio and video frames, so a model needs all three modalities (docs/feature-store.md). \
+        --write-vocab writes a small BERT vocab.txt covering every word of the corpus, for a BERT \
+        trained from scratch when no pretrained one is at hand.
 
-    @Option(help: "Output store directory.") var out: String
+        Examples:
+          skesl synth --out data/synth-unlabeled --samples 4000 --audio-frames 100 --video-frames 30 --video-dim 64
+          skesl synth --out data/synth-labeled --labeled --samples 1500 --seed 2 --audio-frames 100 --video-frames 30 --video-dim 64
+          skesl synth --write-vocab data/synth-vocab.txt
+        """)
+
+    @Option(help: "Output store directory.") var out: String?
+    @Option(help: "Write the corpus's vocab.txt ([PAD] [UNK] [CLS] [SEP] [MASK] and its words) to this file.")
+    var writeVocab: String?
     @Option(help: "Number of utterances.") var samples = 2000
     @Option(help: "Seed: the same seed gives the same store.") var seed: UInt64 = 0
     @Option(help: "Audio frames per utterance (padded).") var audioFrames = 400
@@ -49,7 +63,20 @@ struct SynthCommand: ParsableCommand {
     @Flag(help: "Replace an existing store in --out.") var overwrite = false
     @OptionGroup var layoutOptions: LayoutOptions
 
+    func validate() throws {
+        guard out != nil || writeVocab != nil else { throw ValidationError("give --out DIR (a store), --write-vocab FILE, or both") }
+    }
+
     func run() throws {
+        if let path = writeVocab {
+            try reportingErrors {
+                do { try SynthVocabulary.write(to: path) } catch {
+                    throw StoreError("\(path): cannot write the vocabulary (\(error.localizedDescription)); check the directory exists and is writable")
+                }
+                print("synth: vocabulary of \(SynthVocabulary.tokens.count) tokens -> \(path)")
+            }
+        }
+        guard let out else { return }
         guard samples >= 0 else { throw ValidationError("--samples must be at least 0") }
         guard (0...1).contains(neutralFraction) else { throw ValidationError("--neutral-fraction must be in [0, 1]") }
         guard tokens >= 0 else { throw ValidationError("--tokens must be at least 0") }

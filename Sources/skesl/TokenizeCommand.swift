@@ -11,6 +11,10 @@ struct Tokenize: ParsableCommand {
         Writes one JSON object per input line: input_ids, token_type_ids, attention_mask. With --lexicon the ids \
         are masked as in pretraining and each object adds mask_position (0-based index into input_ids, [CLS] is 0) \
         and target; the line's 0-based number is its sample id.
+
+        Examples:
+          echo "the movie was great" | skesl tokenize --tokenizer bert-base-uncased --max-length 16
+          skesl tokenize --tokenizer bert-base-uncased --lexicon vader < transcripts.txt > masked.jsonl
         """)
 
     @Option(help: "A model directory, a vocab.txt or a Hugging Face tokenizer.json.")

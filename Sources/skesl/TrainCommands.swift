@@ -90,12 +90,14 @@ struct Finetune: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Fine-tuning on a labeled store (CMU-MOSI / MOSEI), keeping the epoch with the best validation loss (method section 6).",
         discussion: """
-        --init-checkpoint takes a pretraining checkpoint (BERT and cross-modal encoder; the head starts fresh).
+        --init-checkpoint takes a pretraining checkpoint (BERT and cross-modal encoder; the head starts fresh); \
+        give the BERT it was pretrained with (--init-bert) or --tokenizer too, for the vocabulary.
         Without it the encoder starts from scratch (the paper's "no pretraining" ablation); --variant text_only
         is the text-only ablation.
 
         Example:
-          skesl finetune -c Configs/finetune-mosi.yaml --store data/mosi --init-checkpoint runs/pre/checkpoints/milestone-epoch100.h5
+          skesl finetune -c Configs/finetune-mosi.yaml --store data/mosi --init-bert bert-base-uncased.h5 \\
+            --init-checkpoint runs/pre/checkpoints/milestone-epoch100.h5
         """)
     @OptionGroup var options: RunOptions
     @Option(help: "Pretraining checkpoint to start from (initialize.checkpoint).") var initCheckpoint: String?

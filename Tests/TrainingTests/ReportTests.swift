@@ -244,6 +244,24 @@ final class ReportTests: XCTestCase {
         XCTAssertEqual(RunReport.finalMetricsText(d), "valid @ epoch 1: loss 0.8000 on 50 samples")
     }
 
+    func testConfigurationComesFromConfigYamlWhenTheLogHasNone() throws {
+        let dir = NSTemporaryDirectory() + "skesl-report-config-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let log = try MetricsLog(runDirectory: dir)
+        try log.runStart(run: "r", phase: "finetune", worldSize: 2, epochs: 1, stepsPerEpoch: 1, batchSize: 32)
+        log.close()
+        // No config in the log and no config.yaml: no empty Configuration block.
+        XCTAssertFalse(try String(contentsOfFile: RunReport.write(runDirectory: dir).path, encoding: .utf8).contains("Configuration"))
+        try "task: finetune\ndata: {textLength: 16}\nnote: <a&b>\n".write(toFile: dir + "/config.yaml", atomically: true, encoding: .utf8)
+        let html = try String(contentsOfFile: RunReport.write(runDirectory: dir).path, encoding: .utf8)
+        XCTAssertTrue(html.contains("<h2>Configuration</h2>"))
+        XCTAssertTrue(html.contains("task: finetune\ndata: {textLength: 16}\nnote: &lt;a&amp;b&gt;"), "the file, escaped")
+        // A config in the log wins over the file.
+        XCTAssertFalse(page.contains("config.yaml of the run directory"))
+        XCTAssertTrue(page.contains("<h2>Configuration</h2>"))
+    }
+
     // MARK: the command line
 
     func runSkesl(_ args: [String]) throws -> (status: Int32, out: String, err: String) {

@@ -20,7 +20,7 @@ run() {  # task ranks
   local task=$1 np=$2 batch=$(( PER * $2 ))
   local extra=(--set data.tokenizer="$W/vocab.txt" --set train.globalBatch=$batch --set train.maxSteps=$STEPS
                --set train.epochs=100 --set logEverySeconds=0.001 --store "$W/store" --run-dir "$W/$task-$np" --resume none)
-  [ "$task" = finetune ] && extra+=(--set train.optimizer.groupLR.bert=5.0e-6)
+  [ "$task" = finetune ] && extra+=(--set model.freezeBert=false --set train.optimizer.groupLR.bert=5.0e-6)
   local t0=$(date +%s.%N)
   mpirun --allow-run-as-root --oversubscribe -np "$np" --bind-to core "$SKESL" "$task" "${extra[@]}" > "$W/$task-$np.out" 2> "$W/$task-$np.err"
   # Samples/s over the steps after the first (warm-up), from the metrics log's train records.

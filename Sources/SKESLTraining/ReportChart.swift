@@ -28,8 +28,9 @@ public struct ChartAxis {
 
     /// Axis over [minV, maxV]: nice linear ticks (1, 2, 5 x 10^k) widened to whole ticks, or
     /// decades (with 2 and 5 in between when the range is short) on a log axis.
+    /// `minStep`: ticks at least this far apart (1 for counts such as epochs: no 1.5).
     public static func make(min minV: Double, max maxV: Double, log: Bool, pixelLo: Double, pixelHi: Double,
-                            targetTicks: Int = 6) -> ChartAxis {
+                            targetTicks: Int = 6, minStep: Double = 0) -> ChartAxis {
         if log {
             let a = floor(log10(minV)), b = max(ceil(log10(maxV)), a + 1)
             var ticks: [Double] = []
@@ -44,7 +45,7 @@ public struct ChartAxis {
             let pad = lo == 0 ? 1 : abs(lo) * 0.1
             lo -= pad; hi += pad
         }
-        let step = niceStep((hi - lo) / Double(max(1, targetTicks - 1)))
+        let step = max(niceStep((hi - lo) / Double(max(1, targetTicks - 1))), minStep)
         let first = floor(lo / step + 1e-9) * step, last = ceil(hi / step - 1e-9) * step
         var ticks: [Double] = []
         var k = 0.0
@@ -84,6 +85,8 @@ public struct LineChart {
     public var series: [ChartSeries]
     public var logY = false
     public var note: String?
+    /// The x values are whole numbers (epochs): whole-number ticks only.
+    public var integerX = false
     public var width = 1000.0, height = 330.0
 
     static let palette = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf"]
@@ -91,9 +94,9 @@ public struct LineChart {
     static let margin = (left: 78.0, right: 20.0, top: 58.0, bottom: 52.0)
 
     public init(id: String, title: String, xLabel: String, yLabel: String, series: [ChartSeries],
-                logY: Bool = false, note: String? = nil) {
+                logY: Bool = false, note: String? = nil, integerX: Bool = false) {
         self.id = id; self.title = title; self.xLabel = xLabel; self.yLabel = yLabel
-        self.series = series; self.logY = logY; self.note = note
+        self.series = series; self.logY = logY; self.note = note; self.integerX = integerX
     }
 
     /// The points a chart can draw (finite, and positive on a log axis).
@@ -114,7 +117,8 @@ public struct LineChart {
             return out
         }
         let xs = pts.map(\.x), ys = pts.map(\.y)
-        let xAxis = ChartAxis.make(min: xs.min()!, max: xs.max()!, log: false, pixelLo: plotL, pixelHi: plotR, targetTicks: 9)
+        let xAxis = ChartAxis.make(min: xs.min()!, max: xs.max()!, log: false, pixelLo: plotL, pixelHi: plotR, targetTicks: 9,
+                                     minStep: integerX ? 1 : 0)
         let yAxis = ChartAxis.make(min: ys.min()!, max: ys.max()!, log: logY, pixelLo: plotB, pixelHi: plotT)
 
         // Grid and ticks.

@@ -139,7 +139,7 @@ public enum RunReport {
                                           dashed: split == "test"))
         }
         charts.append(LineChart(id: "chart-loss-epoch", title: "Loss per epoch", xLabel: "epoch", yLabel: "loss",
-                                series: lossSeries))
+                                series: lossSeries, integerX: true))
         charts.append(LineChart(id: "chart-loss-step", title: "Training loss per logged interval", xLabel: "optimizer step",
                                 yLabel: "loss", series: [ChartSeries(name: "train", points: d.train.map { (Double($0.step), $0.loss) })]))
 
@@ -165,10 +165,12 @@ public enum RunReport {
                 })
             }
             charts.append(LineChart(id: "chart-valid-error", title: "Validation MAE and correlation per epoch",
-                                    xLabel: "epoch", yLabel: "value", series: [metricSeries("mae"), metricSeries("corr")]))
+                                    xLabel: "epoch", yLabel: "value", series: [metricSeries("mae"), metricSeries("corr")],
+                                    integerX: true))
             charts.append(LineChart(id: "chart-valid-accuracy", title: "Validation accuracy and F1 per epoch",
                                     xLabel: "epoch", yLabel: "fraction",
-                                    series: ["acc2_has0", "f1_has0", "acc2_non0", "f1_non0", "acc7", "acc5"].map(metricSeries)))
+                                    series: ["acc2_has0", "f1_has0", "acc2_non0", "f1_non0", "acc7", "acc5"].map(metricSeries),
+                                    integerX: true))
         }
         return charts
     }

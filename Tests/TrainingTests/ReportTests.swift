@@ -244,6 +244,21 @@ final class ReportTests: XCTestCase {
         XCTAssertEqual(RunReport.finalMetricsText(d), "valid @ epoch 1: loss 0.8000 on 50 samples")
     }
 
+    func testEpochAxesHaveWholeNumberTicks() throws {
+        // Five epochs would get ticks 1.0, 1.5, ... 5.0 from the 1-2-5 rule alone.
+        var records: [MetricsRecord] = [.runStart(RunStartRecord(time: 0, run: "f", phase: "finetune", worldSize: 1))]
+        for e in 1...5 {
+            records.append(train(e * 10, epoch: e, loss: 1 / Double(e)))
+            records.append(.eval(EvalRecord(time: Double(e), epoch: e, split: "valid", loss: 0.5 / Double(e), samples: 10)))
+        }
+        page = RunReport.render(RunReportData(records: records), title: "f")
+        let ticks = matches("class=\"tick x\" data-v=\"([^\"]+)\"", in: try chart("chart-loss-epoch")).map { Double($0[1])! }
+        XCTAssertEqual(ticks, [1, 2, 3, 4, 5])
+        let stepTicks = matches("class=\"tick x\" data-v=\"([^\"]+)\"", in: try chart("chart-loss-step")).map { Double($0[1])! }
+        XCTAssertEqual(stepTicks.first, 10)
+        XCTAssertEqual(stepTicks.last, 50)
+    }
+
     func testConfigurationComesFromConfigYamlWhenTheLogHasNone() throws {
         let dir = NSTemporaryDirectory() + "skesl-report-config-\(UUID().uuidString)"
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)

@@ -89,6 +89,16 @@ public enum ModelSetup {
             FileManager.default.fileExists(atPath: p, isDirectory: &isDir)
             if isDir.boolValue { return try BertTokenizer.load(p) }
             let f = try H5File.open(p)
+            // A checkpoint names the tokenizer its run used (its stored run config).
+            if !f.exists("/tokenizer/vocab"), f.hasAttribute("run_config_yaml"),
+               let trained = try? RunConfigLoader.load(yamlText: try f.stringAttribute("run_config_yaml"), source: p),
+               trained.data.tokenizer != rc.data.tokenizer || trained.initialize.bert != rc.initialize.bert {
+                var inner = rc
+                inner.data.tokenizer = trained.data.tokenizer
+                inner.initialize.bert = trained.initialize.bert
+                inner.initialize.checkpoint = ""
+                if !inner.data.tokenizer.isEmpty || !inner.initialize.bert.isEmpty { return try tokenizer(inner) }
+            }
             if f.exists("/tokenizer/vocab") {
                 let vocab = try f.readStrings("/tokenizer/vocab")
                 let tmp = NSTemporaryDirectory() + "skesl-vocab-\(getpid())-\(UInt32.random(in: 0...UInt32.max)).txt"

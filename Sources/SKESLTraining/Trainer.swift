@@ -70,6 +70,9 @@ public final class Trainer {
         state.worldSize = comm.size
         state.storeFingerprint = Trainer.fingerprint(store)
 
+        if resume == nil, !Checkpoint.list(rcResolved.checkpointDir).isEmpty {
+            throw ConfigError("\(rcResolved.checkpointDir) holds checkpoints of an earlier run: resume it (--resume auto), start in a new --run-dir, or remove them")
+        }
         if comm.rank == 0 { try ModelSetup.loadInitialWeights(rc, into: net, log: self.say) }
         if let r = resume { try self.resume(r) }
         // Every rank starts from rank 0's parameters (and optimiser state after a resume).
@@ -187,6 +190,7 @@ public final class Trainer {
         var lastLoss = Double.nan
         var stepsThisRun = 0
         var stepSeconds = 0.0
+        var epochLossSum = 0.0, epochSamples = 0
 
         stepLoop: while true {
             if let m = stopAfterSteps, stepsThisRun >= m { status = "stopped"; break }
@@ -255,6 +259,7 @@ public final class Trainer {
             state.step += 1; stepsThisRun += 1
             state.cursorEpoch = after.epoch; state.cursorPosition = after.position
             lastLoss = stepLoss
+            epochLossSum += stepLoss * Double(stepSamples); epochSamples += stepSamples
             let epochStep = stepEpoch == after.epoch ? (after.position + G - 1) / G : stepsPerEpoch
             if isRoot {
                 progress?.step(epoch: stepEpoch + 1, epochStep: epochStep, samples: stepSamples, loss: stepLoss, lr: lrs)
@@ -274,7 +279,9 @@ public final class Trainer {
                         try log?.write(.train(meter.take(now: now, wallTime: Date().timeIntervalSince1970, epoch: stepEpoch + 1, step: state.step, epochStep: epochStep, lr: lrs)))
                     }
                 }
-                var summary = String(format: "epoch %d done: train loss %.4f", stepEpoch + 1, stepLoss)
+                var summary = String(format: "epoch %d done: train loss %.4f (mean over the epoch's samples this run)",
+                                     stepEpoch + 1, epochLossSum / Double(max(epochSamples, 1)))
+                epochLossSum = 0; epochSamples = 0
                 if rc.task == .finetune && (stepEpoch + 1) % rc.train.evalEveryEpochs == 0 {
                     let valid = try evaluate(split: rc.data.validSplit)
                     let test = try evaluate(split: rc.data.testSplit)

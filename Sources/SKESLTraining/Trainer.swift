@@ -180,6 +180,7 @@ public final class Trainer {
             try log?.runStart(run: (rc.runDir as NSString).lastPathComponent, phase: rc.task.rawValue, worldSize: worldSize,
                               epochs: rc.train.epochs, stepsPerEpoch: stepsPerEpoch, batchSize: G,
                               resumedFromEpoch: state.step > 0 ? state.cursorEpoch + 1 : nil,
+                              config: (try? LogJSON.from(rc)) ?? .object([:]),
                               versions: ["skesl": skeslCodeVersion, "openblas": blasConfig])
             progress = ProgressReporter(options: ProgressOptions(totalEpochs: rc.train.epochs, stepsPerEpoch: stepsPerEpoch,
                                                                  plainEverySeconds: rc.logEverySeconds))

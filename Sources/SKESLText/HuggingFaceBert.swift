@@ -127,6 +127,22 @@ public enum HuggingFaceBert {
         try f.setAttribute("tokenizer_config_json", String(decoding: json, as: UTF8.self), on: tokenizerGroup)
     }
 
+    /// The tokenizer `writeTokenizer` stored in a weights file (vocabulary and settings), or
+    /// nil when the file holds none.
+    public static func readTokenizer(from f: H5File) throws -> BertTokenizer? {
+        guard f.exists(tokenizerGroup + "/vocab") else { return nil }
+        var opts = BertTokenizerOptions.uncased
+        if f.hasAttribute("tokenizer_config_json", on: tokenizerGroup) {
+            let text = try f.stringAttribute("tokenizer_config_json", on: tokenizerGroup)
+            guard let j = (try? JSONSerialization.jsonObject(with: Data(text.utf8))) as? [String: Any] else {
+                throw TextError("\(f.path): \(tokenizerGroup) tokenizer_config_json is not a JSON object")
+            }
+            opts = BertTokenizer.applying(tokenizerConfig: j, to: opts)
+        }
+        return try BertTokenizer.vocabulary(try f.readStrings(tokenizerGroup + "/vocab"), options: opts,
+                                            source: f.path + ":" + tokenizerGroup)
+    }
+
     // MARK: export
 
     /// Writes `dir`/config.json, model.safetensors (F32, BertModel names) and the

@@ -44,15 +44,26 @@ extension BertTokenizer {
             guard let j = (try? JSONSerialization.jsonObject(with: d)) as? [String: Any] else {
                 throw TextError("\(cfg): not a JSON object")
             }
-            if let v = j["do_lower_case"] as? Bool { opts.lowercase = v }
-            if let v = j["strip_accents"] as? Bool { opts.stripAccents = v }
-            if let v = j["tokenize_chinese_chars"] as? Bool { opts.handleChineseChars = v }
-            if let v = j["unk_token"] as? String { opts.unkToken = v }
+            opts = applying(tokenizerConfig: j, to: opts)
         }
-        let vocab = lines.enumerated().map { ($0.element, $0.offset) }
-        let present = Set(lines)
-        return try BertTokenizer(vocabulary: vocab, specialTokens: bertSpecials.filter { present.contains($0) },
-                                 options: opts, source: path)
+        return try vocabulary(lines, options: opts, source: path)
+    }
+
+    /// `options` with the settings of a Hugging Face `tokenizer_config.json` applied.
+    static func applying(tokenizerConfig j: [String: Any], to options: BertTokenizerOptions) -> BertTokenizerOptions {
+        var opts = options
+        if let v = j["do_lower_case"] as? Bool { opts.lowercase = v }
+        if let v = j["strip_accents"] as? Bool { opts.stripAccents = v }
+        if let v = j["tokenize_chinese_chars"] as? Bool { opts.handleChineseChars = v }
+        if let v = j["unk_token"] as? String { opts.unkToken = v }
+        return opts
+    }
+
+    /// A tokenizer over `tokens` (the id is the index), BERT's special tokens kept whole.
+    static func vocabulary(_ tokens: [String], options: BertTokenizerOptions, source: String) throws -> BertTokenizer {
+        let present = Set(tokens)
+        return try BertTokenizer(vocabulary: tokens.enumerated().map { ($0.element, $0.offset) },
+                                 specialTokens: bertSpecials.filter { present.contains($0) }, options: options, source: source)
     }
 
     /// A Hugging Face `tokenizer.json` whose model is WordPiece, normaliser BertNormalizer

@@ -99,13 +99,8 @@ public enum ModelSetup {
                 inner.initialize.checkpoint = ""
                 if !inner.data.tokenizer.isEmpty || !inner.initialize.bert.isEmpty { return try tokenizer(inner) }
             }
-            if f.exists("/tokenizer/vocab") {
-                let vocab = try f.readStrings("/tokenizer/vocab")
-                let tmp = NSTemporaryDirectory() + "skesl-vocab-\(getpid())-\(UInt32.random(in: 0...UInt32.max)).txt"
-                try vocab.joined(separator: "\n").appending("\n").write(toFile: tmp, atomically: true, encoding: .utf8)
-                defer { unlink(tmp) }
-                return try BertTokenizer.load(tmp)
-            }
+            // The vocabulary and its settings (casing, accents) that import-hf stored.
+            if let t = try HuggingFaceBert.readTokenizer(from: f) { return t }
         }
         throw ConfigError("no tokenizer: set data.tokenizer (--tokenizer) to a vocab.txt, tokenizer.json or model directory, or initialize.bert to a pretrained BERT")
     }

@@ -150,20 +150,27 @@ public enum RunConfigLoader {
     /// Reads a YAML or JSON file, applies `overrides` ("a.b.c=value", value in YAML syntax),
     /// checks every key and type, and validates.
     public static func load(path: String?, overrides: [String] = [], validate: Bool = true) throws -> RunConfig {
-        var tree = try defaultsTree()
-        let source = path ?? "defaults"
+        var text: String? = nil
         if let path {
             guard let data = FileManager.default.contents(atPath: path) else {
                 throw ConfigError("\(path): cannot read the config file (check the path)")
             }
-            let text = String(decoding: data, as: UTF8.self)
+            text = String(decoding: data, as: UTF8.self)
+        }
+        return try load(text: text, source: path ?? "defaults", overrides: overrides, validate: validate)
+    }
+
+    /// As `load(path:)`, from the text of a YAML or JSON config (`source` names it in errors).
+    static func load(text: String?, source: String, overrides: [String], validate: Bool) throws -> RunConfig {
+        var tree = try defaultsTree()
+        if let text {
             let parsed: Any?
             do { parsed = try Yams.load(yaml: text) } catch {
-                throw ConfigError("\(path): not valid YAML/JSON: \(error)")
+                throw ConfigError("\(source): not valid YAML/JSON: \(error)")
             }
             if let parsed {
-                guard let dict = parsed as? [String: Any] else { throw ConfigError("\(path): the top level must be a mapping of keys") }
-                try merge(&tree, dict, path: "", file: path)
+                guard let dict = parsed as? [String: Any] else { throw ConfigError("\(source): the top level must be a mapping of keys") }
+                try merge(&tree, dict, path: "", file: source)
             }
         }
         for o in overrides {
@@ -190,10 +197,7 @@ public enum RunConfigLoader {
 
     /// Parses a config given as text (the YAML stored in a checkpoint), without validation.
     public static func load(yamlText: String, source: String) throws -> RunConfig {
-        let tmp = NSTemporaryDirectory() + "skesl-config-\(getpid())-\(UInt32.random(in: 0...UInt32.max)).yaml"
-        try yamlText.write(toFile: tmp, atomically: true, encoding: .utf8)
-        defer { unlink(tmp) }
-        do { return try load(path: tmp, validate: false) } catch { throw ConfigError("\(source): stored config: \(error)") }
+        try load(text: yamlText, source: source + ": stored config", overrides: [], validate: false)
     }
 
     static func defaultsTree() throws -> [String: Any] {

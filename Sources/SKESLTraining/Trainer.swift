@@ -139,16 +139,15 @@ public final class Trainer {
         let rc = config
         let G = rc.train.globalBatch, A = rc.train.microBatches
         let isRoot = rank == 0
-        let loaderConfig = LoaderConfig(globalBatchSize: G, microBatches: A, seed: rc.train.seed, shuffle: true,
-                                        split: rc.task == .finetune ? Split(name: rc.data.trainSplit) : nil,
-                                        prefetchDepth: rc.data.prefetch, skipBadSamples: rc.data.skipBadSamples,
-                                        maxOpenShards: rc.data.maxOpenShards)
         if rc.task == .finetune && Split(name: rc.data.trainSplit) == nil {
             throw ConfigError("data.trainSplit \(rc.data.trainSplit) is not a split name (train, valid, test)")
         }
-        var loaderConfig2 = loaderConfig
-        loaderConfig2.readText = !rc.data.bertCache
-        let loader = try StoreLoader(store: store, config: loaderConfig2, log: { m in FileHandle.standardError.write(("rank \(self.rank): " + m + "\n").data(using: .utf8)!) })
+        var loaderConfig = LoaderConfig(globalBatchSize: G, microBatches: A, seed: rc.train.seed, shuffle: true,
+                                        split: rc.task == .finetune ? Split(name: rc.data.trainSplit) : nil,
+                                        prefetchDepth: rc.data.prefetch, skipBadSamples: rc.data.skipBadSamples,
+                                        maxOpenShards: rc.data.maxOpenShards)
+        loaderConfig.readText = !rc.data.bertCache   // the cache gives the text side
+        let loader = try StoreLoader(store: store, config: loaderConfig, log: { m in FileHandle.standardError.write(("rank \(self.rank): " + m + "\n").data(using: .utf8)!) })
         guard loader.count > 0 else { throw ConfigError("\(rc.data.store): no samples to train on\(rc.task == .finetune ? " in split \(rc.data.trainSplit)" : "")") }
         let stepsPerEpoch = loader.stepsPerEpoch
         let totalSteps = stepsPerEpoch * rc.train.epochs

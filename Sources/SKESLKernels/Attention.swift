@@ -73,6 +73,21 @@ public enum Attention {
         }
     }
 
+    /// out[lk, dh] (=, or += when accumulating) = weightsᵀ · rows, weights [lq, lk], rows
+    /// [lq, dh]: the gradient of keys (weights dS, rows Q) or values (weights P, rows dctx)
+    /// of one (sample, head). One query row is a rank-1 update (sger).
+    @inline(__always)
+    static func keyValueGradient(_ out: FPtr, ld: Int, weights: CFPtr, rows: CFPtr, ldRows: Int,
+                                 shape s: AttentionShape, accumulate: Bool) {
+        if s.lq == 1 {
+            if !accumulate { for t in 0..<s.lk { (out + t * ld).update(repeating: 0, count: s.headDim) } }
+            sger(m: s.lk, n: s.headDim, x: weights, y: rows, a: out, lda: ld)
+        } else {
+            sgemm(transA: true, transB: false, m: s.lk, n: s.headDim, k: s.lq, a: weights, lda: s.lk, b: rows, ldb: ldRows,
+                  beta: accumulate ? 1 : 0, c: out, ldc: ld)
+        }
+    }
+
     /// Backward of `forward`. dq is written (=) unless `accumulateQ`; dk and dv are written
     /// unless `accumulateKV` (shared K/V across layers accumulate). Any gradient may be nil.
     /// `scratch` holds 2*lq*lk floats.
@@ -106,15 +121,8 @@ public enum Attention {
                         for i in 0..<plane { pd[i] = mb[i] != 0 ? p[i] * dropScale : 0 }
                         used = CFPtr(pd)
                     }
-                    let dvb = dv + b * s.lk * ldDv + h * dh
-                    if one {
-                        if !accumulateKV { for t in 0..<s.lk { (dvb + t * ldDv).update(repeating: 0, count: dh) } }
-                        sger(m: s.lk, n: dh, x: used, y: dcb, a: dvb, lda: ldDv)
-                    } else {
-                        sgemm(transA: true, transB: false, m: s.lk, n: dh, k: s.lq,
-                              a: used, lda: s.lk, b: dcb, ldb: s.ldc, beta: accumulateKV ? 1 : 0,
-                              c: dvb, ldc: ldDv)
-                    }
+                    keyValueGradient(dv + b * s.lk * ldDv + h * dh, ld: ldDv, weights: used, rows: dcb, ldRows: s.ldc,
+                                     shape: s, accumulate: accumulateKV)
                 }
                 if let mb = mb { for i in 0..<plane { dp[i] = mb[i] != 0 ? dp[i] * dropScale : 0 } }
                 // softmax backward, scaled: dS = scale · P ⊙ (dP − rowsum(dP ⊙ P))
@@ -135,15 +143,8 @@ public enum Attention {
                     }
                 }
                 if let dk = dk {
-                    let dkb = dk + b * s.lk * ldDk + h * dh
-                    if one {
-                        if !accumulateKV { for t in 0..<s.lk { (dkb + t * ldDk).update(repeating: 0, count: dh) } }
-                        sger(m: s.lk, n: dh, x: dp, y: qb, a: dkb, lda: ldDk)
-                    } else {
-                        sgemm(transA: true, transB: false, m: s.lk, n: dh, k: s.lq,
-                              a: dp, lda: s.lk, b: qb, ldb: s.ldq, beta: accumulateKV ? 1 : 0,
-                              c: dkb, ldc: ldDk)
-                    }
+                    keyValueGradient(dk + b * s.lk * ldDk + h * dh, ld: ldDk, weights: dp, rows: qb, ldRows: s.ldq,
+                                     shape: s, accumulate: accumulateKV)
                 }
             }
         }

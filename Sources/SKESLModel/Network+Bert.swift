@@ -169,6 +169,17 @@ extension SKESLNetwork {
         return y
     }
 
+    /// Backward of out = LN(residual + Dropout(sublayer)): the gradient of the residual input
+    /// into `dResidual`, of the sublayer output into `dSublayer`; LayerNorm parameters accumulate.
+    func residualNormBackward(_ dOut: CFPtr, sum: CFPtr, mean: CFPtr, rstd: CFPtr, lnW: Int, lnB: Int,
+                              mask: UnsafeMutablePointer<UInt8>?, rows N: Int, dSublayer: FPtr, dResidual: FPtr) {
+        let H = config.bert.hiddenSize
+        LayerNorm.backward(dx: dSublayer, dgamma: g(lnW), dbeta: g(lnB), dy: dOut, x: sum, mean: mean, rstd: rstd,
+                           gamma: p(lnW), rows: N, dim: H)
+        dResidual.update(from: dSublayer, count: N * H)
+        if let m = mask { Dropout.backward(dSublayer, dSublayer, mask: m, count: N * H, p: bertDropout) }
+    }
+
     /// Backward through BERT from dX (gradient of its last hidden state); parameters'
     /// gradients accumulate into `grads`.
     func bertBackward(_ dOut: FPtr, _ b: Batch) {
@@ -184,10 +195,8 @@ extension SKESLNetwork {
         for l in stride(from: bertLayers.count - 1, through: 0, by: -1) {
             let o = bertLayers[l], a = state.bert[l]
             // out = LN2(res2), res2 = h1 + drop(outDense)
-            LayerNorm.backward(dx: dRes, dgamma: g(o.ln2W), dbeta: g(o.ln2B), dy: dx, x: a.res2,
-                               mean: a.mean2, rstd: a.rstd2, gamma: p(o.ln2W), rows: N, dim: H)
-            dH1.update(from: dRes, count: N * H)
-            if let m = a.m2 { Dropout.backward(dRes, dRes, mask: m, count: N * H, p: pHidden) }
+            residualNormBackward(dx, sum: a.res2, mean: a.mean2, rstd: a.rstd2, lnW: o.ln2W, lnB: o.ln2B, mask: a.m2,
+                                 rows: N, dSublayer: dRes, dResidual: dH1)
             Linear.backward(dx: dInter, dw: g(o.outW), db: g(o.outB), dy: dRes, x: a.interAct, weight: p(o.outW),
                             rows: N, inFeatures: I, outFeatures: H)
             GELU.backward(dInter, dy: dInter, x: a.interPre, count: N * I)
@@ -195,10 +204,8 @@ extension SKESLNetwork {
                             rows: N, inFeatures: H, outFeatures: I, accumulateDx: true)
             // h1 = LN1(res1), res1 = x + drop(attnDense)
             let dxIn = dIn[l % 2]
-            LayerNorm.backward(dx: dRes, dgamma: g(o.ln1W), dbeta: g(o.ln1B), dy: dH1, x: a.res1,
-                               mean: a.mean1, rstd: a.rstd1, gamma: p(o.ln1W), rows: N, dim: H)
-            dxIn.update(from: dRes, count: N * H)
-            if let m = a.m1 { Dropout.backward(dRes, dRes, mask: m, count: N * H, p: pHidden) }
+            residualNormBackward(dH1, sum: a.res1, mean: a.mean1, rstd: a.rstd1, lnW: o.ln1W, lnB: o.ln1B, mask: a.m1,
+                                 rows: N, dSublayer: dRes, dResidual: dxIn)
             Linear.backward(dx: dCtx, dw: g(o.oW), db: g(o.oB), dy: dRes, x: a.ctx, weight: p(o.oW),
                             rows: N, inFeatures: H, outFeatures: H)
             let shape = AttentionShape(batch: B, heads: nh, lq: L, lk: L, headDim: dh, ldq: 3 * H, ldk: 3 * H, ldv: 3 * H,

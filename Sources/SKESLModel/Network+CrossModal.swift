@@ -106,11 +106,7 @@ extension SKESLNetwork {
         for l in stride(from: c.layers - 1, through: 0, by: -1) {
             let si = c.shared ? 0 : l
             let o = cmaSets[si], a = acts.layers[l]
-            dY.update(from: dx, count: N * H)
-            if let m = a.mask { Dropout.backward(dF, dx, mask: m, count: N * H, p: cmDropout) } else { dF.update(from: dx, count: N * H) }
-            Linear.backward(dx: dZ, dw: g(o.fcW), db: g(o.fcB), dy: dF, x: a.z, weight: p(o.fcW), rows: N, inFeatures: H, outFeatures: H)
-            LayerNorm.backward(dx: dY, dgamma: g(o.lnW), dbeta: g(o.lnB), dy: dZ, x: a.y, mean: a.meanZ, rstd: a.rstdZ,
-                               gamma: p(o.lnW), rows: N, dim: H, accumulate: true)
+            layerTailBackward(dx, y: a.y, z: a.z, meanZ: a.meanZ, rstdZ: a.rstdZ, mask: a.mask, o: o, rows: N, dF: dF, dZ: dZ, dY: dY)
             let dXin = dIn[l % 2]
             dXin.update(from: dY, count: N * H)
             for (mo, ma, kv, T) in [(o.a, a.a, acts.kvA[si], Ta), (o.v, a.v, acts.kvV[si], Tv)] {
@@ -199,5 +195,17 @@ extension SKESLNetwork {
         }
         Elementwise.accumulate(out, y, count: N * H)
         return (y, z, meanZ, rstdZ, mask, out)
+    }
+
+    /// Backward of `layerTail`: from dX' (`dx`) to dY, the gradient of Y = X + out_a + out_v
+    /// (into `dY`), accumulating the fc and LayerNorm parameters' gradients.
+    func layerTailBackward(_ dx: FPtr, y: FPtr, z: FPtr, meanZ: FPtr, rstdZ: FPtr, mask: UnsafeMutablePointer<UInt8>?,
+                           o: CrossModalOffsets, rows N: Int, dF: FPtr, dZ: FPtr, dY: FPtr) {
+        let H = config.bert.hiddenSize
+        dY.update(from: dx, count: N * H)
+        if let m = mask { Dropout.backward(dF, dx, mask: m, count: N * H, p: cmDropout) } else { dF.update(from: dx, count: N * H) }
+        Linear.backward(dx: dZ, dw: g(o.fcW), db: g(o.fcB), dy: dF, x: z, weight: p(o.fcW), rows: N, inFeatures: H, outFeatures: H)
+        LayerNorm.backward(dx: dY, dgamma: g(o.lnW), dbeta: g(o.lnB), dy: dZ, x: y, mean: meanZ, rstd: rstdZ,
+                           gamma: p(o.lnW), rows: N, dim: H, accumulate: true)
     }
 }

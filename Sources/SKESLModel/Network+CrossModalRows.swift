@@ -114,11 +114,7 @@ extension SKESLNetwork {
         var dx = dTop
         for l in stride(from: c.layers - 1, through: 0, by: -1) {
             let o = cmaSets[c.shared ? 0 : l], a = acts.layers[l]
-            dY.update(from: dx, count: B * H)
-            if let m = a.mask { Dropout.backward(dF, dx, mask: m, count: B * H, p: cmDropout) } else { dF.update(from: dx, count: B * H) }
-            Linear.backward(dx: dZ, dw: g(o.fcW), db: g(o.fcB), dy: dF, x: a.z, weight: p(o.fcW), rows: B, inFeatures: H, outFeatures: H)
-            LayerNorm.backward(dx: dY, dgamma: g(o.lnW), dbeta: g(o.lnB), dy: dZ, x: a.y, mean: a.meanZ, rstd: a.rstdZ,
-                               gamma: p(o.lnW), rows: B, dim: H, accumulate: true)
+            layerTailBackward(dx, y: a.y, z: a.z, meanZ: a.meanZ, rstdZ: a.rstdZ, mask: a.mask, o: o, rows: B, dF: dF, dZ: dZ, dY: dY)
             let dXin = dIn[l % 2]
             dXin.update(from: dY, count: B * H)
             for (mo, ma, xhat, T, D) in [(o.a, a.a, acts.xhatA!, Ta, c.audioDim), (o.v, a.v, acts.xhatV!, Tv, c.videoDim)] {

@@ -118,34 +118,38 @@ struct Finetune: ParsableCommand {
     }
 }
 
-/// Loads a checkpoint's model and the text pipeline it needs, for evaluate and predict.
-func loadForInference(checkpoint: String, store: String, tokenizer: String?, config: String?, comm: Communicator)
-    throws -> (Trainer.EvaluationContext) {
-    var o = ["task=finetune", "data.store=\(store)"]
-    if let t = tokenizer { o.append("data.tokenizer=\(t)") }
-    o.append("initialize.checkpoint=\(checkpoint)")
-    let rc = try RunConfigLoader.load(path: config, overrides: o)
-    return try Trainer.inferenceContext(checkpoint: checkpoint, config: rc, comm: comm)
+/// What evaluate and predict read: a checkpoint, a store, and how to tokenize.
+struct InferenceOptions: ParsableArguments {
+    @Option(help: "Fine-tuned checkpoint or weights file.") var checkpoint: String
+    @Option(help: "Labeled feature store.") var store: String
+    @Option(help: "Tokenizer (default: the one the checkpoint's run used, from its stored config).") var tokenizer: String?
+    @Option(name: .shortAndLong, help: "Run config the checkpoint was trained with (for the tokenizer and text length).") var config: String?
+
+    /// Loads the checkpoint's model and the text pipeline it needs.
+    func context(_ comm: Communicator) throws -> Trainer.EvaluationContext {
+        var o = ["task=finetune", "data.store=\(store)"]
+        if let t = tokenizer { o.append("data.tokenizer=\(t)") }
+        o.append("initialize.checkpoint=\(checkpoint)")
+        let rc = try RunConfigLoader.load(path: config, overrides: o)
+        return try Trainer.inferenceContext(checkpoint: checkpoint, config: rc, comm: comm)
+    }
 }
 
 struct Evaluate: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Metrics of a checkpoint on a labeled split: MAE, Corr, Acc-2/F1 (has-0, non-0), Acc-7, Acc-5.",
         discussion: "Example: skesl evaluate --checkpoint runs/ft/checkpoints/best.h5 --store data/mosi --split test --json metrics.json")
-    @Option(help: "Fine-tuned checkpoint or weights file.") var checkpoint: String
-    @Option(help: "Labeled feature store.") var store: String
+    @OptionGroup var input: InferenceOptions
     @Option(help: "Split(s) to evaluate.") var split: [String] = ["test"]
-    @Option(help: "Tokenizer (default: the one the checkpoint's run used, from its config).") var tokenizer: String?
-    @Option(name: .shortAndLong, help: "Run config the checkpoint was trained with (for the tokenizer and text length).") var config: String?
     @Option(help: "Also write the metrics as JSON to this file.") var json: String?
     func run() throws {
         try withWorld { comm in
-            let ctx = try loadForInference(checkpoint: checkpoint, store: store, tokenizer: tokenizer, config: config, comm: comm)
+            let ctx = try input.context(comm)
             var rows: [(String, RegressionMetrics)] = []
             var out: [String: Any] = [:]
             for s in split {
                 let e = try ctx.evaluate(split: s)
-                guard let m = e.metrics else { throw ConfigError("\(store): split \(s) has no samples (or non-finite predictions)") }
+                guard let m = e.metrics else { throw ConfigError("\(input.store): split \(s) has no samples (or non-finite predictions)") }
                 rows.append((s, m))
                 out[s] = try JSONSerialization.jsonObject(with: Data(m.jsonString().utf8))
             }
@@ -164,15 +168,12 @@ struct Predict: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Per-utterance predictions of a checkpoint on a store split, as CSV or JSON lines.",
         discussion: "Example: skesl predict --checkpoint runs/ft/checkpoints/best.h5 --store data/mosi --split test --output preds.csv")
-    @Option(help: "Fine-tuned checkpoint or weights file.") var checkpoint: String
-    @Option(help: "Labeled feature store.") var store: String
+    @OptionGroup var input: InferenceOptions
     @Option(help: "Split.") var split = "test"
-    @Option(help: "Tokenizer (default: from the checkpoint's run config).") var tokenizer: String?
-    @Option(name: .shortAndLong, help: "Run config the checkpoint was trained with.") var config: String?
     @Option(help: "Output file: .csv or .jsonl (default: CSV on standard output).") var output: String?
     func run() throws {
         try withWorld { comm in
-            let ctx = try loadForInference(checkpoint: checkpoint, store: store, tokenizer: tokenizer, config: config, comm: comm)
+            let ctx = try input.context(comm)
             let e = try ctx.evaluate(split: split)
             guard comm.rank == 0 else { return }
             let names = e.utterances

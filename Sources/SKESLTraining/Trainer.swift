@@ -231,6 +231,7 @@ public final class Trainer {
                     try r.markReady(0..<net.layout.trainableCount)
                 }
             }
+            FaultInjection.check(step: state.step + 1, rank: rank)
             if let r = reducer {
                 try r.finish()
                 commExposed += r.lastStep.exposedSeconds

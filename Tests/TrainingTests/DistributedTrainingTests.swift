@@ -9,8 +9,8 @@ import SKESLTraining
 
 final class DistributedTrainingTests: XCTestCase {
     func pretrain(_ h: RunHarness, _ cfg: String, np: Int = 0, run: String = "run", _ extra: [String] = [],
-                  signal: Int32 = SIGKILL, when: (() -> Bool)? = nil) throws -> RunResult {
-        try h.run(["pretrain", "-c", cfg, "--run-dir", h.dir + "/" + run] + extra, np: np, signal: signal, when: when)
+                  environment: [String: String] = [:], signal: Int32 = SIGKILL, when: (() -> Bool)? = nil) throws -> RunResult {
+        try h.run(["pretrain", "-c", cfg, "--run-dir", h.dir + "/" + run] + extra, np: np, environment: environment, signal: signal, when: when)
     }
 
     func testRanksEqualOneRankWithAccumulation() throws {
@@ -40,29 +40,21 @@ final class DistributedTrainingTests: XCTestCase {
         let full = try pretrain(h, cfg, np: 2, run: "full", ["--max-steps", steps, "--epochs", "20"])
         XCTAssertEqual(full.status, 0, full.err)
         let ref = try h.parameters(h.checkpoint(step: 60, run: "full"))
-        // SIGKILL every rank (not mpirun, whose ranks would live on) once step 4 (mid-epoch 0:
-        // 5 steps per epoch) is on disk.
-        let marker = h.checkpoint(step: 4, run: "cut") + ".done"
-        let cut = try pretrain(h, cfg, np: 2, run: "cut", ["--max-steps", steps, "--epochs", "20"], signal: 0) {
-            guard FileManager.default.fileExists(atPath: marker) else { return false }
-            self.killRanks(of: h)
-            return true
-        }
+        // Every rank SIGKILLs itself during step 5 (mid-epoch 0: 5 steps per epoch), after its
+        // gradients and before the update, with step 4's checkpoint on disk. The kill comes
+        // from inside so that it lands at that step however fast the machine is.
+        let cut = try pretrain(h, cfg, np: 2, run: "cut", ["--max-steps", steps, "--epochs", "20"],
+                               environment: ["SKESL_FAULT_KILL_AT_STEP": "5"])
         XCTAssertNotEqual(cut.status, 0, "the run was meant to be killed: \(cut.err)")
-        XCTAssertFalse(FileManager.default.fileExists(atPath: h.checkpoint(step: 60, run: "cut")), "killed too late")
+        XCTAssertTrue(cut.err.contains("SKESL_FAULT_KILL_AT_STEP=5: killing this rank"), cut.err)
+        XCTAssertTrue(FileManager.default.fileExists(atPath: h.checkpoint(step: 4, run: "cut") + ".done"), cut.err)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: h.checkpoint(step: 6, run: "cut")), "killed too late")
         let resumed = try pretrain(h, cfg, np: 2, run: "cut", ["--max-steps", steps, "--epochs", "20", "--resume", "auto"])
         XCTAssertEqual(resumed.status, 0, resumed.err)
         XCTAssertTrue(resumed.err.contains("resumed from"), resumed.err)
         let p = try h.parameters(h.checkpoint(step: 60, run: "cut"))
         XCTAssertEqual(Set(p.keys), Set(ref.keys))
         for (k, v) in ref { XCTAssertEqual(p[k]!, v, "\(k) differs after resume (must be bit-identical)") }
-    }
-
-    /// SIGKILL to every skesl rank of the harness's runs.
-    func killRanks(of h: RunHarness) {
-        let ps = Process(); ps.executableURL = URL(fileURLWithPath: "/usr/bin/pkill")
-        ps.arguments = ["-KILL", "-f", "^\(h.binary) pretrain"]
-        try? ps.run(); ps.waitUntilExit()
     }
 
     func testElasticResumeOnAnotherWorldSize() throws {
@@ -89,7 +81,7 @@ final class DistributedTrainingTests: XCTestCase {
         try h.synth(samples: 30)
         let cfg = try h.writeConfig(extra: "checkpoint: {everySteps: 2}")
         let marker = h.checkpoint(step: 2) + ".done"
-        let r = try pretrain(h, cfg, ["--epochs", "200"], signal: SIGTERM) { FileManager.default.fileExists(atPath: marker) }
+        let r = try pretrain(h, cfg, ["--epochs", "5000"], signal: SIGTERM) { FileManager.default.fileExists(atPath: marker) }
         XCTAssertEqual(r.status, 0, r.err)
         XCTAssertTrue(r.out.contains("pretrain interrupted"), r.out + r.err)
         let newest = Checkpoint.list(h.dir + "/run/checkpoints").first
@@ -103,21 +95,12 @@ final class DistributedTrainingTests: XCTestCase {
         let h = try RunHarness("dying")
         try h.synth(samples: 30)
         let cfg = try h.writeConfig()
-        // Kill one rank (not mpirun) once training is under way.
-        let marker = h.dir + "/run/metrics.jsonl"
-        var victim: Int32 = 0
-        let r = try pretrain(h, cfg, np: 2, ["--epochs", "500"], signal: 0) {
-            guard victim == 0, FileManager.default.fileExists(atPath: marker) else { return false }
-            // The newest skesl process that is a child of mpirun: a rank.
-            let ps = Process(); ps.executableURL = URL(fileURLWithPath: "/usr/bin/pgrep"); ps.arguments = ["-n", "-f", "skesl pretrain -c \(cfg)"]
-            let pipe = Pipe(); ps.standardOutput = pipe
-            try? ps.run(); ps.waitUntilExit()
-            if let pid = Int32(String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)) {
-                victim = pid; kill(pid, SIGKILL); return true
-            }
-            return false
-        }
-        XCTAssertNotEqual(victim, 0)
+        // Rank 1 alone SIGKILLs itself during step 3; rank 0 is then waiting in the gradient
+        // all-reduce, and mpirun must end the job rather than leave it hanging.
+        let r = try pretrain(h, cfg, np: 2, ["--epochs", "5000"],
+                             environment: ["SKESL_FAULT_KILL_AT_STEP": "3", "SKESL_FAULT_KILL_RANK": "1"])
+        XCTAssertTrue(r.err.contains("rank 1: SKESL_FAULT_KILL_AT_STEP=3: killing this rank"), r.err)
+        XCTAssertFalse(r.err.contains("rank 0: SKESL_FAULT_KILL_AT_STEP"), r.err)
         XCTAssertNotEqual(r.status, 0, "the job must fail when a rank dies")
         XCTAssertLessThan(r.seconds, 120)
     }

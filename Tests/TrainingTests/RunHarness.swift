@@ -66,14 +66,16 @@ final class RunHarness {
     }
 
     /// Runs skesl (np > 0: under mpirun with np ranks). `killAfter`: a condition polled
-    /// while it runs; when it holds, the process group gets `signal`.
+    /// while it runs; when it holds, the process group gets `signal`. `environment`: extra
+    /// variables for skesl (passed to every rank).
     @discardableResult
-    func run(_ args: [String], np: Int = 0, timeout: Double = 240,
+    func run(_ args: [String], np: Int = 0, timeout: Double = 240, environment: [String: String] = [:],
              signal: Int32 = SIGKILL, when killAfter: (() -> Bool)? = nil) throws -> RunResult {
         let p = Process()
         if np > 0 {
             p.executableURL = URL(fileURLWithPath: "/usr/bin/mpirun")
-            p.arguments = ["--allow-run-as-root", "--oversubscribe", "-np", "\(np)", "--mca", "btl", "self,vader,tcp", binary] + args
+            p.arguments = ["--allow-run-as-root", "--oversubscribe", "-np", "\(np)", "--mca", "btl", "self,vader,tcp"]
+                + environment.keys.sorted().flatMap { ["-x", $0] } + [binary] + args
         } else {
             p.executableURL = URL(fileURLWithPath: binary)
             p.arguments = args
@@ -85,6 +87,7 @@ final class RunHarness {
         }
         env["OMPI_ALLOW_RUN_AS_ROOT"] = "1"; env["OMPI_ALLOW_RUN_AS_ROOT_CONFIRM"] = "1"
         env["OPENBLAS_NUM_THREADS"] = "1"
+        env.merge(environment) { _, new in new }
         p.environment = env
         let outURL = URL(fileURLWithPath: dir + "/out-\(UUID().uuidString)"), errURL = URL(fileURLWithPath: dir + "/err-\(UUID().uuidString)")
         FileManager.default.createFile(atPath: outURL.path, contents: nil)

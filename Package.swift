@@ -41,7 +41,7 @@ let package = Package(
         // Tensor kernels (forward and backward), keyed random numbers.
         .target(name: "SKESLKernels", dependencies: ["COpenBLAS"], swiftSettings: fast),
         // A small typed layer over the HDF5 C API.
-        .target(name: "SKESLHDF5", dependencies: ["CShim", "CHDF5"]),
+        .target(name: "SKESLHDF5", dependencies: ["CShim", "CHDF5"], swiftSettings: fast),
         // BERT, cross-modal encoder, heads, flat parameters, optimisers, weights files.
         .target(name: "SKESLModel", dependencies: ["SKESLKernels", "SKESLHDF5"], swiftSettings: fast),
         // Tokenizer, VADER lexicon, sentiment word masking, safetensors and HF import/export.

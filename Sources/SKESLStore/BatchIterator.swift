@@ -41,6 +41,18 @@ public final class BatchIterator: @unchecked Sendable {
     /// Bytes of the batch pool: the iterator's memory beyond HDF5's small caches.
     public let poolBytes: Int
 
+    /// CPU time the prefetch thread spent filling batches, and the samples it filled: the
+    /// loader's cost, which a prefetch thread sharing a core with training adds to the step.
+    public var fillCPUSeconds: Double { cond.lock(); defer { cond.unlock() }; return cpuSeconds }
+    public var filledSamples: Int { cond.lock(); defer { cond.unlock() }; return samplesFilled }
+    private var cpuSeconds = 0.0, samplesFilled = 0
+
+    private static func threadCPUTime() -> Double {
+        var ts = timespec()
+        clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts)
+        return Double(ts.tv_sec) + Double(ts.tv_nsec) * 1e-9
+    }
+
     private func produce(cursor: LoaderCursor, untilEpoch: Int?) {
         let cfg = loader.config
         let g = cfg.globalBatchSize
@@ -59,9 +71,12 @@ public final class BatchIterator: @unchecked Sendable {
                 let b = free.removeLast()
                 cond.unlock()
                 let positions = loader.positions(of: stepRange, rank: rank, worldSize: worldSize, micro: micro)
+                let c0 = BatchIterator.threadCPUTime()
                 do { try loader.fill(b, epoch: epoch, positions: positions) } catch {
                     push(.failure(error)); return
                 }
+                let spent = BatchIterator.threadCPUTime() - c0
+                cond.lock(); cpuSeconds += spent; samplesFilled += b.count; cond.unlock()
                 b.epoch = epoch; b.step = (pos + g - 1) / g; b.micro = micro; b.microBatches = cfg.microBatches
                 b.positions = positions; b.globalStepSamples = stepRange.count; b.cursorAfterStep = after
                 push(.batch(b))

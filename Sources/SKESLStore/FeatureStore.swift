@@ -110,6 +110,11 @@ public final class ShardReader {
             label = try open(ShardSchema.label, cache: metaCache, dims: [], kind: "float")
             split = try open(ShardSchema.split, cache: metaCache, dims: [], kind: "int")
         } else { label = nil; split = nil }
+        // Per-sample scalars are a few bytes a row: held in memory, a sample's read makes
+        // no HDF5 call for them.
+        audioLength.preload(as: Int32.self); videoLength.preload(as: Int32.self)
+        tokenLength?.preload(as: Int32.self)
+        label?.preload(as: Float.self); split?.preload(as: UInt8.self)
     }
 
     /// Split codes of all rows (labeled shards): small, read whole to select a split.
@@ -131,11 +136,17 @@ public final class ShardReader {
             SampleProblem(file: path, row: r, globalId: globalOffset + Int64(r), utteranceId: uid, reason: reason)
         }
         let uids: [String], txts: [String]
+        var featuresFinite = false   // true: every audio and video value was seen finite while read
         do {
             uids = text ? try ids.readStrings(row, n) : [String](repeating: "", count: n)
             txts = text ? try texts.readStrings(row, n) : [String](repeating: "", count: n)
-            try audio.read(row, n, into: b.audio.baseAddress! + slot * s.audioRow)
-            try video.read(row, n, into: b.video.baseAddress! + slot * s.videoRow)
+            // Addressable bytes after the rows: later slots and the buffers' padding.
+            let spare = 4 * StoreBatch.featurePadding
+            let audioFinite = try audio.readFloatRows(row, n, into: b.audio.baseAddress! + slot * s.audioRow,
+                                                      spareBytesAfter: 4 * (b.capacity - slot - n) * s.audioRow + spare)
+            let videoFinite = try video.readFloatRows(row, n, into: b.video.baseAddress! + slot * s.videoRow,
+                                                      spareBytesAfter: 4 * (b.capacity - slot - n) * s.videoRow + spare)
+            featuresFinite = audioFinite == true && videoFinite == true
             try audioLength.read(row, n, into: b.audioLengths.baseAddress! + slot)
             try videoLength.read(row, n, into: b.videoLengths.baseAddress! + slot)
             if let t = tokens, let tl = tokenLength, let L = s.tokens {
@@ -154,7 +165,7 @@ public final class ShardReader {
             b.globalIds[j] = gid + Int64(k)
             b.utteranceIds[j] = uids[k]
             b.transcripts[j] = txts[k]
-            if let reason = b.check(slot: j, labelRange: labelRange, text: text) { throw problem(row + k, reason, text ? uids[k] : nil) }
+            if let reason = b.check(slot: j, labelRange: labelRange, text: text, featuresFinite: featuresFinite) { throw problem(row + k, reason, text ? uids[k] : nil) }
         }
     }
 }

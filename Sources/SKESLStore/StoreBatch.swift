@@ -4,6 +4,8 @@
 public final class StoreBatch: @unchecked Sendable {
     public let capacity: Int
     public let spec: FeatureSpec
+    /// Spare floats after the audio and video buffers (see init).
+    static let featurePadding = 16
     public private(set) var count = 0
 
     /// Global sample ids (shard base offset + row), unique across the store.
@@ -48,9 +50,16 @@ public final class StoreBatch: @unchecked Sendable {
         }
         tokens = spec.tokens.map { buf(capacity * $0, Int32(0)) }
         tokenLengths = spec.tokens.map { _ in buf(capacity, Int32(0)) }
-        audio = buf(capacity * spec.audioRow, Float(0))
+        // Feature buffers end with `featurePadding` spare floats: a raw chunk (row plus
+        // checksum) can then be read in place into the last slot too.
+        func padded(_ n: Int) -> UnsafeMutableBufferPointer<Float> {
+            let p = UnsafeMutablePointer<Float>.allocate(capacity: n + StoreBatch.featurePadding)
+            p.initialize(repeating: 0, count: n + StoreBatch.featurePadding)
+            return UnsafeMutableBufferPointer(start: p, count: n)
+        }
+        audio = padded(capacity * spec.audioRow)
         audioLengths = buf(capacity, Int32(0))
-        video = buf(capacity * spec.videoRow, Float(0))
+        video = padded(capacity * spec.videoRow)
         videoLengths = buf(capacity, Int32(0))
         labels = spec.labeled ? buf(capacity, Float(0)) : nil
         splits = spec.labeled ? buf(capacity, UInt8(0)) : nil
@@ -91,16 +100,17 @@ public final class StoreBatch: @unchecked Sendable {
     }
 
     /// Why row `j` is not a usable sample, or nil.
-    func check(slot j: Int, labelRange: [Float]?, text: Bool = true) -> String? {
+    /// `featuresFinite`: the reader already saw every audio and video value finite.
+    func check(slot j: Int, labelRange: [Float]?, text: Bool = true, featuresFinite: Bool = false) -> String? {
         let s = spec
         if text && transcripts[j].allSatisfy({ $0.isWhitespace }) { return "empty transcript" }
         let al = Int(audioLengths[j]), vl = Int(videoLengths[j])
         if al < 0 || al > s.audioFrames { return "audio_length \(al) outside 0...\(s.audioFrames)" }
         if vl < 0 || vl > s.videoFrames { return "video_length \(vl) outside 0...\(s.videoFrames)" }
-        if let k = firstNonFinite(audio.baseAddress! + j * s.audioRow, s.audioRow) {
+        if !featuresFinite, let k = firstNonFinite(audio.baseAddress! + j * s.audioRow, s.audioRow) {
             return "audio holds \(audio[j * s.audioRow + k]) at frame \(k / s.audioDim), dim \(k % s.audioDim)"
         }
-        if let k = firstNonFinite(video.baseAddress! + j * s.videoRow, s.videoRow) {
+        if !featuresFinite, let k = firstNonFinite(video.baseAddress! + j * s.videoRow, s.videoRow) {
             return "video holds \(video[j * s.videoRow + k]) at frame \(k / s.videoDim), dim \(k % s.videoDim)"
         }
         if let t = tokens, let tl = tokenLengths, let L = s.tokens {

@@ -167,8 +167,9 @@ public final class StoreLoader: @unchecked Sendable {
         return r
     }
 
-    /// Reads a run of rows; with skipBadSamples a failed run is re-read row by row and
-    /// its bad rows skipped. Returns the rows kept.
+    /// Reads a run of rows; a failed run is re-read row by row, so that the error names
+    /// the sample at fault, or with skipBadSamples its bad rows are skipped. Returns the
+    /// rows kept.
     private func readRun(shard: Int, row: Int, count n: Int, into b: StoreBatch, slot: Int) throws -> Int {
         if badShards.contains(shard) {
             b.skipped += n   // counted when the shard failed to open
@@ -179,12 +180,12 @@ public final class StoreLoader: @unchecked Sendable {
             try reader.read(row: row, count: n, into: b, slot: slot, text: config.readText)
             return n
         } catch let p as SampleProblem {
-            guard config.skipBadSamples else { throw p }
             if n > 1 {
                 var kept = 0
                 for k in 0..<n { kept += try readRun(shard: shard, row: row + k, count: 1, into: b, slot: slot + kept) }
                 return kept
             }
+            guard config.skipBadSamples else { throw p }
             lock.lock(); skippedCount += 1; lock.unlock()
             b.skipped += 1
             log("skipped bad sample: \(p.file): row \(p.row), global id \(p.globalId)\(p.utteranceId.map { " (\"\($0)\")" } ?? ""): \(p.reason)")

@@ -134,6 +134,10 @@ extension ModelBenchmark {
         public var loaderOverhead: Double { inMemorySamplesPerSecond / samplesPerSecond - 1 }
         public var usefulGFLOPs: Double
         public var encodeRowsPerSecond: Double      // the cache pass: BERT [MASK] rows per second (eval mode)
+        public var loaderCPUSecondsPerSample: Double // the prefetch thread's CPU time per sample read
+        /// The loader's CPU time over the in-memory step's time, per sample: what it adds to
+        /// the step when its thread shares the training core.
+        public var loaderCPUShare: Double { loaderCPUSecondsPerSample * inMemorySamplesPerSecond }
     }
 
     /// Encoder + head FLOPs per sample of the [MASK]-row step (forward and backward), as
@@ -179,8 +183,10 @@ extension ModelBenchmark {
         for _ in 0..<2 { if let b = try it.next() { try step(b, epoch: b.epoch) } }
         var n = 0
         let t0 = DispatchTime.now().uptimeNanoseconds
+        let cpu0 = it.fillCPUSeconds, filled0 = it.filledSamples
         while n < steps, let b = try it.next() { try step(b, epoch: b.epoch); n += 1 }
         let streamed = Double(n * batch) / (Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9)
+        let loaderCPU = (it.fillCPUSeconds - cpu0) / Double(max(it.filledSamples - filled0, 1))
         // In memory: the same step on one batch read once.
         let held = loader.makeBatch(worldSize: 1)
         try loader.fill(held, epoch: 0, positions: 0..<batch)
@@ -188,7 +194,8 @@ extension ModelBenchmark {
         let t1 = DispatchTime.now().uptimeNanoseconds
         for s in 0..<steps { try step(held, epoch: s) }
         let inMemory = Double(steps * batch) / (Double(DispatchTime.now().uptimeNanoseconds - t1) / 1e9)
-        log(String(format: "  cached step: %.1f samples/s streamed from the store, %.1f samples/s in memory", streamed, inMemory))
+        log(String(format: "  cached step: %.1f samples/s streamed from the store, %.1f samples/s in memory; loader %.1f µs CPU per sample (%.1f%% of the in-memory step)",
+                   streamed, inMemory, loaderCPU * 1e6, 100 * loaderCPU * inMemory))
         // The cache pass: BERT's [MASK] rows in eval mode, batches of 32.
         let st = BatchStorage(size: batch, textLength: textLength, audioFrames: 1, audioDim: c.crossmodal.audioDim,
                               videoFrames: 1, videoDim: c.crossmodal.videoDim)
@@ -201,6 +208,7 @@ extension ModelBenchmark {
         let encode = Double(reps * batch) / (Double(DispatchTime.now().uptimeNanoseconds - t2) / 1e9)
         log(String(format: "  cache pass: %.1f [MASK] rows/s (BERT forward, eval mode)", encode))
         return CachedResult(samplesPerSecond: streamed, inMemorySamplesPerSecond: inMemory,
-                            usefulGFLOPs: rowStepFLOPs(config: c) * streamed / 1e9, encodeRowsPerSecond: encode)
+                            usefulGFLOPs: rowStepFLOPs(config: c) * streamed / 1e9, encodeRowsPerSecond: encode,
+                            loaderCPUSecondsPerSample: loaderCPU)
     }
 }

@@ -150,7 +150,6 @@ public final class Trainer {
         let loader = try StoreLoader(store: store, config: loaderConfig, log: { m in FileHandle.standardError.write(("rank \(self.rank): " + m + "\n").data(using: .utf8)!) })
         guard loader.count > 0 else { throw ConfigError("\(rc.data.store): no samples to train on\(rc.task == .finetune ? " in split \(rc.data.trainSplit)" : "")") }
         let stepsPerEpoch = loader.stepsPerEpoch
-        let totalSteps = stepsPerEpoch * rc.train.epochs
         let iterator = try loader.batches(rank: rank, worldSize: worldSize,
                                           from: LoaderCursor(epoch: state.cursorEpoch, position: state.cursorPosition),
                                           untilEpoch: rc.train.epochs)

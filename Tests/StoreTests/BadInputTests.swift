@@ -5,11 +5,16 @@ import SKESLHDF5
 
 /// Broken stores: each defect is found by verify and by the loader with a message naming
 /// the file and the sample; --skip-bad-samples skips and counts instead.
+let oneRowPerChunk = StoreLayout(featureChunkBytes: 1)
+
 final class BadInputTests: XCTestCase {
     /// A 12-sample store (shards of 5) whose sample at global id 6 (shard 1, row 1) is changed by `edit`.
-    func storeWithBadSample(_ edit: (inout StoreSample) -> Void) throws -> String {
+    /// `layout`: the default packs these small rows several to a chunk (read through HDF5);
+    /// `oneRowPerChunk` stores them as reference-size rows are stored (read directly from
+    /// their chunks, H5RowReader.readFloatRows).
+    func storeWithBadSample(layout: StoreLayout = .default, _ edit: (inout StoreSample) -> Void) throws -> String {
         let dir = tempDir(self)
-        let w = try StoreWriter(directory: dir, name: "bad", spec: smallSpec, samplesPerShard: 5)
+        let w = try StoreWriter(directory: dir, name: "bad", spec: smallSpec, samplesPerShard: 5, layout: layout)
         let gen = SynthGenerator(SynthConfig(samples: 12, spec: smallSpec, seed: 1))
         for i in 0..<12 {
             var a = [Float](repeating: 0, count: smallSpec.audioRow), v = [Float](repeating: 0, count: smallSpec.videoRow)
@@ -48,8 +53,12 @@ final class BadInputTests: XCTestCase {
     }
 
     func testNaNAndInfFeatures() throws {
-        try checkBadSample(try storeWithBadSample { $0.audio[5] = .nan }, "audio holds nan at frame 1, dim 1")
-        try checkBadSample(try storeWithBadSample { $0.video[7] = -.infinity }, "video holds -inf at frame 1, dim 2")
+        for layout in [StoreLayout.default, oneRowPerChunk] {
+            try checkBadSample(try storeWithBadSample(layout: layout) { $0.audio[5] = .nan }, "audio holds nan at frame 1, dim 1")
+            try checkBadSample(try storeWithBadSample(layout: layout) { $0.video[7] = -.infinity }, "video holds -inf at frame 1, dim 2")
+            try checkBadSample(try storeWithBadSample(layout: layout) { $0.video[smallSpec.videoRow - 1] = .infinity },
+                               "video holds inf at frame 2, dim 4")
+        }
     }
 
     func testEmptyTranscript() throws {
@@ -76,6 +85,29 @@ final class BadInputTests: XCTestCase {
         let loader = try StoreLoader(store: store, config: LoaderConfig(globalBatchSize: 12, shuffle: false))
         let msg = thrownMessage { try loader.fill(loader.makeBatch(worldSize: 1), epoch: 0, positions: 0..<12) }
         XCTAssertTrue(msg.contains(path) && msg.contains("unreadable") && msg.contains("global id 5"), msg)
+    }
+
+    /// One row per chunk (the layout of reference-size rows): the loader reads chunks
+    /// directly and verifies Fletcher32 itself; a changed byte anywhere in the row, or in
+    /// the stored sum, is caught and reported by HDF5's read of that sample.
+    func testCorruptChunkIsCaughtWhenRowsAreReadDirectly() throws {
+        for (where_, delta) in [("first value", 0), ("last value", 4 * smallSpec.audioRow - 2), ("stored sum", 4 * smallSpec.audioRow + 1)] {
+            let dir = try storeWithBadSample(layout: oneRowPerChunk) { _ in }
+            let path = dir + "/shard-00001.h5"
+            let f = try H5File.open(path)
+            let (addr, size) = try f.dataset("audio").chunkLocation([1, 0, 0])
+            XCTAssertEqual(size, 4 * smallSpec.audioRow + 4)
+            XCTAssertTrue(try H5RowReader(f.dataset("audio", cacheBytes: 0)).readsChunksDirectly)
+            try f.close()
+            let fh = FileHandle(forUpdatingAtPath: path)!
+            fh.seek(toFileOffset: UInt64(addr + delta)); let old = fh.readData(ofLength: 1)[0]
+            fh.seek(toFileOffset: UInt64(addr + delta)); fh.write(Data([old ^ 0x10])); fh.closeFile()
+            let store = try FeatureStore(directory: dir)
+            let loader = try StoreLoader(store: store, config: LoaderConfig(globalBatchSize: 12, shuffle: false))
+            let msg = thrownMessage { try loader.fill(loader.makeBatch(worldSize: 1), epoch: 0, positions: 0..<12) }
+            XCTAssertTrue(msg.contains(path) && msg.contains("unreadable") && msg.contains("global id 6") && msg.contains("Fletcher32"),
+                          "\(where_): \(msg)")
+        }
     }
 
     func testTruncatedShard() throws {

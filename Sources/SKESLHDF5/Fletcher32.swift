@@ -19,6 +19,16 @@
 /// halves, and whether the bytes, read as Float32, hold no NaN or infinity (meaningful
 /// when `bytes` is a multiple of 4).
 public func fletcher32Residues(_ p: UnsafeRawPointer, bytes: Int) -> (sum1: UInt32, sum2: UInt32, finite: Bool) {
+    fletcher32Pass(p, bytes: bytes, copyTo: nil)
+}
+
+/// The same, while copying the bytes to `dst` in the same pass (one read of the source).
+public func fletcher32Copy(from p: UnsafeRawPointer, to dst: UnsafeMutableRawPointer, bytes: Int) -> (sum1: UInt32, sum2: UInt32, finite: Bool) {
+    fletcher32Pass(p, bytes: bytes, copyTo: dst)
+}
+
+@inline(__always)
+private func fletcher32Pass(_ p: UnsafeRawPointer, bytes: Int, copyTo dst: UnsafeMutableRawPointer?) -> (sum1: UInt32, sum2: UInt32, finite: Bool) {
     let lanes = bytes / 32
     var s1: UInt64 = 0, s2: UInt64 = 0
     var exponents = SIMD8<UInt32>(repeating: 0)
@@ -32,11 +42,13 @@ public func fletcher32Residues(_ p: UnsafeRawPointer, bytes: Int) -> (sum1: UInt
         var q = p + 32 * done
         for _ in 0..<rounds {
             let x = q.loadUnaligned(as: SIMD8<UInt32>.self)
-            bLo &+= aLo; bHi &+= aHi
-            aLo &+= x & low
-            aHi &+= x &>> 16
+            if let d = dst { d.storeBytes(of: x, toByteOffset: p.distance(to: q), as: SIMD8<UInt32>.self) }
+            // (Plain assignments: the compound SIMD operators were left as calls here.)
+            bLo = bLo &+ aLo; bHi = bHi &+ aHi
+            aLo = aLo &+ (x & low)
+            aHi = aHi &+ (x &>> 16)
             // Adding one unit of the exponent carries into bit 31 only from all ones.
-            exponents |= (x & expMask) &+ expCarry
+            exponents = exponents | ((x & expMask) &+ expCarry)
             q += 32
         }
         var sumA: UInt64 = 0, sumB: UInt64 = 0, weighted: UInt64 = 0
@@ -53,6 +65,7 @@ public func fletcher32Residues(_ p: UnsafeRawPointer, bytes: Int) -> (sum1: UInt
         s1 = (s1 + blockS1) % 65535
         done += rounds
     }
+    if let d = dst, bytes > 32 * lanes { d.advanced(by: 32 * lanes).copyMemory(from: p + 32 * lanes, byteCount: bytes - 32 * lanes) }
     // The tail, word by word, and an odd last byte as HDF5 treats it (high byte of a word).
     var w = lanes * 16
     var tail = p + 32 * lanes

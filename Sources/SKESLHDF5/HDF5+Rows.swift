@@ -108,6 +108,9 @@ public final class H5RowReader {
     /// Set when rows can be read straight from their chunks (see `readFloatRows`).
     private let direct: DirectChunks?
     public var readsChunksDirectly: Bool { direct != nil }
+    /// Each row's chunk address in a mapping of the file (`useChunkAddresses`).
+    private var mapped: (file: FileMapping, addresses: [UInt64])? = nil
+    public var readsFromMapping: Bool { mapped != nil }
     /// The whole dataset in memory (`preload`), as raw values of `preloadedType`.
     private var preloaded: UnsafeMutableRawPointer? = nil
     private var preloadedType: Any.Type? = nil
@@ -194,6 +197,26 @@ public final class H5RowReader {
         return true
     }
 
+    /// Reads later rows from `mapping` at `addresses` (one per row, the file addresses of
+    /// the rows' chunks, as the store writer records them): a read is then one pass that
+    /// copies the row out of the page cache and verifies it, with no HDF5 call and no
+    /// system call. Returns false, and changes nothing, unless the rows qualify for direct
+    /// reads and every address lies inside the file with room for its chunk.
+    @discardableResult
+    public func useChunkAddresses(_ addresses: [UInt64], mapping: FileMapping) -> Bool {
+        guard let d = direct, addresses.count == rows else { return false }
+        let chunk = UInt64(d.rowBytes + (d.checksum ? 4 : 0))
+        guard addresses.allSatisfy({ $0 < UInt64(mapping.size) && UInt64(mapping.size) - $0 >= chunk }) else { return false }
+        // Spot checks against HDF5's own chunk index (first, middle and last row): an
+        // index from another file or an older version of this one is refused.
+        for r in Set([0, rows / 2, rows - 1]) where rows > 0 {
+            guard let loc = try? dataset.chunkLocation([r] + [Int](repeating: 0, count: shape.count - 1)),
+                  UInt64(loc.address) == addresses[r], loc.size == Int(chunk) else { return false }
+        }
+        mapped = (mapping, addresses)
+        return true
+    }
+
     /// Reads rows [start, start+n) of Float32 into `out`, like `read`, and says whether
     /// they are all finite (nil: not examined). `spareBytesAfter`: how many bytes after
     /// the n rows are addressable (they are left as they were).
@@ -215,6 +238,10 @@ public final class H5RowReader {
             let dst = out + k * rowSize
             // A raw chunk is the row plus 4 bytes of checksum: it lands in place when 4
             // bytes after the row are addressable (saved and put back), else in scratch.
+            if let m = mapped, let f = readMapped(row: start + k, into: dst, m.file, m.addresses, d) {
+                finite = finite && f
+                continue
+            }
             let inPlace = !d.checksum || k < n - 1 || spareBytesAfter >= 4
             if let f = readDirect(row: start + k, into: inPlace ? dst : d.scratch.assumingMemoryBound(to: Float.self), d) {
                 if !inPlace { dst.update(from: d.scratch.assumingMemoryBound(to: Float.self), count: rowSize) }
@@ -225,6 +252,19 @@ public final class H5RowReader {
             }
         }
         return finite
+    }
+
+    /// One row copied out of the mapped file and verified in the same pass; nil when
+    /// HDF5's read must decide.
+    private func readMapped(row: Int, into dst: UnsafeMutablePointer<Float>, _ file: FileMapping, _ addresses: [UInt64],
+                            _ d: DirectChunks) -> Bool? {
+        let src = file.base + Int(addresses[row])
+        let r = fletcher32Copy(from: src, to: UnsafeMutableRawPointer(dst), bytes: d.rowBytes)
+        if d.checksum {
+            let stored = UInt32(littleEndian: src.loadUnaligned(fromByteOffset: d.rowBytes, as: UInt32.self))
+            if !fletcher32Matches(stored: stored, sum1: r.sum1, sum2: r.sum2) { return nil }
+        }
+        return r.finite
     }
 
     /// One row as its raw chunk into `dst` (4 bytes past the row are overwritten and put

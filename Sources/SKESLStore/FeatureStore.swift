@@ -110,6 +110,17 @@ public final class ShardReader {
             label = try open(ShardSchema.label, cache: metaCache, dims: [], kind: "float")
             split = try open(ShardSchema.split, cache: metaCache, dims: [], kind: "int")
         } else { label = nil; split = nil }
+        // Feature rows with a recorded chunk index are copied out of a mapping of the file
+        // (H5RowReader.useChunkAddresses); without one they are read chunk by chunk.
+        if !sequential {
+            let indexed = [(audio, ShardSchema.audio), (video, ShardSchema.video)].compactMap { r, name -> (H5RowReader, [UInt64])? in
+                guard f.exists(ShardSchema.chunkIndex(name)), let a = try? f.read(ShardSchema.chunkIndex(name), as: UInt64.self).values else { return nil }
+                return (r, a)
+            }
+            if !indexed.isEmpty, let m = try? FileMapping(path: path) {
+                for (r, a) in indexed { r.useChunkAddresses(a, mapping: m) }
+            }
+        }
         // Per-sample scalars are a few bytes a row: held in memory, a sample's read makes
         // no HDF5 call for them.
         audioLength.preload(as: Int32.self); videoLength.preload(as: Int32.self)

@@ -13,6 +13,9 @@ public enum ShardSchema {
     public static let videoLength = "video_length"   // int32 [N], true frames
     public static let label = "label"                // float32 [N] (labeled)
     public static let split = "split"                // uint8 [N]: 0 train, 1 valid, 2 test (labeled)
+    /// Optional: the file address of each row's chunk, when feature chunks hold one row
+    /// (uint64 [N]); the loader then reads rows from a mapping of the file.
+    public static func chunkIndex(_ dataset: String) -> String { "chunk_index/" + dataset }
 
     public static func fileName(_ index: Int) -> String {
         let s = String(index)

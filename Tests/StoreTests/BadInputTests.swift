@@ -87,8 +87,8 @@ final class BadInputTests: XCTestCase {
         XCTAssertTrue(msg.contains(path) && msg.contains("unreadable") && msg.contains("global id 5"), msg)
     }
 
-    /// One row per chunk (the layout of reference-size rows): the loader reads chunks
-    /// directly and verifies Fletcher32 itself; a changed byte anywhere in the row, or in
+    /// One row per chunk (the layout of reference-size rows): the loader copies rows out
+    /// of a mapping of the file and verifies Fletcher32 itself; a changed byte anywhere in the row, or in
     /// the stored sum, is caught and reported by HDF5's read of that sample.
     func testCorruptChunkIsCaughtWhenRowsAreReadDirectly() throws {
         for (where_, delta) in [("first value", 0), ("last value", 4 * smallSpec.audioRow - 2), ("stored sum", 4 * smallSpec.audioRow + 1)] {
@@ -103,6 +103,7 @@ final class BadInputTests: XCTestCase {
             fh.seek(toFileOffset: UInt64(addr + delta)); let old = fh.readData(ofLength: 1)[0]
             fh.seek(toFileOffset: UInt64(addr + delta)); fh.write(Data([old ^ 0x10])); fh.closeFile()
             let store = try FeatureStore(directory: dir)
+            XCTAssertTrue(try store.openShard(1).audio.readsFromMapping)
             let loader = try StoreLoader(store: store, config: LoaderConfig(globalBatchSize: 12, shuffle: false))
             let msg = thrownMessage { try loader.fill(loader.makeBatch(worldSize: 1), epoch: 0, positions: 0..<12) }
             XCTAssertTrue(msg.contains(path) && msg.contains("unreadable") && msg.contains("global id 6") && msg.contains("Fletcher32"),

@@ -118,3 +118,57 @@ final class Fletcher32Tests: XCTestCase {
         XCTAssertFalse(try H5RowReader(f.dataset("audio", cacheBytes: 0)).readsChunksDirectly)
     }
 }
+
+/// Shards record where each feature row's chunk lies; the loader copies rows out of a
+/// mapping of the file and verifies them in the same pass.
+final class ChunkIndexTests: XCTestCase {
+    let spec = FeatureSpec(audioFrames: 20, audioDim: 9, videoFrames: 7, videoDim: 13, tokens: nil, labeled: true)
+
+    func testWriterRecordsEveryRowsChunkAddress() throws {
+        let dir = tempDir(self)
+        try makeSynthStore(dir, n: 23, perShard: 10, spec: spec, layout: oneRowPerChunk)
+        let f = try H5File.open(dir + "/shard-00001.h5")
+        for name in ["audio", "video"] {
+            let index = try f.read(ShardSchema.chunkIndex(name), as: UInt64.self).values
+            XCTAssertEqual(index.count, 10)
+            for r in 0..<10 { XCTAssertEqual(index[r], UInt64(try f.dataset(name).chunkLocation([r, 0, 0]).address)) }
+        }
+        // Several rows to a chunk, or compressed chunks: no index (rows are read through HDF5).
+        for layout in [StoreLayout.default, StoreLayout(featureChunkBytes: 1, deflate: 1)] {
+            let d = tempDir(self)
+            try makeSynthStore(d, n: 5, perShard: 5, spec: spec, layout: layout)
+            XCTAssertFalse(try H5File.open(d + "/shard-00000.h5").exists(ShardSchema.chunkIndex("audio")), layout.summary)
+        }
+    }
+
+    func testMappedReadsEqualHDF5ReadsAndRefuseAWrongIndex() throws {
+        let dir = tempDir(self)
+        try makeSynthStore(dir, n: 23, perShard: 10, spec: spec, layout: oneRowPerChunk)
+        let store = try FeatureStore(directory: dir)
+        let shard = try store.openShard(1)
+        XCTAssertTrue(shard.audio.readsFromMapping && shard.video.readsFromMapping)
+        let loader = try StoreLoader(store: store, config: LoaderConfig(globalBatchSize: 23, seed: 5, shuffle: true))
+        let b = loader.makeBatch(worldSize: 1)
+        try loader.fill(b, epoch: 2, positions: 0..<23)
+        for j in 0..<23 {
+            let (s, row) = store.locate(b.globalIds[j])
+            let f = try H5File.open(dir + "/" + store.manifest.shards[s].file)
+            for (name, buf, width) in [("audio", b.audio, spec.audioRow), ("video", b.video, spec.videoRow)] {
+                let r = try H5RowReader(f.dataset(name))
+                var want = [Float](repeating: 0, count: width)
+                try want.withUnsafeMutableBufferPointer { try r.read(row, 1, into: $0.baseAddress!) }
+                XCTAssertEqual(Array(buf[(j * width)..<((j + 1) * width)]), want, "\(name) of sample \(b.globalIds[j])")
+            }
+        }
+        // An index that does not match the file is refused (rows are then read chunk by chunk).
+        let f = try H5File.open(dir + "/shard-00000.h5")
+        let good = try f.read(ShardSchema.chunkIndex("audio"), as: UInt64.self).values
+        let mapping = try FileMapping(path: dir + "/shard-00000.h5")
+        let r = try H5RowReader(f.dataset("audio", cacheBytes: 0))
+        var swapped = good; swapped.swapAt(0, 9)
+        XCTAssertFalse(r.useChunkAddresses(swapped, mapping: mapping))
+        XCTAssertFalse(r.useChunkAddresses(good.map { $0 + UInt64(mapping.size) }, mapping: mapping))
+        XCTAssertFalse(r.useChunkAddresses(Array(good.dropLast()), mapping: mapping))
+        XCTAssertTrue(r.useChunkAddresses(good, mapping: mapping))
+    }
+}

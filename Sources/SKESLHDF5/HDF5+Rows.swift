@@ -111,6 +111,11 @@ public final class H5RowReader {
     /// Each row's chunk address in a mapping of the file (`useChunkAddresses`).
     private var mapped: (file: FileMapping, addresses: [UInt64])? = nil
     public var readsFromMapping: Bool { mapped != nil }
+    /// Mapped rows: verify the checksum (and finiteness) on every read, or only on a row's
+    /// first read from this mapping, after which its bytes are those already verified in
+    /// the page cache (a bit per row remembers it).
+    public var verifyEveryRead = true
+    private var verified: [UInt64] = []
     /// The whole dataset in memory (`preload`), as raw values of `preloadedType`.
     private var preloaded: UnsafeMutableRawPointer? = nil
     private var preloadedType: Any.Type? = nil
@@ -174,11 +179,12 @@ public final class H5RowReader {
     /// Reads rows [start, start+n) as `T` into `out` (n * rowSize values).
     public func read<T: H5Scalar>(_ start: Int, _ n: Int = 1, into out: UnsafeMutablePointer<T>) throws {
         if n == 0 { return }
-        try select(start, n)
         if let m = preloaded, preloadedType == T.self {
+            guard start >= 0, start + n <= rows else { try select(start, n); return }   // (throws)
             out.update(from: m.assumingMemoryBound(to: T.self) + start * rowSize, count: n * rowSize)
             return
         }
+        try select(start, n)
         if H5Dread(dataset.id, T.h5Type, memSpace(n), fileSpace, skesl_h5p_default(), out) < 0 {
             throw HDF5Error("\(dataset.file.path): dataset \(dataset.name): reading rows \(start)..<\(start + n) failed (corrupt or truncated file, or a Fletcher32 checksum error)")
         }
@@ -214,6 +220,7 @@ public final class H5RowReader {
                   UInt64(loc.address) == addresses[r], loc.size == Int(chunk) else { return false }
         }
         mapped = (mapping, addresses)
+        verified = [UInt64](repeating: 0, count: (rows + 63) / 64)
         return true
     }
 
@@ -259,11 +266,17 @@ public final class H5RowReader {
     private func readMapped(row: Int, into dst: UnsafeMutablePointer<Float>, _ file: FileMapping, _ addresses: [UInt64],
                             _ d: DirectChunks) -> Bool? {
         let src = file.base + Int(addresses[row])
+        let bit: UInt64 = 1 << UInt64(row & 63)
+        if !verifyEveryRead && verified[row >> 6] & bit != 0 {
+            UnsafeMutableRawPointer(dst).copyMemory(from: src, byteCount: d.rowBytes)
+            return true
+        }
         let r = fletcher32Copy(from: src, to: UnsafeMutableRawPointer(dst), bytes: d.rowBytes)
         if d.checksum {
             let stored = UInt32(littleEndian: src.loadUnaligned(fromByteOffset: d.rowBytes, as: UInt32.self))
             if !fletcher32Matches(stored: stored, sum1: r.sum1, sum2: r.sum2) { return nil }
         }
+        if r.finite { verified[row >> 6] |= bit }
         return r.finite
     }
 

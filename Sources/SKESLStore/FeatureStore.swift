@@ -146,11 +146,10 @@ public final class ShardReader {
         func problem(_ r: Int, _ reason: String, _ uid: String? = nil) -> SampleProblem {
             SampleProblem(file: path, row: r, globalId: globalOffset + Int64(r), utteranceId: uid, reason: reason)
         }
-        let uids: [String], txts: [String]
+        var uids: [String]? = nil, txts: [String]? = nil
         var featuresFinite = false   // true: every audio and video value was seen finite while read
         do {
-            uids = text ? try ids.readStrings(row, n) : [String](repeating: "", count: n)
-            txts = text ? try texts.readStrings(row, n) : [String](repeating: "", count: n)
+            if text { uids = try ids.readStrings(row, n); txts = try texts.readStrings(row, n) }
             // Addressable bytes after the rows: later slots and the buffers' padding.
             let spare = 4 * StoreBatch.featurePadding
             let audioFinite = try audio.readFloatRows(row, n, into: b.audio.baseAddress! + slot * s.audioRow,
@@ -174,9 +173,8 @@ public final class ShardReader {
         for k in 0..<n {
             let j = slot + k
             b.globalIds[j] = gid + Int64(k)
-            b.utteranceIds[j] = uids[k]
-            b.transcripts[j] = txts[k]
-            if let reason = b.check(slot: j, labelRange: labelRange, text: text, featuresFinite: featuresFinite) { throw problem(row + k, reason, text ? uids[k] : nil) }
+            if let u = uids, let t = txts { b.utteranceIds[j] = u[k]; b.transcripts[j] = t[k] }
+            if let reason = b.check(slot: j, labelRange: labelRange, text: text, featuresFinite: featuresFinite) { throw problem(row + k, reason, uids?[k]) }
         }
     }
 }

@@ -30,6 +30,9 @@ public struct LoaderConfig: Sendable {
     /// Read utterance ids and transcripts (off when the text comes from elsewhere, e.g.
     /// the frozen-BERT cache; bad-sample messages then name the row and global id).
     public var readText = true
+    /// Recompute each feature row's Fletcher32 on every read, rather than on its first
+    /// read after its shard is opened (docs/feature-store.md, "Reading rows").
+    public var verifyEveryRead = false
     public init(globalBatchSize: Int = 32, microBatches: Int = 1, seed: UInt64 = 0, shuffle: Bool = true,
                 split: Split? = nil, prefetchDepth: Int = 2, skipBadSamples: Bool = false, dropRemainder: Bool = false,
                 maxOpenShards: Int = 2) {
@@ -72,7 +75,7 @@ public final class StoreLoader: @unchecked Sendable {
         var bad = Set<Int>()
         for i in 0..<store.shardCount {
             let r: ShardReader
-            do { r = try store.openShard(i) } catch {
+            do { r = try StoreLoader.openShard(store, i, config) } catch {
                 guard config.skipBadSamples else { throw error }
                 bad.insert(i)
                 skippedAtOpen += store.manifest.shards[i].samples
@@ -153,6 +156,12 @@ public final class StoreLoader: @unchecked Sendable {
         batch.setCount(slot)
     }
 
+    private static func openShard(_ store: FeatureStore, _ i: Int, _ config: LoaderConfig) throws -> ShardReader {
+        let r = try store.openShard(i)
+        r.audio.verifyEveryRead = config.verifyEveryRead; r.video.verifyEveryRead = config.verifyEveryRead
+        return r
+    }
+
     /// The reader of shard `i`, opening it (and closing the least recently used one) if needed.
     private func reader(_ i: Int) throws -> ShardReader {
         openLock.lock(); defer { openLock.unlock() }
@@ -161,7 +170,7 @@ public final class StoreLoader: @unchecked Sendable {
             if k != open.count - 1 { open.remove(at: k); open.append(r) }
             return r
         }
-        let r = try store.openShard(i)
+        let r = try StoreLoader.openShard(store, i, config)
         if open.count >= config.maxOpenShards { open.removeFirst() }
         open.append(r)
         return r

@@ -30,6 +30,9 @@ public struct DataConfig: Codable, Equatable, Sendable {
     /// Shard files each rank keeps open (a global shuffle reads from all of them; each
     /// open shard costs about 100 KB of HDF5 metadata, no chunk cache).
     public var maxOpenShards = 64
+    /// Recompute each feature row's Fletcher32 on every read instead of on its first read
+    /// after its shard is opened (docs/feature-store.md, "Reading rows").
+    public var verifyEveryRead = false
     /// Pretraining with a frozen BERT: encode every sample's [MASK] row once (BERT in eval
     /// mode, unlike the reference) and read it in later epochs (docs/performance.md).
     public var bertCache = false

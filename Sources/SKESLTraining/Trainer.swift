@@ -147,6 +147,7 @@ public final class Trainer {
                                         prefetchDepth: rc.data.prefetch, skipBadSamples: rc.data.skipBadSamples,
                                         maxOpenShards: rc.data.maxOpenShards)
         loaderConfig.readText = !rc.data.bertCache   // the cache gives the text side
+        loaderConfig.verifyEveryRead = rc.data.verifyEveryRead
         let loader = try StoreLoader(store: store, config: loaderConfig, log: { m in FileHandle.standardError.write(("rank \(self.rank): " + m + "\n").data(using: .utf8)!) })
         guard loader.count > 0 else { throw ConfigError("\(rc.data.store): no samples to train on\(rc.task == .finetune ? " in split \(rc.data.trainSplit)" : "")") }
         let stepsPerEpoch = loader.stepsPerEpoch
@@ -327,6 +328,11 @@ public final class Trainer {
         log?.close()
         say("\(status): \(state.step) steps, \(state.epochsCompleted) epochs" + (lastCheckpoint.map { ", checkpoint \($0)" } ?? ""))
         if let m = commMessage(stepSeconds: stepSeconds) { say(m) }
+        if isRoot && stepSeconds > 0 && iterator.filledSamples > 0 {
+            // What the prefetch thread costs when it shares the training thread's core.
+            say(String(format: "data loader: %.1f µs CPU per sample, %.1f%% of %.1f s of steps",
+                       1e6 * iterator.fillCPUSeconds / Double(iterator.filledSamples), 100 * iterator.fillCPUSeconds / stepSeconds, stepSeconds))
+        }
         return RunSummary(status: status, steps: state.step, epochsCompleted: state.epochsCompleted, lastCheckpoint: lastCheckpoint,
                           bestEpoch: state.bestEpoch, finalLoss: lastLoss)
     }

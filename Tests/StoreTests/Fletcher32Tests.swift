@@ -171,4 +171,37 @@ final class ChunkIndexTests: XCTestCase {
         XCTAssertFalse(r.useChunkAddresses(Array(good.dropLast()), mapping: mapping))
         XCTAssertTrue(r.useChunkAddresses(good, mapping: mapping))
     }
+
+    /// A row is verified on its first read from a mapping; later reads trust those bytes
+    /// unless verifyEveryRead is set. A chunk changed under an open shard is caught by
+    /// the next read only with verifyEveryRead, and by every reader that opens it later.
+    func testVerifyOnFirstReadOrOnEveryRead() throws {
+        for every in [false, true] {
+            let dir = tempDir(self)
+            try makeSynthStore(dir, n: 10, perShard: 10, spec: spec, layout: oneRowPerChunk)
+            let path = dir + "/shard-00000.h5"
+            let store = try FeatureStore(directory: dir)
+            var cfg = LoaderConfig(globalBatchSize: 10, shuffle: false)
+            cfg.verifyEveryRead = every
+            let loader = try StoreLoader(store: store, config: cfg)
+            let b = loader.makeBatch(worldSize: 1)
+            try loader.fill(b, epoch: 0, positions: 0..<10)
+            let first = Array(b.audio[0..<(10 * spec.audioRow)])
+            // Change one byte of row 3's audio chunk in place (the mapping sees it).
+            let addr = try H5File.open(path).dataset("audio").chunkLocation([3, 0, 0]).address
+            let fh = FileHandle(forUpdatingAtPath: path)!
+            fh.seek(toFileOffset: UInt64(addr + 40)); let old = fh.readData(ofLength: 1)[0]
+            fh.seek(toFileOffset: UInt64(addr + 40)); fh.write(Data([old ^ 0x01])); fh.closeFile()
+            if every {
+                let msg = thrownMessage { try loader.fill(b, epoch: 1, positions: 0..<10) }
+                XCTAssertTrue(msg.contains("global id 3") && msg.contains("Fletcher32"), msg)
+            } else {
+                try loader.fill(b, epoch: 1, positions: 0..<10)
+                XCTAssertNotEqual(Array(b.audio[0..<(10 * spec.audioRow)]), first, "the changed byte is read as is")
+                let fresh = try StoreLoader(store: store, config: cfg)
+                let msg = thrownMessage { try fresh.fill(fresh.makeBatch(worldSize: 1), epoch: 0, positions: 0..<10) }
+                XCTAssertTrue(msg.contains("global id 3") && msg.contains("Fletcher32"), msg)
+            }
+        }
+    }
 }

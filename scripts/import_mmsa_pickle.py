@@ -78,7 +78,7 @@ def file_crc32(path):
     return format(crc & 0xFFFFFFFF, "08x"), size
 
 
-def write_shard(path, index, offset, rows):
+def write_shard(path, index, offset, rows, chunk_bytes=FEATURE_CHUNK_BYTES):
     n = len(rows["ids"])
     aT, aD = rows["audio"].shape[1:]
     vT, vD = rows["video"].shape[1:]
@@ -89,8 +89,16 @@ def write_shard(path, index, offset, rows):
         f.create_dataset("utterance_id", data=rows["ids"], dtype=s, chunks=(META_CHUNK_ROWS,), maxshape=(None,))
         f.create_dataset("transcript", data=rows["text"], dtype=s, chunks=(META_CHUNK_ROWS,), maxshape=(None,))
         for name, T, D in (("audio", aT, aD), ("video", vT, vD)):
-            crows = max(1, FEATURE_CHUNK_BYTES // (4 * T * D))
+            crows = max(1, chunk_bytes // (4 * T * D))
             f.create_dataset(name, data=rows[name], chunks=(crows, T, D), maxshape=(None, T, D), fletcher32=True)
+        # One row per chunk: record each row's chunk address, as skesl's writer does, so
+        # that the loader can copy rows out of a mapping of the file.
+        f.flush()
+        for name in ("audio", "video"):
+            d = f[name]
+            if d.chunks[0] == 1 and n > 0:
+                addr = [d.id.get_chunk_info_by_coord((i, 0, 0)).byte_offset for i in range(n)]
+                f.create_dataset("chunk_index/" + name, data=np.asarray(addr, dtype=np.uint64))
         meta("audio_length", rows["audio_length"], np.int32)
         meta("video_length", rows["video_length"], np.int32)
         meta("label", rows["label"], np.float32)
@@ -109,6 +117,8 @@ def main():
     ap.add_argument("--audio-frames", type=int, default=400)
     ap.add_argument("--video-frames", type=int, default=55)
     ap.add_argument("--samples-per-shard", type=int, default=5000)
+    ap.add_argument("--chunk-bytes", type=int, default=FEATURE_CHUNK_BYTES,
+                    help="feature chunks hold as many samples as fit this many bytes (at least one)")
     ap.add_argument("--replace-nonfinite", action="store_true")
     ap.add_argument("--overwrite", action="store_true")
     ap.add_argument("--name", default=None)
@@ -162,7 +172,7 @@ def main():
         rows = {k: v[offset:end] for k, v in cols.items()}
         name = f"shard-{index:05d}.h5"
         path = os.path.join(a.out, name)
-        write_shard(path, index, offset, rows)
+        write_shard(path, index, offset, rows, a.chunk_bytes)
         crc, size = file_crc32(path)
         shards.append({"file": name, "samples": end - offset, "bytes": size, "crc32": crc})
         offset, index = end, index + 1

@@ -180,6 +180,10 @@ extension ModelBenchmark {
         // Streamed: every step reads its batch from the store (prefetched in the background).
         // Untimed first: one pass over the store (at most 4x the timed steps), as every
         // epoch after a run's first finds it: shard files mapped, rows verified once.
+        // The held batch is read before the prefetch thread starts: a loader's shard
+        // readers serve one thread at a time.
+        let held = loader.makeBatch(worldSize: 1)
+        try loader.fill(held, epoch: 0, positions: 0..<batch)
         let it = try loader.batches(rank: 0, worldSize: 1)
         defer { it.close() }
         let warm = max(2, min(loader.stepsPerEpoch, 4 * steps))
@@ -188,8 +192,6 @@ extension ModelBenchmark {
         // Timed: rounds of streamed steps and of the same step on one batch held in memory,
         // alternating so that both see the same machine; per-step medians (this machine is
         // shared: a mean takes in every interruption).
-        let held = loader.makeBatch(worldSize: 1)
-        try loader.fill(held, epoch: 0, positions: 0..<batch)
         try step(held, epoch: 0)
         let cpu0 = it.fillCPUSeconds, filled0 = it.filledSamples
         var streamedTimes: [Double] = [], heldTimes: [Double] = []

@@ -17,6 +17,19 @@ public enum StopSignal {
     public static func reset() { stopSignals = 0 }
 }
 
+/// Shard files are read through memory mappings (docs/feature-store.md, "Reading rows"): a
+/// file truncated under a running job, or a disk error on one of its pages, then arrives as
+/// SIGBUS instead of a read error. This turns it into a plain message and exit code 135.
+public enum MappedFileFault {
+    public static func install() {
+        signal(SIGBUS) { _ in
+            let msg = "skesl: bus error reading a memory-mapped store file: a shard was truncated or replaced, or its disk returned an I/O error, while this run had it open. Checkpoints already written are intact. Check the store with `skesl store verify STORE`, then rerun the same command to resume from the newest checkpoint.\n"
+            msg.withCString { p in _ = write(2, p, strlen(p)) }
+            _exit(135)
+        }
+    }
+}
+
 /// Crash drills: `SKESL_FAULT_KILL_AT_STEP=N` makes a rank send itself SIGKILL during step N
 /// (after its gradients, before the update), on every rank or only on rank
 /// `SKESL_FAULT_KILL_RANK`. It kills at an exact point however fast the machine is, which

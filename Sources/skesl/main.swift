@@ -1,5 +1,6 @@
 // The skesl command line. Each subcommand lives in its own file in this folder.
 import ArgumentParser
+import SKESLTraining
 
 struct SKESL: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -22,4 +23,6 @@ struct SKESL: ParsableCommand {
         ])
 }
 
+// Any command may read stores through memory mappings: a bus error there gets a message.
+MappedFileFault.install()
 SKESL.main()

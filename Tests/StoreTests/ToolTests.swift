@@ -198,5 +198,18 @@ final class ToolTests: XCTestCase {
         let ref = try readNpy(dir + "/data.pkl.audio.npy")
         XCTAssertEqual(Array(b.audioRow(1)[0..<9]), Array(ref.values[0..<9]))
         XCTAssertTrue(b.audioRow(1)[9...].allSatisfy { $0 == 0 })
+        // One row per chunk: the helper records chunk addresses like skesl's writer, and
+        // rows read from the mapping equal those read through HDF5.
+        let mappedDir = dir + "/store-mapped"
+        (status, out) = try runProcess(py, [repoRoot + "/scripts/import_mmsa_pickle.py", dir + "/data.pkl", mappedDir,
+                                            "--audio-frames", "5", "--video-frames", "4", "--samples-per-shard", "4", "--chunk-bytes", "1"])
+        XCTAssertEqual(status, 0, out)
+        let mappedStore = try FeatureStore(directory: mappedDir)
+        XCTAssertTrue(try mappedStore.openShard(0).audio.readsFromMapping && mappedStore.openShard(1).video.readsFromMapping)
+        let ml = try StoreLoader(store: mappedStore, config: LoaderConfig(globalBatchSize: 6, shuffle: false))
+        let mb = ml.makeBatch(worldSize: 1)
+        try ml.fill(mb, epoch: 0, positions: 0..<6)
+        XCTAssertEqual(Array(mb.audio[0..<(6 * mappedStore.spec.audioRow)]), Array(b.audio[0..<(6 * store.spec.audioRow)]))
+        XCTAssertEqual(Array(mb.video[0..<(6 * mappedStore.spec.videoRow)]), Array(b.video[0..<(6 * store.spec.videoRow)]))
     }
 }

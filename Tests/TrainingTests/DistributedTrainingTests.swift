@@ -91,6 +91,34 @@ final class DistributedTrainingTests: XCTestCase {
         XCTAssertTrue(r.out.contains(newest!.path), r.out)
     }
 
+    /// Shards are read through memory mappings, where a truncated file or a disk error
+    /// arrives as SIGBUS: the run ends with a message saying what happened and what to do.
+    func testBusErrorFromAMappedStoreFileIsExplained() throws {
+        let h = try RunHarness("sigbus")
+        try h.synth(samples: 30)
+        let cfg = try h.writeConfig()
+        let marker = h.dir + "/run/metrics.jsonl"
+        let r = try pretrain(h, cfg, ["--epochs", "5000"], signal: SIGBUS) { FileManager.default.fileExists(atPath: marker) }
+        XCTAssertEqual(r.status, 135, r.err)
+        XCTAssertTrue(r.err.contains("bus error reading a memory-mapped store file") && r.err.contains("skesl store verify"), r.err)
+        XCTAssertFalse(r.err.contains("Fatal error") || r.err.contains("Stack dump"), r.err)
+        // The real fault: every shard truncated under the running job (rows stored one per
+        // chunk, as at reference shapes, so that they are read from the mapping).
+        let s = try h.run(["synth", "--out", h.dir + "/store", "--samples", "30", "--audio-frames", "6", "--audio-dim", "5",
+                           "--video-frames", "4", "--video-dim", "7", "--samples-per-shard", "13", "--seed", "3", "--overwrite",
+                           "--chunk-bytes", "1"])
+        XCTAssertEqual(s.status, 0, s.err)
+        let t = try pretrain(h, cfg, run: "trunc", ["--epochs", "5000"], signal: 0) {
+            guard FileManager.default.fileExists(atPath: h.dir + "/trunc/metrics.jsonl") else { return false }
+            for f in (try? FileManager.default.contentsOfDirectory(atPath: h.dir + "/store")) ?? [] where f.hasSuffix(".h5") {
+                truncate(h.dir + "/store/" + f, 4096)
+            }
+            return true
+        }
+        XCTAssertEqual(t.status, 135, t.err)
+        XCTAssertTrue(t.err.contains("bus error reading a memory-mapped store file"), t.err)
+    }
+
     func testADyingRankEndsTheJobPromptly() throws {
         let h = try RunHarness("dying")
         try h.synth(samples: 30)

@@ -26,7 +26,13 @@ public enum GELU {
     }
     /// dx = dy * GELU'(x)   (dx may alias dy)
     public static func backward(_ dx: FPtr, dy: CFPtr, x: CFPtr, count n: Int) {
-        for i in 0..<n { dx[i] = dy[i] * d(x[i]) }
+        // In place gets its own loop: with dx == dy the vectoriser's runtime overlap check
+        // fails and the scalar loop ran instead (10x slower, 7% of a fine-tuning step).
+        if UnsafePointer(dx) == dy {
+            for i in 0..<n { dx[i] = dx[i] * d(x[i]) }
+        } else {
+            for i in 0..<n { dx[i] = dy[i] * d(x[i]) }
+        }
     }
 }
 

@@ -68,7 +68,12 @@ public enum Dropout {
     /// y = x · mask / (1 - p)   (y may alias x)
     public static func apply(_ y: FPtr, _ x: CFPtr, mask: UnsafePointer<UInt8>, count n: Int, p: Float) {
         let s = 1 / (1 - p)
-        for i in 0..<n { y[i] = mask[i] != 0 ? x[i] * s : 0 }
+        // In place gets its own loop (see GELU.backward: the overlap check would fail).
+        if UnsafePointer(y) == x {
+            for i in 0..<n { y[i] = mask[i] != 0 ? y[i] * s : 0 }
+        } else {
+            for i in 0..<n { y[i] = mask[i] != 0 ? x[i] * s : 0 }
+        }
     }
 
     /// dx = dy · mask / (1 - p)   (dx may alias dy)

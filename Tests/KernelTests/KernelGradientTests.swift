@@ -72,6 +72,14 @@ final class KernelGradientTests: XCTestCase {
         func lg() -> Double { GELU.forward(y.p, x.p, count: n); return dot(y, dy) }
         GELU.backward(dx.p, dy: dy.p, x: x.p, count: n)
         fdCheck("gelu", x: x, grad: dx, lg)
+        // In place (dx == dy, the model's use; a loop of its own): the same values, on
+        // lengths past the vector width.
+        for m in [9, 64, 1001] {
+            let xs = Buf(m, seed: 11, scale: 4), g = Buf(m, seed: 12), out = Buf(zeros: m)
+            GELU.backward(out.p, dy: g.p, x: xs.p, count: m)
+            GELU.backward(g.p, dy: g.p, x: xs.p, count: m)
+            for i in 0..<m { XCTAssertEqual(g.p[i], out.p[i]) }
+        }
         // Known values of the erf form.
         let v = Buf(zeros: 3); v.p[0] = 1; v.p[1] = -1; v.p[2] = 0
         GELU.forward(y.p, v.p, count: 3)
@@ -173,6 +181,9 @@ final class KernelGradientTests: XCTestCase {
         let x = Buf(n, seed: 23), o = Buf(zeros: n)
         Dropout.apply(o.p, x.p, mask: m1, count: n, p: 0.3)
         for i in 0..<100 { XCTAssertEqual(o.p[i], m1[i] != 0 ? x.p[i] / 0.7 : 0, accuracy: 1e-6) }
+        // In place: the same values.
+        Dropout.apply(x.p, x.p, mask: m1, count: n, p: 0.3)
+        for i in 0..<n { XCTAssertEqual(x.p[i], o.p[i]) }
     }
 
     func testSgemmTransposes() {

@@ -68,12 +68,18 @@ struct StoreInspect: ParsableCommand {
             guard !m.shards.isEmpty else { return }
             let f = try H5File.open(s.shardPath(0))
             print("  datasets of \(m.shards[0].file):")
-            for name in try f.children() {
-                let ds = try f.dataset(name)
-                let st = ds.storage
-                let shape = try ds.shape()
-                print("    /\(name): \(st.typeDescription) \(shape), chunk \(st.chunk.map { "\($0)" } ?? "contiguous"), filters \(st.filters.isEmpty ? "none" : st.filters.joined(separator: "+")), \(st.storedBytes) bytes stored")
+            // Datasets, and those inside groups (the chunk index).
+            func list(_ group: String) throws {
+                for child in try f.children(of: group) {
+                    let name = group == "/" ? child : group + "/" + child
+                    if f.isGroup(name) { try list(name); continue }
+                    let ds = try f.dataset(name)
+                    let st = ds.storage
+                    let shape = try ds.shape()
+                    print("    /\(name): \(st.typeDescription) \(shape), chunk \(st.chunk.map { "\($0)" } ?? "contiguous"), filters \(st.filters.isEmpty ? "none" : st.filters.joined(separator: "+")), \(st.storedBytes) bytes stored")
+                }
             }
+            try list("/")
             let loader = try StoreLoader(store: s, config: LoaderConfig(globalBatchSize: max(1, min(show, s.count)), shuffle: false))
             let b = loader.makeBatch(worldSize: 1)
             try loader.fill(b, epoch: 0, positions: 0..<min(show, s.count))

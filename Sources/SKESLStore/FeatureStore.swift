@@ -58,10 +58,20 @@ public final class ShardReader {
     let tokens: H5RowReader?, tokenLength: H5RowReader?
     let label: H5RowReader?, split: H5RowReader?
 
+    /// The manifest's byte count, and a descriptor to compare the file against it on reads
+    /// that go through HDF5: its sec2 driver reads zeros past the end of a file truncated
+    /// under a running job, and all-zero chunks pass Fletcher32. (Mapped reads get SIGBUS.)
+    private let bytes: Int
+    private let sizeFD: Int32
+
+    deinit { if sizeFD >= 0 { close(sizeFD) } }
+
     init(path: String, index: Int, entry: ShardEntry, spec: FeatureSpec, labelRange: [Float]?,
          globalOffset: Int64, sequential: Bool) throws {
         self.path = path; self.index = index; self.samples = entry.samples; self.spec = spec
         self.labelRange = labelRange; self.globalOffset = globalOffset
+        bytes = entry.bytes
+        sizeFD = Glibc.open(path, O_RDONLY | O_CLOEXEC)
         var st = stat()
         guard stat(path, &st) == 0 else {
             throw StoreError("\(path): missing; the manifest names it as shard \(index) with \(entry.samples) samples. Restore the file or rebuild the store")
@@ -145,6 +155,12 @@ public final class ShardReader {
         let gid = globalOffset + Int64(row)
         func problem(_ r: Int, _ reason: String, _ uid: String? = nil) -> SampleProblem {
             SampleProblem(file: path, row: r, globalId: globalOffset + Int64(r), utteranceId: uid, reason: reason)
+        }
+        if text || !audio.readsFromMapping || !video.readsFromMapping {
+            var st = stat()
+            if sizeFD >= 0 && fstat(sizeFD, &st) == 0 && Int(st.st_size) != bytes {
+                throw StoreError("\(path): the file is now \(st.st_size) bytes, the manifest says \(bytes): it was truncated or replaced while this run was reading it. Restore it (check with `skesl store verify`), then rerun the same command to resume from the newest checkpoint")
+            }
         }
         var uids: [String]? = nil, txts: [String]? = nil
         var featuresFinite = false   // true: every audio and video value was seen finite while read

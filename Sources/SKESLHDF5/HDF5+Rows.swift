@@ -1,7 +1,8 @@
 // Additions for streaming stores: datasets opened with a chosen chunk cache (so that
 // memory does not grow with the number of open shards), a row reader that keeps its
-// dataspaces (one H5Dread per row, no per-call allocation), and storage introspection
-// (filters, chunk shape, chunk addresses) for `store inspect` and corruption tests.
+// dataspaces (one H5Dread per row, no per-call allocation), reads feature rows as raw
+// chunks or out of a mapping of the file with its own checksum pass, and holds small
+// datasets in memory; and storage introspection (filters, chunk shape, chunk addresses).
 import CHDF5
 import CShim
 import Glibc
@@ -229,8 +230,9 @@ public final class H5RowReader {
     /// the n rows are addressable (they are left as they were).
     ///
     /// Rows stored one per chunk as native Float32 with at most Fletcher32 (the store's
-    /// layout) are read as raw chunks (`H5Dread_chunk`) straight into `out`, and one
-    /// vectorised pass verifies the checksum and tests every value for NaN/Inf. HDF5's
+    /// layout) are copied out of the file's mapping (`useChunkAddresses`), or else read as
+    /// raw chunks (`H5Dread_chunk`) straight into `out`; one vectorised pass verifies the
+    /// checksum and tests every value for NaN/Inf. HDF5's
     /// filtered read copies each chunk twice and checksums at a third of that speed,
     /// which made it most of a streaming loader's CPU time. Anything unexpected (a chunk
     /// not written, another size, a checksum that does not match) goes through HDF5's
@@ -243,12 +245,12 @@ public final class H5RowReader {
         var finite = true
         for k in 0..<n {
             let dst = out + k * rowSize
-            // A raw chunk is the row plus 4 bytes of checksum: it lands in place when 4
-            // bytes after the row are addressable (saved and put back), else in scratch.
             if let m = mapped, let f = readMapped(row: start + k, into: dst, m.file, m.addresses, d) {
                 finite = finite && f
                 continue
             }
+            // A raw chunk is the row plus 4 bytes of checksum: it lands in place when 4
+            // bytes after the row are addressable (saved and put back), else in scratch.
             let inPlace = !d.checksum || k < n - 1 || spareBytesAfter >= 4
             if let f = readDirect(row: start + k, into: inPlace ? dst : d.scratch.assumingMemoryBound(to: Float.self), d) {
                 if !inPlace { dst.update(from: d.scratch.assumingMemoryBound(to: Float.self), count: rowSize) }

@@ -87,22 +87,18 @@ extension SKESLNetwork {
             Linear.forward(a.attnDense, a.ctx, weight: p(o.oW), bias: p(o.oB), rows: N, inFeatures: H, outFeatures: H)
             if let m = a.m1 {
                 Dropout.makeMask(m, batch: B, perSample: L * H, p: pHidden, keys: keys, site: site(name + ".attention.output"))
-                Dropout.apply(a.attnDense, a.attnDense, mask: m, count: N * H, p: pHidden)
             }
-            Elementwise.add(a.res1, a.attnDense, x, count: N * H)
-            LayerNorm.forward(a.h1, mean: a.mean1, rstd: a.rstd1, a.res1, gamma: p(o.ln1W), beta: p(o.ln1B),
-                              rows: N, dim: H, eps: bc.layerNormEps)
+            LayerNorm.residualForward(a.h1, sum: a.res1, mean: a.mean1, rstd: a.rstd1, sublayer: a.attnDense, mask: a.m1, p: pHidden,
+                                      residual: x, gamma: p(o.ln1W), beta: p(o.ln1B), rows: N, dim: H, eps: bc.layerNormEps)
             // Feed-forward.
             Linear.forward(a.interPre, a.h1, weight: p(o.iW), bias: nil, rows: N, inFeatures: H, outFeatures: I)
             GELU.biasForward(a.interAct, pre: a.interPre, bias: p(o.iB), rows: N, dim: I)
             Linear.forward(a.outDense, a.interAct, weight: p(o.outW), bias: p(o.outB), rows: N, inFeatures: I, outFeatures: H)
             if let m = a.m2 {
                 Dropout.makeMask(m, batch: B, perSample: L * H, p: pHidden, keys: keys, site: site(name + ".output"))
-                Dropout.apply(a.outDense, a.outDense, mask: m, count: N * H, p: pHidden)
             }
-            Elementwise.add(a.res2, a.outDense, a.h1, count: N * H)
-            LayerNorm.forward(a.out, mean: a.mean2, rstd: a.rstd2, a.res2, gamma: p(o.ln2W), beta: p(o.ln2B),
-                              rows: N, dim: H, eps: bc.layerNormEps)
+            LayerNorm.residualForward(a.out, sum: a.res2, mean: a.mean2, rstd: a.rstd2, sublayer: a.outDense, mask: a.m2, p: pHidden,
+                                      residual: a.h1, gamma: p(o.ln2W), beta: p(o.ln2B), rows: N, dim: H, eps: bc.layerNormEps)
             x = a.out
             if keep { acts.append(a) }
         }
@@ -156,16 +152,16 @@ extension SKESLNetwork {
         let dense = arena.floats(B * H), res = arena.floats(B * H), h1 = arena.floats(B * H)
         Linear.forward(dense, ctx, weight: p(o.oW), bias: p(o.oB), rows: B, inFeatures: H, outFeatures: H)
         hiddenDropout(dense, name + ".attention.output")
-        Elementwise.add(res, dense, xr, count: B * H)
-        LayerNorm.forward(h1, mean: nil, rstd: nil, res, gamma: p(o.ln1W), beta: p(o.ln1B), rows: B, dim: H, eps: bc.layerNormEps)
+        LayerNorm.residualForward(h1, sum: res, mean: nil, rstd: nil, sublayer: dense, mask: nil, p: 0, residual: xr,
+                                  gamma: p(o.ln1W), beta: p(o.ln1B), rows: B, dim: H, eps: bc.layerNormEps)
         let pre = arena.floats(B * I), act = arena.floats(B * I), out = arena.floats(B * H)
         Linear.forward(pre, h1, weight: p(o.iW), bias: nil, rows: B, inFeatures: H, outFeatures: I)
         GELU.biasForward(act, pre: pre, bias: p(o.iB), rows: B, dim: I)
         Linear.forward(out, act, weight: p(o.outW), bias: p(o.outB), rows: B, inFeatures: I, outFeatures: H)
         hiddenDropout(out, name + ".output")
-        Elementwise.add(res, out, h1, count: B * H)
         let y = arena.floats(B * H)
-        LayerNorm.forward(y, mean: nil, rstd: nil, res, gamma: p(o.ln2W), beta: p(o.ln2B), rows: B, dim: H, eps: bc.layerNormEps)
+        LayerNorm.residualForward(y, sum: res, mean: nil, rstd: nil, sublayer: out, mask: nil, p: 0, residual: h1,
+                                  gamma: p(o.ln2W), beta: p(o.ln2B), rows: B, dim: H, eps: bc.layerNormEps)
         return y
     }
 
@@ -173,11 +169,9 @@ extension SKESLNetwork {
     /// into `dResidual`, of the sublayer output into `dSublayer`; LayerNorm parameters accumulate.
     func residualNormBackward(_ dOut: CFPtr, sum: CFPtr, mean: CFPtr, rstd: CFPtr, lnW: Int, lnB: Int,
                               mask: UnsafeMutablePointer<UInt8>?, rows N: Int, dSublayer: FPtr, dResidual: FPtr) {
-        let H = config.bert.hiddenSize
-        LayerNorm.backward(dx: dSublayer, dgamma: g(lnW), dbeta: g(lnB), dy: dOut, x: sum, mean: mean, rstd: rstd,
-                           gamma: p(lnW), rows: N, dim: H)
-        dResidual.update(from: dSublayer, count: N * H)
-        if let m = mask { Dropout.backward(dSublayer, dSublayer, mask: m, count: N * H, p: bertDropout) }
+        LayerNorm.residualBackward(dResidual: dResidual, dSublayer: dSublayer, mask: mask, p: bertDropout,
+                                   dgamma: g(lnW), dbeta: g(lnB), dy: dOut, sum: sum, mean: mean, rstd: rstd,
+                                   gamma: p(lnW), rows: N, dim: config.bert.hiddenSize)
     }
 
     /// Backward through BERT from dX (gradient of its last hidden state); parameters'

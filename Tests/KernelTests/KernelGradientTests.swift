@@ -66,6 +66,52 @@ final class KernelGradientTests: XCTestCase {
         XCTAssertEqual(s / Float(d), 0, accuracy: 1e-5); XCTAssertEqual(q / Float(d), 1, accuracy: 1e-4)
     }
 
+    /// LN(residual + Dropout(sublayer)) fused equals dropout, add and LayerNorm one by one,
+    /// forward and backward, and its gradients pass finite differences.
+    func testResidualLayerNormFusedEqualsTheSteps() {
+        let r = 3, d = 37, n = r * d
+        let a = Buf(n, seed: 40), b = Buf(n, seed: 41), gam = Buf(d, seed: 42), bet = Buf(d, seed: 43), dy = Buf(n, seed: 44)
+        let mask = UnsafeMutablePointer<UInt8>.allocate(capacity: n); defer { mask.deallocate() }
+        for i in 0..<n { mask[i] = i % 3 == 0 ? 0 : 1 }
+        for useMask in [false, true] {
+            let p: Float = useMask ? 0.25 : 0
+            let m: UnsafePointer<UInt8>? = useMask ? UnsafePointer(mask) : nil
+            // The steps.
+            let dropped = Buf(zeros: n), sum1 = Buf(zeros: n), y1 = Buf(zeros: n), mean1 = Buf(zeros: r), rstd1 = Buf(zeros: r)
+            if useMask { Dropout.apply(dropped.p, a.p, mask: mask, count: n, p: p) } else { dropped.p.update(from: a.p, count: n) }
+            Elementwise.add(sum1.p, dropped.p, b.p, count: n)
+            LayerNorm.forward(y1.p, mean: mean1.p, rstd: rstd1.p, sum1.p, gamma: gam.p, beta: bet.p, rows: r, dim: d, eps: 1e-12)
+            let dSum = Buf(zeros: n), dg1 = Buf(zeros: d), db1 = Buf(zeros: d)
+            LayerNorm.backward(dx: dSum.p, dgamma: dg1.p, dbeta: db1.p, dy: dy.p, x: sum1.p, mean: mean1.p, rstd: rstd1.p,
+                               gamma: gam.p, rows: r, dim: d)
+            let dA1 = Buf(zeros: n)
+            if useMask { Dropout.backward(dA1.p, dSum.p, mask: mask, count: n, p: p) } else { dA1.p.update(from: dSum.p, count: n) }
+            // Fused.
+            let sum2 = Buf(zeros: n), y2 = Buf(zeros: n), mean2 = Buf(zeros: r), rstd2 = Buf(zeros: r)
+            LayerNorm.residualForward(y2.p, sum: sum2.p, mean: mean2.p, rstd: rstd2.p, sublayer: a.p, mask: m, p: p, residual: b.p,
+                                      gamma: gam.p, beta: bet.p, rows: r, dim: d, eps: 1e-12)
+            let dB2 = Buf(zeros: n), dA2 = Buf(zeros: n), dg2 = Buf(zeros: d), db2 = Buf(zeros: d)
+            LayerNorm.residualBackward(dResidual: dB2.p, dSublayer: dA2.p, mask: m, p: p, dgamma: dg2.p, dbeta: db2.p,
+                                       dy: dy.p, sum: sum2.p, mean: mean2.p, rstd: rstd2.p, gamma: gam.p, rows: r, dim: d)
+            for i in 0..<n {
+                XCTAssertEqual(sum2.p[i], sum1.p[i], accuracy: 1e-6)
+                XCTAssertEqual(y2.p[i], y1.p[i], accuracy: 1e-5)
+                XCTAssertEqual(dB2.p[i], dSum.p[i], accuracy: 1e-5)
+                XCTAssertEqual(dA2.p[i], dA1.p[i], accuracy: 1e-5)
+            }
+            for j in 0..<d { XCTAssertEqual(dg2.p[j], dg1.p[j], accuracy: 1e-5); XCTAssertEqual(db2.p[j], db1.p[j], accuracy: 1e-5) }
+            // Finite differences of Σ dy·y with respect to the sublayer and the residual.
+            let y = Buf(zeros: n), s = Buf(zeros: n)
+            func loss() -> Double {
+                LayerNorm.residualForward(y.p, sum: s.p, mean: nil, rstd: nil, sublayer: a.p, mask: m, p: p, residual: b.p,
+                                          gamma: gam.p, beta: bet.p, rows: r, dim: d, eps: 1e-12)
+                return dot(y, dy)
+            }
+            fdCheck("residual LN, sublayer", x: a, grad: dA2, loss)
+            fdCheck("residual LN, residual", x: b, grad: dB2, loss)
+        }
+    }
+
     func testGELUAndReLU() {
         let n = 9
         let x = Buf(n, seed: 9, scale: 3), dy = Buf(n, seed: 10), y = Buf(zeros: n), dx = Buf(zeros: n)

@@ -109,25 +109,24 @@ final class DistributedTrainingTests: XCTestCase {
                            "--chunk-bytes", "1"])
         XCTAssertEqual(s.status, 0, s.err)
         // (With the frozen-BERT cache the loader reads no transcripts, only mapped rows.)
-        let t = try pretrain(h, cfg, run: "trunc", ["--epochs", "5000", "--set", "data.bertCache=true"], signal: 0) {
-            guard FileManager.default.fileExists(atPath: h.dir + "/trunc/metrics.jsonl") else { return false }
-            for f in (try? FileManager.default.contentsOfDirectory(atPath: h.dir + "/store")) ?? [] where f.hasSuffix(".h5") {
-                truncate(h.dir + "/store/" + f, 4096)
+        /// Once `run` is under way, cuts every shard file of the store to 4 KB.
+        func truncateShards(once run: String) -> () -> Bool {
+            return {
+                guard FileManager.default.fileExists(atPath: h.dir + "/" + run + "/metrics.jsonl") else { return false }
+                for f in (try? FileManager.default.contentsOfDirectory(atPath: h.dir + "/store")) ?? [] where f.hasSuffix(".h5") {
+                    truncate(h.dir + "/store/" + f, 4096)
+                }
+                return true
             }
-            return true
         }
+        let t = try pretrain(h, cfg, run: "trunc", ["--epochs", "5000", "--set", "data.bertCache=true"], signal: 0,
+                             when: truncateShards(once: "trunc"))
         XCTAssertEqual(t.status, 135, t.err)
         XCTAssertTrue(t.err.contains("bus error reading a memory-mapped store file"), t.err)
         // Rows read through HDF5 (several to a chunk): HDF5 would read zeros past the new
         // end of the file, and zeros pass Fletcher32; the size check stops the run instead.
         try h.synth(samples: 30)
-        let z = try pretrain(h, cfg, run: "trunc-hdf5", ["--epochs", "5000"], signal: 0) {
-            guard FileManager.default.fileExists(atPath: h.dir + "/trunc-hdf5/metrics.jsonl") else { return false }
-            for f in (try? FileManager.default.contentsOfDirectory(atPath: h.dir + "/store")) ?? [] where f.hasSuffix(".h5") {
-                truncate(h.dir + "/store/" + f, 4096)
-            }
-            return true
-        }
+        let z = try pretrain(h, cfg, run: "trunc-hdf5", ["--epochs", "5000"], signal: 0, when: truncateShards(once: "trunc-hdf5"))
         XCTAssertNotEqual(z.status, 0, z.err)
         XCTAssertTrue(z.err.contains("truncated or replaced while this run was reading it"), z.err)
         XCTAssertLessThan(z.seconds, 60)

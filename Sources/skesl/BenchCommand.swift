@@ -20,6 +20,9 @@ struct Bench: ParsableCommand {
         Prints ms/step, samples/s, GFLOP/s, MFU (against this machine's sgemm rate measured in the same
         run); with --torch, scripts/bench_torch.py runs the PyTorch peer with the same threads (needs
         `scripts/setup --torch`) and every figure gets its ratio, plus the 100-epoch pretraining cost.
+        The cached step also prints the data loader's CPU time per sample and its share of the step
+        (what the prefetch thread adds when it shares the training core), after an untimed pass over
+        the store; pin the run to one core (taskset -c 1) for the figures docs/performance.md gives.
 
         Example: swift build -c release && .build/release/skesl bench --torch --steps 5
         """)

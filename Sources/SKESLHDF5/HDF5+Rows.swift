@@ -169,10 +169,14 @@ public final class H5RowReader {
         return s
     }
 
-    private func select(_ start: Int, _ n: Int) throws {
+    private func checkRange(_ start: Int, _ n: Int) throws {
         guard start >= 0, n >= 0, start + n <= rows else {
             throw HDF5Error("\(dataset.file.path): dataset \(dataset.name): rows \(start)..<\(start + n) outside its \(rows) rows")
         }
+    }
+
+    private func select(_ start: Int, _ n: Int) throws {
+        try checkRange(start, n)
         offset[0] = hsize_t(start); count[0] = hsize_t(n)
         H5Sselect_hyperslab(fileSpace, H5S_SELECT_SET, &offset, nil, &count, nil)
     }
@@ -181,7 +185,7 @@ public final class H5RowReader {
     public func read<T: H5Scalar>(_ start: Int, _ n: Int = 1, into out: UnsafeMutablePointer<T>) throws {
         if n == 0 { return }
         if let m = preloaded, preloadedType == T.self {
-            guard start >= 0, start + n <= rows else { try select(start, n); return }   // (throws)
+            try checkRange(start, n)
             out.update(from: m.assumingMemoryBound(to: T.self) + start * rowSize, count: n * rowSize)
             return
         }
@@ -226,7 +230,7 @@ public final class H5RowReader {
     }
 
     /// Reads rows [start, start+n) of Float32 into `out`, like `read`, and says whether
-    /// they are all finite (nil: not examined). `spareBytesAfter`: how many bytes after
+    /// they are all finite (nil: not examined, as when a row went through HDF5's read). `spareBytesAfter`: how many bytes after
     /// the n rows are addressable (they are left as they were).
     ///
     /// Rows stored one per chunk as native Float32 with at most Fletcher32 (the store's
@@ -239,14 +243,12 @@ public final class H5RowReader {
     /// read, whose verdict and error message stand.
     public func readFloatRows(_ start: Int, _ n: Int = 1, into out: UnsafeMutablePointer<Float>, spareBytesAfter: Int = 0) throws -> Bool? {
         guard let d = direct else { try read(start, n, into: out); return nil }
-        guard start >= 0, n >= 0, start + n <= rows else {
-            throw HDF5Error("\(dataset.file.path): dataset \(dataset.name): rows \(start)..<\(start + n) outside its \(rows) rows")
-        }
-        var finite = true
+        try checkRange(start, n)
+        var finite: Bool? = true
         for k in 0..<n {
             let dst = out + k * rowSize
             if let m = mapped, let f = readMapped(row: start + k, into: dst, m.file, m.addresses, d) {
-                finite = finite && f
+                finite = finite.map { $0 && f }
                 continue
             }
             // A raw chunk is the row plus 4 bytes of checksum: it lands in place when 4
@@ -254,10 +256,10 @@ public final class H5RowReader {
             let inPlace = !d.checksum || k < n - 1 || spareBytesAfter >= 4
             if let f = readDirect(row: start + k, into: inPlace ? dst : d.scratch.assumingMemoryBound(to: Float.self), d) {
                 if !inPlace { dst.update(from: d.scratch.assumingMemoryBound(to: Float.self), count: rowSize) }
-                finite = finite && f
+                finite = finite.map { $0 && f }
             } else {
                 try read(start + k, 1, into: dst)
-                finite = finite && fletcher32Residues(dst, bytes: d.rowBytes).finite
+                finite = nil
             }
         }
         return finite
@@ -274,12 +276,10 @@ public final class H5RowReader {
             return true
         }
         let r = fletcher32Copy(from: src, to: UnsafeMutableRawPointer(dst), bytes: d.rowBytes)
-        if d.checksum {
-            let stored = UInt32(littleEndian: src.loadUnaligned(fromByteOffset: d.rowBytes, as: UInt32.self))
-            if !fletcher32Matches(stored: stored, sum1: r.sum1, sum2: r.sum2) { return nil }
-        }
-        if r.finite { verified[row >> 6] |= bit }
-        return r.finite
+        let stored = d.checksum ? UInt32(littleEndian: src.loadUnaligned(fromByteOffset: d.rowBytes, as: UInt32.self)) : 0
+        guard let finite = verdict(r, stored: stored, d) else { return nil }
+        if finite { verified[row >> 6] |= bit }
+        return finite
     }
 
     /// One row as its raw chunk into `dst` (4 bytes past the row are overwritten and put
@@ -299,7 +299,13 @@ public final class H5RowReader {
         let stored: UInt32 = d.checksum ? UInt32(littleEndian: after.loadUnaligned(as: UInt32.self)) : 0
         if d.checksum { after.storeBytes(of: saved, as: UInt32.self) }
         guard ok, mask == 0 else { return nil }
-        let r = fletcher32Residues(dst, bytes: d.rowBytes)
+        return verdict(fletcher32Residues(dst, bytes: d.rowBytes), stored: stored, d)
+    }
+
+    /// A row's pass: nil when its checksum does not match (HDF5's read then decides), else
+    /// whether it is all finite.
+    @inline(__always)
+    private func verdict(_ r: (sum1: UInt32, sum2: UInt32, finite: Bool), stored: UInt32, _ d: DirectChunks) -> Bool? {
         if d.checksum && !fletcher32Matches(stored: stored, sum1: r.sum1, sum2: r.sum2) { return nil }
         return r.finite
     }

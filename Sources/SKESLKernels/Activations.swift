@@ -48,16 +48,8 @@ public enum ReLU {
 }
 
 public enum Elementwise {
-    /// y = a + b
-    public static func add(_ y: FPtr, _ a: CFPtr, _ b: CFPtr, count n: Int) {
-        for i in 0..<n { y[i] = a[i] + b[i] }
-    }
     /// y += a
     public static func accumulate(_ y: FPtr, _ a: CFPtr, count n: Int) {
         for i in 0..<n { y[i] += a[i] }
     }
-    public static func scale(_ y: FPtr, _ s: Float, count n: Int) {
-        for i in 0..<n { y[i] *= s }
-    }
-    public static func zero(_ y: FPtr, count n: Int) { y.update(repeating: 0, count: n) }
 }

@@ -43,8 +43,8 @@ public final class BatchIterator: @unchecked Sendable {
 
     /// CPU time the prefetch thread spent filling batches, and the samples it filled: the
     /// loader's cost, which a prefetch thread sharing a core with training adds to the step.
-    public var fillCPUSeconds: Double { cond.lock(); defer { cond.unlock() }; return cpuSeconds }
-    public var filledSamples: Int { cond.lock(); defer { cond.unlock() }; return samplesFilled }
+    /// Both read at one moment, so that their quotient is the CPU time per sample so far.
+    public var fillCost: (cpuSeconds: Double, samples: Int) { cond.lock(); defer { cond.unlock() }; return (cpuSeconds, samplesFilled) }
     private var cpuSeconds = 0.0, samplesFilled = 0
 
     private static func threadCPUTime() -> Double {

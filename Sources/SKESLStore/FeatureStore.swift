@@ -37,9 +37,12 @@ public final class FeatureStore {
 
     /// Opens shard `i`. `sequential` readers keep HDF5's chunk caches (verify, reshard);
     /// shuffled readers bypass them so that memory does not grow with the shard count.
-    public func openShard(_ i: Int, sequential: Bool = false) throws -> ShardReader {
-        try ShardReader(path: shardPath(i), index: i, entry: manifest.shards[i], spec: spec,
-                        labelRange: manifest.labelRange, globalOffset: offsets[i], sequential: sequential)
+    /// `verifyEveryRead`: see LoaderConfig.verifyEveryRead (mapped feature rows).
+    public func openShard(_ i: Int, sequential: Bool = false, verifyEveryRead: Bool = true) throws -> ShardReader {
+        let r = try ShardReader(path: shardPath(i), index: i, entry: manifest.shards[i], spec: spec,
+                                labelRange: manifest.labelRange, globalOffset: offsets[i], sequential: sequential)
+        r.audio.verifyEveryRead = verifyEveryRead; r.video.verifyEveryRead = verifyEveryRead
+        return r
     }
 }
 

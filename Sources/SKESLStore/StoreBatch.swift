@@ -43,23 +43,19 @@ public final class StoreBatch: @unchecked Sendable {
         globalIds = [Int64](repeating: -1, count: capacity)
         utteranceIds = [String](repeating: "", count: capacity)
         transcripts = [String](repeating: "", count: capacity)
-        func buf<T>(_ n: Int, _ zero: T) -> UnsafeMutableBufferPointer<T> {
-            let b = UnsafeMutableBufferPointer<T>.allocate(capacity: max(n, 1))
-            b.initialize(repeating: zero)
-            return b
+        /// n zeroed values, followed by `spare` more that the buffer does not count.
+        func buf<T>(_ n: Int, _ zero: T, spare: Int = 0) -> UnsafeMutableBufferPointer<T> {
+            let p = UnsafeMutablePointer<T>.allocate(capacity: max(n + spare, 1))
+            p.initialize(repeating: zero, count: max(n + spare, 1))
+            return UnsafeMutableBufferPointer(start: p, count: max(n, 1))
         }
         tokens = spec.tokens.map { buf(capacity * $0, Int32(0)) }
         tokenLengths = spec.tokens.map { _ in buf(capacity, Int32(0)) }
         // Feature buffers end with `featurePadding` spare floats: a raw chunk (row plus
         // checksum) can then be read in place into the last slot too.
-        func padded(_ n: Int) -> UnsafeMutableBufferPointer<Float> {
-            let p = UnsafeMutablePointer<Float>.allocate(capacity: n + StoreBatch.featurePadding)
-            p.initialize(repeating: 0, count: n + StoreBatch.featurePadding)
-            return UnsafeMutableBufferPointer(start: p, count: n)
-        }
-        audio = padded(capacity * spec.audioRow)
+        audio = buf(capacity * spec.audioRow, Float(0), spare: StoreBatch.featurePadding)
         audioLengths = buf(capacity, Int32(0))
-        video = padded(capacity * spec.videoRow)
+        video = buf(capacity * spec.videoRow, Float(0), spare: StoreBatch.featurePadding)
         videoLengths = buf(capacity, Int32(0))
         labels = spec.labeled ? buf(capacity, Float(0)) : nil
         splits = spec.labeled ? buf(capacity, UInt8(0)) : nil

@@ -75,7 +75,7 @@ public final class StoreLoader: @unchecked Sendable {
         var bad = Set<Int>()
         for i in 0..<store.shardCount {
             let r: ShardReader
-            do { r = try StoreLoader.openShard(store, i, config) } catch {
+            do { r = try store.openShard(i, verifyEveryRead: config.verifyEveryRead) } catch {
                 guard config.skipBadSamples else { throw error }
                 bad.insert(i)
                 skippedAtOpen += store.manifest.shards[i].samples
@@ -156,12 +156,6 @@ public final class StoreLoader: @unchecked Sendable {
         batch.setCount(slot)
     }
 
-    private static func openShard(_ store: FeatureStore, _ i: Int, _ config: LoaderConfig) throws -> ShardReader {
-        let r = try store.openShard(i)
-        r.audio.verifyEveryRead = config.verifyEveryRead; r.video.verifyEveryRead = config.verifyEveryRead
-        return r
-    }
-
     /// The reader of shard `i`, opening it (and closing the least recently used one) if needed.
     private func reader(_ i: Int) throws -> ShardReader {
         openLock.lock(); defer { openLock.unlock() }
@@ -170,7 +164,7 @@ public final class StoreLoader: @unchecked Sendable {
             if k != open.count - 1 { open.remove(at: k); open.append(r) }
             return r
         }
-        let r = try StoreLoader.openShard(store, i, config)
+        let r = try store.openShard(i, verifyEveryRead: config.verifyEveryRead)
         if open.count >= config.maxOpenShards { open.removeFirst() }
         open.append(r)
         return r

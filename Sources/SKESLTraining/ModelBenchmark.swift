@@ -188,12 +188,13 @@ extension ModelBenchmark {
         defer { it.close() }
         let warm = max(2, min(loader.stepsPerEpoch, 4 * steps))
         for _ in 0..<warm { if let b = try it.next() { try step(b, epoch: b.epoch) } }
-        let firstPassCPU = it.fillCPUSeconds / Double(max(it.filledSamples, 1))
+        let first = it.fillCost
+        let firstPassCPU = first.cpuSeconds / Double(max(first.samples, 1))
         // Timed: rounds of streamed steps and of the same step on one batch held in memory,
         // alternating so that both see the same machine; per-step medians (this machine is
         // shared: a mean takes in every interruption).
         try step(held, epoch: 0)
-        let cpu0 = it.fillCPUSeconds, filled0 = it.filledSamples
+        let before = it.fillCost
         var streamedTimes: [Double] = [], heldTimes: [Double] = []
         func timed(_ body: () throws -> Void) rethrows -> Double {
             let t = DispatchTime.now().uptimeNanoseconds
@@ -211,7 +212,8 @@ extension ModelBenchmark {
         func median(_ v: [Double]) -> Double { let s = v.sorted(); return s.isEmpty ? .nan : s[s.count / 2] }
         let streamed = Double(batch) / median(streamedTimes)
         let inMemory = Double(batch) / median(heldTimes)
-        let loaderCPU = (it.fillCPUSeconds - cpu0) / Double(max(it.filledSamples - filled0, 1))
+        let timedCost = it.fillCost
+        let loaderCPU = (timedCost.cpuSeconds - before.cpuSeconds) / Double(max(timedCost.samples - before.samples, 1))
         log(String(format: "  cached step: %.1f samples/s streamed from the store, %.1f samples/s in memory; loader %.1f µs CPU per sample (%.1f%% of the in-memory step; %.1f µs in the untimed first pass)",
                    streamed, inMemory, loaderCPU * 1e6, 100 * loaderCPU * inMemory, firstPassCPU * 1e6))
         // The cache pass: BERT's [MASK] rows in eval mode, batches of 32.

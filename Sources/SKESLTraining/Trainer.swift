@@ -328,10 +328,11 @@ public final class Trainer {
         log?.close()
         say("\(status): \(state.step) steps, \(state.epochsCompleted) epochs" + (lastCheckpoint.map { ", checkpoint \($0)" } ?? ""))
         if let m = commMessage(stepSeconds: stepSeconds) { say(m) }
-        if isRoot && stepSeconds > 0 && iterator.filledSamples > 0 {
+        let loaderCost = iterator.fillCost
+        if isRoot && stepSeconds > 0 && loaderCost.samples > 0 {
             // What the prefetch thread costs when it shares the training thread's core.
             say(String(format: "data loader: %.1f µs CPU per sample, %.1f%% of %.1f s of steps",
-                       1e6 * iterator.fillCPUSeconds / Double(iterator.filledSamples), 100 * iterator.fillCPUSeconds / stepSeconds, stepSeconds))
+                       1e6 * loaderCost.cpuSeconds / Double(loaderCost.samples), 100 * loaderCost.cpuSeconds / stepSeconds, stepSeconds))
         }
         return RunSummary(status: status, steps: state.step, epochsCompleted: state.epochsCompleted, lastCheckpoint: lastCheckpoint,
                           bestEpoch: state.bestEpoch, finalLoss: lastLoss)

@@ -62,11 +62,13 @@ let package = Package(
         .executableTarget(name: "skesl-mpitest", dependencies: ["SKESLDistributed", "COpenBLAS"],
                           swiftSettings: fast),
 
+        // Helpers shared by test targets (busy load for race tests).
+        .target(name: "TestSupport", path: "Tests/TestSupport"),
         .testTarget(name: "KernelTests", dependencies: ["SKESLKernels"]),
         .testTarget(name: "ModelTests", dependencies: ["SKESLModel", "SKESLHDF5", "SKESLKernels"]),
         .testTarget(name: "TextTests", dependencies: ["SKESLText", "SKESLModel", "SKESLHDF5"]),
-        .testTarget(name: "StoreTests", dependencies: ["SKESLStore", "SKESLHDF5"]),
+        .testTarget(name: "StoreTests", dependencies: ["SKESLStore", "SKESLHDF5", "TestSupport"]),
         .testTarget(name: "TrainingTests", dependencies: ["SKESLTraining", "SKESLDistributed"]),
-        .testTarget(name: "DistributedTests", dependencies: ["SKESLDistributed", "skesl-mpitest"]),
+        .testTarget(name: "DistributedTests", dependencies: ["SKESLDistributed", "skesl-mpitest", "TestSupport"]),
     ]
 )

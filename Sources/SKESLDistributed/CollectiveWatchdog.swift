@@ -38,7 +38,9 @@ final class CollectiveWatchdog: @unchecked Sendable {
         self.rankLabel = rankLabel
         limit = seconds.flatMap { $0 > 0 ? $0 : nil }
         if limit != nil && thread == nil && !stopping {
-            let t = Thread { [unowned self] in self.run() }
+            // Strong capture: the thread may read the watchdog until it leaves run(). (The
+            // shared instance lives for the whole process; no thread reads a dead object.)
+            let t = Thread { [self] in self.run() }
             t.name = "skesl-mpi-watchdog"
             thread = t
             t.start()

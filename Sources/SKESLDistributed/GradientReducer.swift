@@ -42,12 +42,61 @@ public final class GradientReducer: @unchecked Sendable {
     /// Default bucket size, as PyTorch DDP's.
     public static let defaultBucketBytes = 25 * 1_048_576
 
-    public let layout: BucketLayout
-    public let average: Bool
-    public let progress: Progress
+    // The communication thread holds a strong reference to the engine, never to this
+    // object: when the last owner drops the reducer, deinit stops the thread and waits
+    // for it while the engine (everything the thread touches) is still alive. A thread
+    // that captured this object itself would read it after its deinit had begun.
+    private let engine: ReducerEngine
+
+    public var layout: BucketLayout { engine.layout }
+    public var average: Bool { engine.average }
+    public var progress: Progress { engine.progress }
     public var buckets: [Range<Int>] { (0..<layout.bucketCount).map(layout.range(ofBucket:)) }
-    public var worldSize: Int { comm.size }
-    public private(set) var lastStep = StepTiming()
+    public var worldSize: Int { engine.worldSize }
+    public var lastStep: StepTiming { engine.lastStep }
+
+    /// `gradients` must stay valid (and not move) while the reducer lives.
+    /// `bucketBytes` is rounded down to whole Floats (at least one).
+    public init(communicator: Communicator, gradients: UnsafeMutablePointer<Float>, count: Int,
+                bucketBytes: Int = GradientReducer.defaultBucketBytes, average: Bool = true,
+                progress: Progress = .poll) throws {
+        engine = try ReducerEngine(communicator: communicator, gradients: gradients, count: count,
+                                   bucketBytes: bucketBytes, average: average, progress: progress)
+    }
+
+    deinit { engine.close() }
+
+    /// Gradient elements `range` of the buffer are final for this step.
+    /// Ranges may come in any order and split buckets anyhow; each element must
+    /// be marked exactly once per step.
+    public func markReady(_ range: Range<Int>) throws { try engine.markReady(range) }
+
+    /// All of bucket i is final.
+    public func bucketReady(_ i: Int) throws {
+        guard (0..<layout.bucketCount).contains(i) else {
+            throw DistributedError("bucketReady: no bucket \(i) (there are \(layout.bucketCount))")
+        }
+        try markReady(layout.range(ofBucket: i))
+    }
+
+    /// Waits until every bucket is summed over the ranks (and averaged), then
+    /// readies the reducer for the next step. Throws when backward left some
+    /// elements unmarked or an MPI call failed.
+    public func finish() throws { try engine.finish() }
+
+    /// Stops the communication thread and frees the duplicated communicator.
+    /// Called by deinit; call it before Communicator.finalize().
+    public func close() { engine.close() }
+}
+
+/// The reducer's state and its communication thread (see GradientReducer).
+private final class ReducerEngine: @unchecked Sendable {
+    typealias Progress = GradientReducer.Progress
+    let layout: BucketLayout
+    let average: Bool
+    let progress: Progress
+    var worldSize: Int { comm.size }
+    private(set) var lastStep = GradientReducer.StepTiming()
 
     private let comm: Communicator
     private let gradients: UnsafeMutablePointer<Float>
@@ -65,7 +114,7 @@ public final class GradientReducer: @unchecked Sendable {
 
     /// `gradients` must stay valid (and not move) while the reducer lives.
     /// `bucketBytes` is rounded down to whole Floats (at least one).
-    public init(communicator: Communicator, gradients: UnsafeMutablePointer<Float>, count: Int,
+    init(communicator: Communicator, gradients: UnsafeMutablePointer<Float>, count: Int,
                 bucketBytes: Int = GradientReducer.defaultBucketBytes, average: Bool = true,
                 progress: Progress = .poll) throws {
         guard count >= 0 else { throw DistributedError("GradientReducer: negative element count \(count)") }
@@ -82,7 +131,9 @@ public final class GradientReducer: @unchecked Sendable {
         ready = [Bool](repeating: false, count: layout.bucketCount)
         if self.progress != .deferred {
             threadRunning = true
-            let t = Thread { [unowned self] in
+            // Strong capture: the thread keeps the engine alive until it has left its loop.
+            // The engine does not keep the Thread, so no cycle outlives the loop.
+            let t = Thread { [self] in
                 if self.progress == .poll { self.pollLoop() } else { self.blockingLoop() }
             }
             t.name = "skesl-grad-allreduce"
@@ -91,14 +142,12 @@ public final class GradientReducer: @unchecked Sendable {
         }
     }
 
-    deinit { close() }
-
     // MARK: backward's side
 
     /// Gradient elements `range` of the buffer are final for this step.
     /// Ranges may come in any order and split buckets anyhow; each element must
     /// be marked exactly once per step.
-    public func markReady(_ range: Range<Int>) throws {
+    func markReady(_ range: Range<Int>) throws {
         cond.lock(); defer { cond.unlock() }
         guard !closed else { throw DistributedError("markReady on a closed GradientReducer") }
         let completed = try coverage.mark(range)
@@ -108,18 +157,10 @@ public final class GradientReducer: @unchecked Sendable {
         }
     }
 
-    /// All of bucket i is final.
-    public func bucketReady(_ i: Int) throws {
-        guard (0..<layout.bucketCount).contains(i) else {
-            throw DistributedError("bucketReady: no bucket \(i) (there are \(layout.bucketCount))")
-        }
-        try markReady(layout.range(ofBucket: i))
-    }
-
     /// Waits until every bucket is summed over the ranks (and averaged), then
     /// readies the reducer for the next step. Throws when backward left some
     /// elements unmarked or an MPI call failed.
-    public func finish() throws {
+    func finish() throws {
         let called = monotonicSeconds()
         if progress == .deferred { return try finishDeferred(called: called) }
         cond.lock(); defer { cond.unlock() }
@@ -138,13 +179,13 @@ public final class GradientReducer: @unchecked Sendable {
             resetLocked()
             throw f
         }
-        lastStep = StepTiming(communicationSeconds: commSeconds, exposedSeconds: monotonicSeconds() - called)
+        lastStep = GradientReducer.StepTiming(communicationSeconds: commSeconds, exposedSeconds: monotonicSeconds() - called)
         resetLocked()
     }
 
     /// Stops the communication thread and frees the duplicated communicator.
     /// Called by deinit; call it before Communicator.finalize().
-    public func close() {
+    func close() {
         cond.lock()
         if closed { cond.unlock(); return }
         closed = true
@@ -263,7 +304,7 @@ public final class GradientReducer: @unchecked Sendable {
         }
         for i in 0..<nb { try reduceBucket(i) }
         let t = monotonicSeconds() - called
-        lastStep = StepTiming(communicationSeconds: t, exposedSeconds: t)
+        lastStep = GradientReducer.StepTiming(communicationSeconds: t, exposedSeconds: t)
     }
 
     private func reduceBucket(_ i: Int) throws {

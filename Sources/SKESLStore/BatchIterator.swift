@@ -5,10 +5,42 @@ import Foundation
 import SKESLHDF5
 
 public final class BatchIterator: @unchecked Sendable {
+    // The prefetch thread holds a strong reference to the queue, never to this object:
+    // when the consumer drops the iterator (after .end, mid-epoch, after an error), deinit
+    // stops the thread and waits for it while the queue it touches is still alive. A
+    // thread that captured the iterator itself would read it after its deinit had begun.
+    private let queue: PrefetchQueue
+
+    public var loader: StoreLoader { queue.loader }
+    public var rank: Int { queue.rank }
+    public var worldSize: Int { queue.worldSize }
+    /// Bytes of the batch pool: the iterator's memory beyond HDF5's small caches.
+    public var poolBytes: Int { queue.poolBytes }
+    /// CPU time the prefetch thread spent filling batches, and the samples it filled: the
+    /// loader's cost, which a prefetch thread sharing a core with training adds to the step.
+    /// Both read at one moment, so that their quotient is the CPU time per sample so far.
+    public var fillCost: (cpuSeconds: Double, samples: Int) { queue.fillCost }
+
+    init(loader: StoreLoader, rank: Int, worldSize: Int, cursor: LoaderCursor, untilEpoch: Int?) {
+        queue = PrefetchQueue(loader: loader, rank: rank, worldSize: worldSize, cursor: cursor, untilEpoch: untilEpoch)
+    }
+
+    deinit { queue.close() }
+
+    /// The next micro-batch of this rank, or nil after the last epoch. A batch may hold
+    /// zero samples (a short last step split over many ranks): ranks stay in lockstep.
+    public func next() throws -> StoreBatch? { try queue.next() }
+
+    /// Stops the thread and waits for it. Safe to call more than once.
+    public func close() { queue.close() }
+}
+
+/// The batch pool, the hand-over queue and the prefetch thread (see BatchIterator).
+private final class PrefetchQueue: @unchecked Sendable {
     private enum Item { case batch(StoreBatch), failure(Error), end }
 
-    public let loader: StoreLoader
-    public let rank: Int, worldSize: Int
+    let loader: StoreLoader
+    let rank: Int, worldSize: Int
     private let cond = NSCondition()
     private var free: [StoreBatch]
     private var ready: [Item] = []
@@ -17,13 +49,14 @@ public final class BatchIterator: @unchecked Sendable {
     private var finished = false
     private var running = true
     private var threadDone = false
-    private var thread: Thread?
 
     init(loader: StoreLoader, rank: Int, worldSize: Int, cursor: LoaderCursor, untilEpoch: Int?) {
         self.loader = loader; self.rank = rank; self.worldSize = worldSize
         free = (0...loader.config.prefetchDepth).map { _ in loader.makeBatch(worldSize: worldSize) }
         poolBytes = free.count * free[0].bytes
-        let t = Thread { [unowned self] in
+        // Strong capture: the thread keeps the queue alive until it has said it is done.
+        // The queue does not keep the Thread, so nothing outlives the thread's body.
+        let t = Thread { [self] in
             hdf5SilenceErrorsOnThisThread()
             self.produce(cursor: cursor, untilEpoch: untilEpoch)
             // Only now has the thread dropped its references to the loader (and its HDF5
@@ -32,19 +65,12 @@ public final class BatchIterator: @unchecked Sendable {
             self.cond.lock(); self.threadDone = true; self.cond.broadcast(); self.cond.unlock()
         }
         t.name = "skesl-prefetch"
-        thread = t
         t.start()
     }
 
-    deinit { close() }
+    let poolBytes: Int
 
-    /// Bytes of the batch pool: the iterator's memory beyond HDF5's small caches.
-    public let poolBytes: Int
-
-    /// CPU time the prefetch thread spent filling batches, and the samples it filled: the
-    /// loader's cost, which a prefetch thread sharing a core with training adds to the step.
-    /// Both read at one moment, so that their quotient is the CPU time per sample so far.
-    public var fillCost: (cpuSeconds: Double, samples: Int) { cond.lock(); defer { cond.unlock() }; return (cpuSeconds, samplesFilled) }
+    var fillCost: (cpuSeconds: Double, samples: Int) { cond.lock(); defer { cond.unlock() }; return (cpuSeconds, samplesFilled) }
     private var cpuSeconds = 0.0, samplesFilled = 0
 
     private static func threadCPUTime() -> Double {
@@ -71,11 +97,11 @@ public final class BatchIterator: @unchecked Sendable {
                 let b = free.removeLast()
                 cond.unlock()
                 let positions = loader.positions(of: stepRange, rank: rank, worldSize: worldSize, micro: micro)
-                let c0 = BatchIterator.threadCPUTime()
+                let c0 = PrefetchQueue.threadCPUTime()
                 do { try loader.fill(b, epoch: epoch, positions: positions) } catch {
                     push(.failure(error)); return
                 }
-                let spent = BatchIterator.threadCPUTime() - c0
+                let spent = PrefetchQueue.threadCPUTime() - c0
                 cond.lock(); cpuSeconds += spent; samplesFilled += b.count; cond.unlock()
                 b.epoch = epoch; b.step = (pos + g - 1) / g; b.micro = micro; b.microBatches = cfg.microBatches
                 b.positions = positions; b.globalStepSamples = stepRange.count; b.cursorAfterStep = after
@@ -94,9 +120,7 @@ public final class BatchIterator: @unchecked Sendable {
         cond.unlock()
     }
 
-    /// The next micro-batch of this rank, or nil after the last epoch. A batch may hold
-    /// zero samples (a short last step split over many ranks): ranks stay in lockstep.
-    public func next() throws -> StoreBatch? {
+    func next() throws -> StoreBatch? {
         cond.lock(); defer { cond.unlock() }
         if let h = held { free.append(h); held = nil; cond.broadcast() }
         if finished { return nil }
@@ -108,8 +132,7 @@ public final class BatchIterator: @unchecked Sendable {
         }
     }
 
-    /// Stops the thread and waits for it.
-    public func close() {
+    func close() {
         cond.lock()
         stopping = true
         cond.broadcast()

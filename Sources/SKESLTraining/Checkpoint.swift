@@ -61,14 +61,18 @@ public enum Checkpoint {
 
     /// Writes a checkpoint atomically (tmp + fsync + rename + DONE marker).
     /// On any failure the previous checkpoints are untouched and the error names the file.
+    /// `owedCopies`: names (in the same directory) of the copies this checkpoint must be
+    /// given (best.h5, milestones); it records them so that a resume from it completes any
+    /// copy a crash interrupted (`completeOwedCopies`).
     @discardableResult
     public static func save(path: String, net: SKESLNetwork, optimizer: Optimizer?, state: TrainingState,
-                            runConfigYAML: String) throws -> Int {
+                            runConfigYAML: String, owedCopies: [String] = []) throws -> Int {
         let tmp = path + ".tmp"
         unlink(tmp)
         do {
             let f = try H5File.create(tmp)
             try WeightsFile.write(net, to: f)
+            FaultInjection.at(.duringTmpWrite, step: state.step)
             if let o = optimizer {
                 for e in net.layout.entries where e.offset >= net.layout.trainableStart {
                     let off = e.offset - net.layout.trainableStart
@@ -93,6 +97,7 @@ public enum Checkpoint {
             try f.setAttribute("run_config_yaml", runConfigYAML)
             try f.setAttribute("created", ISO8601DateFormatter().string(from: Date()))
             try f.setAttribute("checksum", String(format: "%016llx", checksum(net: net, optimizer: optimizer)))
+            if !owedCopies.isEmpty { try f.setAttribute(owedCopiesAttribute, owedCopies.joined(separator: "\n")) }
             try f.flush()
             try f.close()
             try fsyncPath(tmp)
@@ -100,6 +105,7 @@ public enum Checkpoint {
             unlink(tmp)
             throw ConfigError("writing checkpoint \(path) failed: \(error); the previous checkpoints are intact (check free disk space and permissions)")
         }
+        FaultInjection.at(.beforeRename, step: state.step)
         guard rename(tmp, path) == 0 else {
             let e = String(cString: strerror(errno))
             unlink(tmp)
@@ -107,10 +113,12 @@ public enum Checkpoint {
         }
         let dir = (path as NSString).deletingLastPathComponent
         try? fsyncPath(dir.isEmpty ? "." : dir)
+        FaultInjection.at(.afterRename, step: state.step)
         guard FileManager.default.createFile(atPath: path + ".done", contents: Data("ok\n".utf8)) else {
             throw ConfigError("writing checkpoint \(path): cannot create its .done marker; the previous checkpoints are intact")
         }
         try? fsyncPath(path + ".done")
+        FaultInjection.at(.afterDone, step: state.step)
         return (try? FileManager.default.attributesOfItem(atPath: path)[.size] as? Int) ?? 0
     }
 
@@ -207,15 +215,67 @@ public enum Checkpoint {
         }
     }
 
-    /// Copies a finished checkpoint under another name (milestones, best), atomically.
+    static let owedCopiesAttribute = "owed_copies"
+
+    /// The copies (names in the checkpoint's directory) a checkpoint owes, as recorded by save.
+    public static func owedCopies(of path: String) throws -> [String] {
+        let f = try H5File.open(path)
+        guard f.hasAttribute(owedCopiesAttribute) else { return [] }
+        return try f.stringAttribute(owedCopiesAttribute).split(separator: "\n").map(String.init)
+    }
+
+    /// Makes every copy `path` owes that is missing or holds another checkpoint (a crash
+    /// between the checkpoint's `.done` and the end of its copies). Returns the copies made.
+    /// Only for a checkpoint in its run's own checkpoint directory: the names are relative to it.
+    @discardableResult
+    public static func completeOwedCopies(of path: String) throws -> [String] {
+        let dir = (path as NSString).deletingLastPathComponent
+        var made: [String] = []
+        for name in try owedCopies(of: path) {
+            let dst = dir + "/" + name
+            if isCopy(dst, of: path) { continue }
+            try copy(path, to: dst)
+            made.append(dst)
+        }
+        return made
+    }
+
+    /// Whether `dst` is a complete copy of the checkpoint `src` (same step and checksum).
+    static func isCopy(_ dst: String, of src: String) -> Bool {
+        guard FileManager.default.fileExists(atPath: dst + ".done"),
+              let a = try? H5File.open(dst), let b = try? H5File.open(src) else { return false }
+        return (try? a.attribute("step", as: Int64.self)) == (try? b.attribute("step", as: Int64.self))
+            && (try? a.stringAttribute("checksum")) == (try? b.stringAttribute("checksum"))
+    }
+
+    /// Copies a finished checkpoint under another name (milestones, best), atomically: the
+    /// old copy stays valid until the new one is renamed over it; `.done` follows the rename.
     public static func copy(_ src: String, to dst: String) throws {
         let tmp = dst + ".tmp"
+        let step = (try? H5File.open(src).attribute("step", as: Int64.self)).map(Int.init) ?? -1
+        let isBest = (dst as NSString).lastPathComponent == "best.h5"
+        FaultInjection.at(isBest ? .beforeBestCopy : .beforeMilestoneCopy, step: step)
         unlink(tmp)
         do { try FileManager.default.copyItem(atPath: src, toPath: tmp) } catch {
-            throw ConfigError("copying checkpoint to \(dst) failed: \(error)")
+            throw CheckpointFileError("copying checkpoint to \(dst) failed: \(error)")
         }
         try fsyncPath(tmp)
-        guard rename(tmp, dst) == 0 else { throw ConfigError("copying checkpoint to \(dst) failed: rename") }
-        _ = FileManager.default.createFile(atPath: dst + ".done", contents: Data("ok\n".utf8))
+        FaultInjection.at(isBest ? .duringBestCopy : .duringMilestoneCopy, step: step)
+        // The marker of the old copy goes first, so no instant shows a `.done` beside a
+        // file that is not the copy it vouches for.
+        unlink(dst + ".done")
+        guard rename(tmp, dst) == 0 else { throw CheckpointFileError("copying checkpoint to \(dst) failed: rename: \(String(cString: strerror(errno)))") }
+        let dir = (dst as NSString).deletingLastPathComponent
+        try? fsyncPath(dir.isEmpty ? "." : dir)
+        guard FileManager.default.createFile(atPath: dst + ".done", contents: Data("ok\n".utf8)) else {
+            throw CheckpointFileError("copying checkpoint to \(dst): cannot create its .done marker")
+        }
+        try? fsyncPath(dst + ".done")
     }
+}
+
+/// A checkpoint file could not be written, copied or read back.
+public struct CheckpointFileError: Error, CustomStringConvertible {
+    public let description: String
+    public init(_ d: String) { description = d }
 }

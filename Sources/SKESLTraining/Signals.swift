@@ -29,19 +29,3 @@ public enum MappedFileFault {
         }
     }
 }
-
-/// Crash drills: `SKESL_FAULT_KILL_AT_STEP=N` makes a rank send itself SIGKILL during step N
-/// (after its gradients, before the update), on every rank or only on rank
-/// `SKESL_FAULT_KILL_RANK`. It kills at an exact point however fast the machine is, which
-/// an outside `kill` cannot; the resume tests and `docs/checkpoint-format.md` use it.
-public enum FaultInjection {
-    public static let killAtStep: Int? = ProcessInfo.processInfo.environment["SKESL_FAULT_KILL_AT_STEP"].flatMap { Int($0) }
-    public static let killRank: Int? = ProcessInfo.processInfo.environment["SKESL_FAULT_KILL_RANK"].flatMap { Int($0) }
-
-    /// Called with the 1-based number of the step being run.
-    public static func check(step: Int, rank: Int) {
-        guard let k = killAtStep, k == step, killRank == nil || killRank == rank else { return }
-        FileHandle.standardError.write("rank \(rank): SKESL_FAULT_KILL_AT_STEP=\(k): killing this rank (SIGKILL)\n".data(using: .utf8)!)
-        kill(getpid(), SIGKILL)
-    }
-}

@@ -42,6 +42,8 @@ public final class Trainer {
     var log: MetricsLog?
     var reducer: GradientReducer?
     public private(set) var lastCheckpoint: String?
+    /// Copies a resume completed, logged once the metrics log is open.
+    var copiesCompletedOnResume: [String] = []
 
     /// `resume`: nil (start fresh), "auto" (newest complete valid checkpoint in the
     /// run's checkpoint directory, if any) or a checkpoint path.
@@ -51,6 +53,7 @@ public final class Trainer {
         let isRoot = comm.rank == 0
         self.say = { m in if isRoot { say(m) } }
         setBLASThreads(rc.train.threads)
+        FaultInjection.rank = comm.rank
         store = try FeatureStore(directory: rc.data.store)
         let mc = try ModelSetup.modelConfig(rc, spec: store.spec)
         var rcResolved = rc
@@ -102,6 +105,11 @@ public final class Trainer {
 
     // MARK: resume
 
+    static func sameDirectory(_ file: String, _ dir: String) -> Bool {
+        URL(fileURLWithPath: (file as NSString).deletingLastPathComponent).standardizedFileURL.resolvingSymlinksInPath().path
+            == URL(fileURLWithPath: dir).standardizedFileURL.resolvingSymlinksInPath().path
+    }
+
     func resume(_ what: String) throws {
         var candidates: [String]
         if what == "auto" {
@@ -122,6 +130,14 @@ public final class Trainer {
                 state = s
                 state.worldSize = ws
                 lastCheckpoint = path
+                // A crash may have come between this checkpoint's .done and the end of its
+                // copies (best.h5, a milestone): make them now. Rank 0 writes files.
+                if comm.rank == 0, Trainer.sameDirectory(path, config.checkpointDir) {
+                    for dst in try Checkpoint.completeOwedCopies(of: path) {
+                        say("resume: completed \(dst), which \(path) owed (the run had stopped before copying it)")
+                        copiesCompletedOnResume.append(dst)
+                    }
+                }
                 say("resumed from \(path): step \(s.step), data cursor epoch \(s.cursorEpoch) position \(s.cursorPosition)"
                     + (s.worldSize != ws ? " (written by \(s.worldSize) ranks, continuing on \(ws): same sample order and global batch)" : ""))
                 return
@@ -181,6 +197,10 @@ public final class Trainer {
                               resumedFromEpoch: state.step > 0 ? state.cursorEpoch + 1 : nil,
                               config: (try? LogJSON.from(rc)) ?? .object([:]),
                               versions: ["skesl": skeslCodeVersion, "openblas": blasConfig])
+            for dst in copiesCompletedOnResume {
+                try log?.checkpoint(epoch: state.cursorPosition == 0 ? max(state.cursorEpoch, 1) : state.cursorEpoch + 1, step: state.step,
+                                    path: dst, reason: (dst as NSString).lastPathComponent == "best.h5" ? "best" : "milestone")
+            }
             progress = ProgressReporter(options: ProgressOptions(totalEpochs: rc.train.epochs, stepsPerEpoch: stepsPerEpoch,
                                                                  plainEverySeconds: rc.logEverySeconds))
             say("\(rc.task.rawValue): \(loader.count) samples, \(stepsPerEpoch) steps/epoch of \(G) samples, \(worldSize) rank(s) x \(rc.train.threads) thread(s), \(net.layout.trainableCount) trainable parameters")
@@ -283,6 +303,7 @@ public final class Trainer {
                 var summary = String(format: "epoch %d done: train loss %.4f (mean over the epoch's samples this run)",
                                      stepEpoch + 1, epochLossSum / Double(max(epochSamples, 1)))
                 epochLossSum = 0; epochSamples = 0
+                var newBest = false
                 if rc.task == .finetune && (stepEpoch + 1) % rc.train.evalEveryEpochs == 0 {
                     let valid = try evaluate(split: rc.data.validSplit)
                     let test = try evaluate(split: rc.data.testSplit)
@@ -295,21 +316,12 @@ public final class Trainer {
                         state.bestValidLoss = valid.loss
                         state.bestEpoch = stepEpoch
                         summary += " (best)"
-                        if isRoot {
-                            let p = try writeCheckpoint(reason: "epoch")
-                            try Checkpoint.copy(p, to: rc.checkpointDir + "/best.h5")
-                            try log?.checkpoint(epoch: stepEpoch + 1, step: state.step, path: rc.checkpointDir + "/best.h5", reason: "best")
-                        }
+                        newBest = true
                     }
                 }
                 if isRoot {
                     progress?.endEpoch(summary: summary)
-                    let p = lastCheckpoint.map { $0.hasSuffix(Checkpoint.fileName(step: state.step)) } == true ? lastCheckpoint! : try writeCheckpoint(reason: "epoch")
-                    if rc.checkpoint.milestones.contains(stepEpoch + 1) {
-                        let m = rc.checkpointDir + String(format: "/milestone-epoch%03d.h5", stepEpoch + 1)
-                        try Checkpoint.copy(p, to: m)
-                        try log?.checkpoint(epoch: stepEpoch + 1, step: state.step, path: m, reason: "milestone")
-                    }
+                    try endOfEpochCheckpoint(epoch: stepEpoch + 1, newBest: newBest)
                 }
             } else if rc.checkpoint.everySteps > 0 && state.step % rc.checkpoint.everySteps == 0 && isRoot {
                 try writeCheckpoint(reason: "interval")
@@ -349,10 +361,29 @@ public final class Trainer {
                       commTotal, commExposed, 100 * commExposed / stepSeconds, stepSeconds)
     }
 
+    /// The checkpoint at an epoch's end, and the copies it owes: `best.h5` after a new best
+    /// validation loss, `milestone-epochNNN.h5` at a milestone epoch. The checkpoint records
+    /// them before its `.done` exists, so a crash anywhere in between is completed by the
+    /// next resume (`Checkpoint.completeOwedCopies`).
+    func endOfEpochCheckpoint(epoch: Int, newBest: Bool) throws {
+        var owed: [String] = []
+        if newBest { owed.append("best.h5") }
+        if config.checkpoint.milestones.contains(epoch) { owed.append(String(format: "milestone-epoch%03d.h5", epoch)) }
+        // The last step may have written this step's checkpoint already (an interval), but
+        // without the owed copies recorded: write it again then.
+        let p = lastCheckpoint.map { $0.hasSuffix(Checkpoint.fileName(step: state.step)) } == true && owed.isEmpty
+            ? lastCheckpoint! : try writeCheckpoint(reason: "epoch", owedCopies: owed)
+        for dst in try Checkpoint.completeOwedCopies(of: p) {
+            try log?.checkpoint(epoch: epoch, step: state.step, path: dst,
+                                reason: (dst as NSString).lastPathComponent == "best.h5" ? "best" : "milestone")
+        }
+    }
+
     @discardableResult
-    func writeCheckpoint(reason: String) throws -> String {
+    func writeCheckpoint(reason: String, owedCopies: [String] = []) throws -> String {
         let path = config.checkpointDir + "/" + Checkpoint.fileName(step: state.step)
-        let bytes = try Checkpoint.save(path: path, net: net, optimizer: optimizer, state: state, runConfigYAML: yaml)
+        let bytes = try Checkpoint.save(path: path, net: net, optimizer: optimizer, state: state, runConfigYAML: yaml,
+                                        owedCopies: owedCopies)
         lastCheckpoint = path
         Checkpoint.prune(config.checkpointDir, keepLast: config.checkpoint.keepLast)
         // The epoch the last step belonged to, 1-based.

@@ -148,7 +148,50 @@ public enum HuggingFaceBert {
     /// Writes `dir`/config.json, model.safetensors (F32, BertModel names) and the
     /// vocabulary: copied from `tokenizer` (a directory, vocab.txt or tokenizer.json) when
     /// given, else the one stored at import.
+    /// Writes into a temporary sibling folder and renames it into place only when every file
+    /// is written: a refusal (no vocabulary) or a failure leaves `dir` as it was, and never a
+    /// folder that `from_pretrained` would load without its vocabulary.
     public static func exportBert(from weightsPath: String, to dir: String, tokenizer: String? = nil) throws {
+        let target = (dir as NSString).standardizingPath
+        let parent = (target as NSString).deletingLastPathComponent
+        if !parent.isEmpty { try FileManager.default.createDirectory(atPath: parent, withIntermediateDirectories: true) }
+        let partial = target + ".partial-\(getpid())"
+        try? FileManager.default.removeItem(atPath: partial)
+        do {
+            try writeBert(from: weightsPath, to: partial, tokenizer: tokenizer)
+        } catch {
+            try? FileManager.default.removeItem(atPath: partial)
+            throw error
+        }
+        // An existing export is replaced whole: moved aside, the new one renamed in, the old removed.
+        var isDir: ObjCBool = false
+        if FileManager.default.fileExists(atPath: target, isDirectory: &isDir) {
+            guard isDir.boolValue else {
+                try? FileManager.default.removeItem(atPath: partial)
+                throw TextError("\(dir) exists and is not a directory; choose another output path")
+            }
+            let old = target + ".old-\(getpid())"
+            guard rename(target, old) == 0 else {
+                try? FileManager.default.removeItem(atPath: partial)
+                throw TextError("\(dir): cannot move the existing export aside: \(String(cString: strerror(errno)))")
+            }
+            guard rename(partial, target) == 0 else {
+                let e = String(cString: strerror(errno))
+                _ = rename(old, target)
+                try? FileManager.default.removeItem(atPath: partial)
+                throw TextError("\(dir): cannot move the new export into place: \(e); the old one is kept")
+            }
+            try? FileManager.default.removeItem(atPath: old)
+        } else {
+            guard rename(partial, target) == 0 else {
+                let e = String(cString: strerror(errno))
+                try? FileManager.default.removeItem(atPath: partial)
+                throw TextError("\(dir): cannot move the export into place: \(e)")
+            }
+        }
+    }
+
+    static func writeBert(from weightsPath: String, to dir: String, tokenizer: String?) throws {
         let f = try H5File.open(weightsPath)
         let model: ModelConfig
         do { model = try WeightsFile.config(in: f) } catch { throw TextError("\(error)") }

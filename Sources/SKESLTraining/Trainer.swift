@@ -463,13 +463,17 @@ extension Trainer {
         let f = try H5File.open(checkpoint)
         let mc = try WeightsFile.config(in: f)
         var rc = rc0
-        // The checkpoint's own run config gives the tokenizer and text length it was trained with.
-        if f.hasAttribute("run_config_yaml"), rc0.data.tokenizer.isEmpty {
+        // The checkpoint's own run config gives the text length it was trained with, always
+        // (a model trained on 16 tokens predicts differently from 39), and the tokenizer
+        // unless one is given.
+        if f.hasAttribute("run_config_yaml") {
             let trained = try RunConfigLoader.load(yamlText: try f.stringAttribute("run_config_yaml"), source: checkpoint)
-            rc.data.tokenizer = trained.data.tokenizer
             rc.data.textLength = trained.data.textLength
-            rc.initialize.bert = trained.initialize.bert
-            if rc.data.tokenizer.isEmpty && rc.initialize.bert.isEmpty { rc.initialize.checkpoint = trained.initialize.checkpoint }
+            if rc0.data.tokenizer.isEmpty {
+                rc.data.tokenizer = trained.data.tokenizer
+                rc.initialize.bert = trained.initialize.bert
+                if rc.data.tokenizer.isEmpty && rc.initialize.bert.isEmpty { rc.initialize.checkpoint = trained.initialize.checkpoint }
+            }
         }
         let store = try FeatureStore(directory: rc.data.store)
         guard mc.task != .pretrain else {

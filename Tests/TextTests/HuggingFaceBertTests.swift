@@ -151,9 +151,22 @@ final class HuggingFaceBertTests: XCTestCase {
         // A weights file without a stored vocabulary needs --tokenizer.
         let f = try H5File.open(w, writable: true)
         try f.delete("/tokenizer/vocab"); try f.close()
+        // A refusal leaves nothing behind: no folder that from_pretrained would load without
+        // its vocabulary, no partial folder beside it.
         XCTAssertThrowsError(try HuggingFaceBert.exportBert(from: w, to: tmp("e2"))) { XCTAssert("\($0)".contains("pass the tokenizer")) }
+        XCTAssertFalse(FileManager.default.fileExists(atPath: tmp("e2")), "a refused export left a folder")
+        let parent = (tmp("e2") as NSString).deletingLastPathComponent
+        XCTAssertFalse(try FileManager.default.contentsOfDirectory(atPath: parent).contains { $0.hasPrefix("e2.") }, "a partial folder was left")
         try HuggingFaceBert.exportBert(from: w, to: tmp("e2"), tokenizer: tiny)
         XCTAssert(FileManager.default.fileExists(atPath: tmp("e2/vocab.txt")))
+        // A refused export over an existing one leaves the existing one whole.
+        XCTAssertThrowsError(try HuggingFaceBert.exportBert(from: w, to: tmp("e2")))
+        for n in ["config.json", "model.safetensors", "vocab.txt"] { XCTAssert(FileManager.default.fileExists(atPath: tmp("e2/" + n)), n) }
+        // And a second export replaces it whole (a stale file of the old one does not survive).
+        try "stale".write(toFile: tmp("e2/stale.txt"), atomically: true, encoding: .utf8)
+        try HuggingFaceBert.exportBert(from: w, to: tmp("e2"), tokenizer: tiny)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: tmp("e2/stale.txt")))
+        XCTAssert(FileManager.default.fileExists(atPath: tmp("e2/model.safetensors")))
     }
 
     func testExportLoadsInTransformers() throws {

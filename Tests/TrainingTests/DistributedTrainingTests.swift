@@ -196,6 +196,16 @@ final class DistributedTrainingTests: XCTestCase {
         let lines = pr.out.split(separator: "\n")
         XCTAssertEqual(lines.first, "utterance_id,global_id,prediction,label")
         XCTAssertGreaterThan(lines.count, 2)
+        // --tokenizer changes the tokenizer only: the text length (16 here, not the default
+        // 39) still comes from the checkpoint, so the predictions are the same.
+        let withTok = try h.run(["predict", "--checkpoint", best, "--store", h.dir + "/store", "--split", "test",
+                                 "--tokenizer", h.dir + "/vocab.txt"])
+        XCTAssertEqual(withTok.status, 0, withTok.err)
+        XCTAssertEqual(withTok.out, pr.out, "predict --tokenizer must keep the checkpoint's text length")
+        let evTok = try h.run(["evaluate", "--checkpoint", best, "--store", h.dir + "/store", "--split", "valid", "--split", "test",
+                               "--tokenizer", h.dir + "/vocab.txt"])
+        XCTAssertEqual(evTok.status, 0, evTok.err)
+        XCTAssertEqual(evTok.out, ev.out, "evaluate --tokenizer must keep the checkpoint's text length")
     }
 }
 

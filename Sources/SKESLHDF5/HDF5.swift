@@ -160,6 +160,10 @@ public final class H5File {
         defer { H5Sclose(space) }
         let dcpl = H5Pcreate(skesl_h5p_dataset_create())
         defer { H5Pclose(dcpl) }
+        // No modification times in object headers: the same content makes the same bytes,
+        // so a store's shard checksums depend on its samples only, not on the second in
+        // which they were written (a slow or loaded machine crossed a second boundary).
+        H5Pset_obj_track_times(dcpl, false)
         if var chunk = layout.chunk?.map({ hsize_t(max($0, 1)) }), !dims.isEmpty {
             H5Pset_chunk(dcpl, Int32(chunk.count), &chunk)
             if layout.fletcher32 { H5Pset_fletcher32(dcpl) }

@@ -6,6 +6,9 @@ final class SynthTests: XCTestCase {
     func testSynthIsDeterministicBySeed() throws {
         let a = tempDir(self, "a"), b = tempDir(self, "b"), c = tempDir(self, "c")
         let ma = try makeSynthStore(a, n: 40, perShard: 16, seed: 9)
+        // Written in another second: a shard's bytes must not depend on when it was written
+        // (HDF5 stores modification times unless told not to).
+        Thread.sleep(forTimeInterval: 1.1)
         let mb = try makeSynthStore(b, n: 40, perShard: 16, seed: 9)
         let mc = try makeSynthStore(c, n: 40, perShard: 16, seed: 10)
         XCTAssertEqual(ma.shards.map(\.crc32), mb.shards.map(\.crc32))

@@ -271,6 +271,7 @@ public final class Trainer {
                 }
                 let msg = "loss is not finite at step \(state.step + 1) (epoch \(stepEpoch)); the parameters were not updated; the last good checkpoint is \(lastCheckpoint ?? "none")" + (isRoot && nonFinite.isEmpty ? "" : "; see the sample ids above")
                 try? log?.runEnd(status: "failed", epochs: state.epochsCompleted, steps: state.step, elapsedSeconds: MonotonicClock().now() - started, message: msg)
+                if isRoot { RunStatusFile.write("failed") }
                 throw TrainingError(msg)
             }
             // Update.
@@ -352,6 +353,7 @@ public final class Trainer {
             try log?.runEnd(status: status, epochs: state.epochsCompleted, steps: state.step,
                             elapsedSeconds: MonotonicClock().now() - started, bestEpoch: state.bestEpoch >= 0 ? state.bestEpoch + 1 : nil,
                             message: commMessage(stepSeconds: stepSeconds))
+            if isRoot { RunStatusFile.write(status) }
             runEndWritten = true
         }
         log?.close()
@@ -404,6 +406,7 @@ public final class Trainer {
         try? log?.runEnd(status: "interrupted", epochs: state.epochsCompleted, steps: state.step,
                          elapsedSeconds: MonotonicClock().now() - runStarted, bestEpoch: state.bestEpoch >= 0 ? state.bestEpoch + 1 : nil,
                          message: "stop requested during step \(state.step + 1): written at once, that step abandoned")
+        RunStatusFile.write("interrupted")
         runEndWritten = true
         say("interrupted: step \(state.step) saved" + (path.map { " in \($0)" } ?? "") + "; the step in progress is abandoned")
     }

@@ -46,6 +46,56 @@ final class StopRequestTests: XCTestCase {
     }
 }
 
+final class StopGraceTests: XCTestCase {
+    /// One process, step 3 stalled for an hour: the first SIGTERM saves step 2 at once; a
+    /// second one 1 s later (a new request, not part of the burst) does not end the process
+    /// at once but after the grace period (SKESL_STOP_GRACE_SECONDS=2), with 128 + SIGTERM.
+    func testASecondSIGTERMExitsOnlyAfterTheGracePeriod() throws {
+        let h = try RunHarness("stop-grace")
+        try h.synth(samples: 30)
+        let cfg = try h.writeConfig()
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: h.binary)
+        p.arguments = ["pretrain", "-c", cfg, "--run-dir", h.dir + "/run"]
+        var env = ProcessInfo.processInfo.environment.filter { k, _ in
+            !["OMPI_", "PMIX_", "PMI_", "OPAL_", "ORTE_", "PRTE_"].contains { k.hasPrefix($0) }
+        }
+        env["SKESL_TEST_STALL_AT_STEP"] = "3"
+        env["SKESL_STOP_GRACE_SECONDS"] = "2"
+        p.environment = env
+        let errPath = h.dir + "/grace.err"
+        FileManager.default.createFile(atPath: errPath, contents: nil)
+        p.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: errPath))
+        p.standardOutput = FileHandle.nullDevice
+        try p.run()
+        defer { if p.isRunning { kill(p.processIdentifier, SIGKILL) } }
+        func waitFor(_ text: String) throws {
+            let t0 = Date()
+            while !((try? String(contentsOfFile: errPath, encoding: .utf8)) ?? "").contains(text) {
+                guard Date().timeIntervalSince(t0) < 120, p.isRunning else {
+                    throw RunHarness.HarnessError("never printed '\(text)': \((try? String(contentsOfFile: errPath, encoding: .utf8)) ?? "")")
+                }
+                usleep(20_000)
+            }
+        }
+        try waitFor("step 3 stalls")
+        kill(p.processIdentifier, SIGTERM)
+        try waitFor("interrupted: step 2 saved")
+        usleep(3_000_000)   // more than the 2 s that make one burst
+        XCTAssertTrue(p.isRunning, "the stalled step keeps the process until a second request's grace is over")
+        let second = Date()
+        kill(p.processIdentifier, SIGTERM)
+        while p.isRunning && Date().timeIntervalSince(second) < 60 { usleep(20_000) }
+        let waited = Date().timeIntervalSince(second)
+        let err = (try? String(contentsOfFile: errPath, encoding: .utf8)) ?? ""
+        XCTAssertEqual(p.terminationReason, .exit, err)
+        XCTAssertEqual(p.terminationStatus, 128 + SIGTERM, err)
+        XCTAssertGreaterThanOrEqual(waited, 1.9, "exited before the grace period: \(err)")
+        XCTAssertTrue(err.contains("SIGTERM again: exiting in 2 s"), err)
+        XCTAssertEqual(Checkpoint.list(h.dir + "/run/checkpoints").first?.step, 2)
+    }
+}
+
 final class StopUnderMPIRunTests: XCTestCase {
     let launchScript = RunHarness.repositoryRoot + "/Cluster/launch.sh"
     /// Seconds between Open MPI's steps (SIGCONT, SIGTERM, SIGKILL) in these tests; the

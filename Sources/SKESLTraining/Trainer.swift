@@ -272,6 +272,9 @@ public final class Trainer {
                 let msg = "loss is not finite at step \(state.step + 1) (epoch \(stepEpoch)); the parameters were not updated; the last good checkpoint is \(lastCheckpoint ?? "none")" + (isRoot && nonFinite.isEmpty ? "" : "; see the sample ids above")
                 try? log?.runEnd(status: "failed", epochs: state.epochsCompleted, steps: state.step, elapsedSeconds: MonotonicClock().now() - started, message: msg)
                 if isRoot { RunStatusFile.write("failed") }
+                // Every rank fails here, in this step; the first to abort ends the job, so wait
+                // until rank 0 has recorded the failure.
+                if worldSize > 1 { try? comm.barrier() }
                 throw TrainingError(msg)
             }
             // Update.

@@ -6,6 +6,7 @@
 // Without the Slurm packages or root, every test says it skipped.
 import XCTest
 import Foundation
+import SKESLHDF5
 import SKESLTraining
 
 /// The local cluster: start, submit, query, stop.
@@ -184,6 +185,27 @@ final class SlurmTests: XCTestCase {
         XCTAssertTrue(log.contains("pretrain: 30 samples") && log.contains("2 rank(s)"), "srun started 2 ranks of one job: \(log)")
         XCTAssertFalse(FileManager.default.fileExists(atPath: h.dir + "/.skesl-status-\(id)"), "the status file is removed")
         try assertSameWeights(h, run: "run", as: ref, log)
+    }
+
+    /// A run that fails with an error (a non-finite loss from one sample's huge features)
+    /// stops with the error: the job FAILED, and it does not requeue.
+    func testAFailedRunDoesNotRequeue() throws {
+        let s = try slurm()
+        let h = try RunHarness("slurm-failed")
+        try h.synth(samples: 30)
+        let cfg = try h.writeConfig()
+        let shard = try FileManager.default.contentsOfDirectory(atPath: h.dir + "/store").filter { $0.hasSuffix(".h5") }.sorted()[0]
+        let f = try H5File.open(h.dir + "/store/" + shard, writable: true)
+        let huge = [Float](repeating: 3e38, count: 6 * 5)
+        try huge.withUnsafeBufferPointer { try f.dataset("audio").writeRows(start: 5, count: 1, from: $0.baseAddress!) }
+        try f.close()
+        let id = try s.submit(h, options: ["--time=5"], common("run", h, cfg))
+        let j = try s.waitForEnd(id)
+        let log = output(h, id)
+        XCTAssertEqual(j.state, "FAILED", log)
+        XCTAssertEqual(j.restarts, 0, log)
+        XCTAssertTrue(log.contains("loss is not finite"), log)
+        XCTAssertTrue(log.contains("the run failed (status 'failed'") && log.contains("not requeued"), log)
     }
 
     /// mpirun branch: scancel while step 3 runs for an hour. The ranks' SIGTERM writes step 2

@@ -411,7 +411,8 @@ public final class Trainer {
                          message: "stop requested during step \(state.step + 1): written at once, that step abandoned")
         RunStatusFile.write("interrupted")
         runEndWritten = true
-        say("interrupted: step \(state.step) saved" + (path.map { " in \($0)" } ?? "") + "; the step in progress is abandoned")
+        say(state.step == 0 ? "interrupted before the first step completed: nothing to save"
+            : "interrupted: step \(state.step) saved" + (path.map { " in \($0)" } ?? "") + "; the step in progress is abandoned")
     }
 
     @discardableResult

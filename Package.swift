@@ -52,7 +52,7 @@ let package = Package(
         .target(name: "SKESLDistributed", dependencies: ["CShim", "COpenMPI"], swiftSettings: fast),
         // Training loop, checkpoints, metrics, progress, configs.
         .target(name: "SKESLTraining",
-                dependencies: ["SKESLKernels", "SKESLHDF5", "SKESLModel", "SKESLText",
+                dependencies: ["CShim", "SKESLKernels", "SKESLHDF5", "SKESLModel", "SKESLText",
                                "SKESLStore", "SKESLDistributed", .product(name: "Yams", package: "Yams")]),
         // The command line.
         .executableTarget(name: "skesl",

@@ -12,6 +12,9 @@
 #   --bind core|socket|none CPU binding of each rank (default core)
 #   --net CIDR              keep MPI traffic (data and control) on this network, TCP only, e.g. 10.0.0.0/24
 #   --oversubscribe         allow more ranks than cores (tests, laptops)
+#   --kill-grace S          seconds Open MPI waits between the steps of ending the job on SIGTERM/SIGINT
+#                           (default 20, $SKESL_KILL_GRACE): ranks get SIGCONT, SIGTERM S s later,
+#                           SIGKILL 2S s later, so a rank has S s to write its final checkpoint
 #   -x NAME[=VALUE]         pass an environment variable to every rank (repeatable)
 #   --mca KEY VALUE         an Open MPI parameter (repeatable)
 #   --exe PATH              program to run (default: $SKESL_BIN, the repo's .build/release/skesl, or skesl on PATH)
@@ -22,7 +25,7 @@ set -euo pipefail
 die() { echo "launch.sh: $*" >&2; exit 2; }
 here="$(cd "$(dirname "$0")" && pwd)"
 
-np="" hostfile="" per_node="" threads=1 bind=core net="" oversubscribe=0 dry=0
+np="" hostfile="" per_node="" threads=1 bind=core net="" oversubscribe=0 dry=0 kill_grace="${SKESL_KILL_GRACE:-20}"
 exe="${SKESL_BIN:-}" mpirun_bin="${MPIRUN:-mpirun}"
 envs=() mcas=()
 while [ $# -gt 0 ]; do
@@ -34,18 +37,20 @@ while [ $# -gt 0 ]; do
     --bind) bind="${2:?--bind needs core, socket or none}"; shift 2 ;;
     --net) net="${2:?--net needs a CIDR like 10.0.0.0/24}"; shift 2 ;;
     --oversubscribe) oversubscribe=1; shift ;;
+    --kill-grace) kill_grace="${2:?--kill-grace needs seconds}"; shift 2 ;;
     -x) envs+=("${2:?-x needs NAME or NAME=VALUE}"); shift 2 ;;
     --mca) [ $# -ge 3 ] || die "--mca needs KEY VALUE"; mcas+=("$2" "$3"); shift 3 ;;
     --exe) exe="${2:?--exe needs a path}"; shift 2 ;;
     --mpirun) mpirun_bin="${2:?--mpirun needs a path}"; shift 2 ;;
     --dry-run) dry=1; shift ;;
-    -h|--help) sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     --) shift; break ;;
     *) die "unknown option $1 (program arguments go after --; see --help)" ;;
   esac
 done
 
 is_count() { [[ "$1" =~ ^[1-9][0-9]*$ ]]; }
+is_count "$kill_grace" || die "--kill-grace must be a positive number of seconds, got '$kill_grace'"
 is_count "$threads" || die "--threads must be a positive integer, got '$threads'"
 [ -z "$per_node" ] || is_count "$per_node" || die "--per-node must be a positive integer, got '$per_node'"
 [ -z "$np" ] || is_count "$np" || die "--np must be a positive integer, got '$np'"
@@ -78,6 +83,13 @@ cmd+=(--map-by "$map" --bind-to "$bind")
 if [ -n "$net" ]; then
   cmd+=(--mca btl tcp,self --mca btl_tcp_if_include "$net" --mca oob_tcp_if_include "$net")
 fi
+# Open MPI 4.1 ends a job on SIGTERM/SIGINT (and when a rank fails) in three steps, each
+# odls_base_sigkill_timeout seconds apart: SIGCONT, SIGTERM, SIGKILL (measured in
+# docs/cluster.md, "Signals"). Its default of 1 s kills a rank 1 s after its SIGTERM, too
+# soon to write a checkpoint of any size. An explicit --mca odls_base_sigkill_timeout wins.
+own_timeout=0
+for ((i = 0; i < ${#mcas[@]}; i += 2)); do [ "${mcas[i]}" = odls_base_sigkill_timeout ] && own_timeout=1; done
+[ "$own_timeout" = 1 ] || cmd+=(--mca odls_base_sigkill_timeout "$kill_grace")
 for ((i = 0; i < ${#mcas[@]}; i += 2)); do cmd+=(--mca "${mcas[i]}" "${mcas[i + 1]}"); done
 # Threads per rank for OpenBLAS (and anything OpenMP); the rest of the environment
 # is exported by name so remote ranks see the launcher's values.

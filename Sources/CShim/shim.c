@@ -47,3 +47,46 @@ hsize_t skesl_h5s_unlimited(void) { return H5S_UNLIMITED; }
 size_t skesl_h5t_variable(void) { return H5T_VARIABLE; }
 void skesl_h5_silence_errors(void) { H5Eset_auto2(H5E_DEFAULT, NULL, NULL); }
 int skesl_h5_is_threadsafe(void) { hbool_t t = 0; H5is_library_threadsafe(&t); return t ? 1 : 0; }
+
+// ---- Stop requests from signals
+// The handler does only what is async-signal-safe: it reads the monotonic clock and
+// writes one fixed-size record to a non-blocking pipe. Everything else (coalescing,
+// grace periods, the emergency checkpoint) happens on a thread that reads the pipe
+// (Sources/SKESLTraining/Signals.swift).
+#include <errno.h>
+#include <signal.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+static volatile int skesl_stop_fd = -1;
+
+static void skesl_stop_handler(int sig) {
+    int saved = errno;
+    struct skesl_signal_record r;
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    r.signal = sig;
+    r.reserved = 0;
+    r.nanoseconds = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+    if (skesl_stop_fd >= 0) {
+        ssize_t n = write(skesl_stop_fd, &r, sizeof r);   // atomic: sizeof r < PIPE_BUF
+        (void)n;
+    }
+    errno = saved;
+}
+
+int skesl_stop_signals_install(int fd, const int *signals, int count) {
+    skesl_stop_fd = fd;
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = skesl_stop_handler;
+    sigemptyset(&sa.sa_mask);
+    // SA_RESTART: system calls of other threads (file writes, MPI's sockets) resume
+    // instead of failing with EINTR.
+    sa.sa_flags = SA_RESTART;
+    for (int i = 0; i < count; i++) {
+        if (sigaction(signals[i], &sa, NULL) != 0) return -1;
+    }
+    return 0;
+}

@@ -57,3 +57,25 @@ public enum FaultInjection {
         kill(getpid(), SIGKILL)
     }
 }
+
+/// A test hook for long steps, so that signal tests do not depend on catching a fast step:
+/// `SKESL_TEST_STALL_AT_STEP=N` makes step N stall for `SKESL_TEST_STALL_SECONDS` (default
+/// 3600) after its backward pass, before the gradients are summed and the update; the
+/// parameters still hold step N-1, as during a long forward or backward pass. Only a run
+/// that started fresh stalls: the run that resumes it goes at full speed, so a test's
+/// continuation is quick. It announces the stall on stderr, which tests wait for.
+public enum StallInjection {
+    public static let atStep: Int? = ProcessInfo.processInfo.environment["SKESL_TEST_STALL_AT_STEP"].flatMap { Int($0) }
+    public static let seconds: Double = ProcessInfo.processInfo.environment["SKESL_TEST_STALL_SECONDS"].flatMap { Double($0) } ?? 3600
+
+    public static func check(step: Int, rank: Int, resumed: Bool) {
+        guard let n = atStep, n == step, !resumed else { return }
+        FileHandle.standardError.write("rank \(rank): SKESL_TEST_STALL_AT_STEP=\(n): step \(n) stalls for \(seconds) s before its update\n".data(using: .utf8)!)
+        let end = StopSignal.monotonicSeconds() + seconds
+        while true {
+            let left = end - StopSignal.monotonicSeconds()
+            if left <= 0 { break }
+            usleep(UInt32(min(left, 0.5) * 1e6))
+        }
+    }
+}

@@ -52,6 +52,7 @@ public final class Trainer {
         self.comm = comm
         let isRoot = comm.rank == 0
         self.say = { m in if isRoot { say(m) } }
+        StopSignal.setLabel("rank \(comm.rank)")
         setBLASThreads(rc.train.threads)
         FaultInjection.rank = comm.rank
         store = try FeatureStore(directory: rc.data.store)
@@ -206,6 +207,17 @@ public final class Trainer {
             say("\(rc.task.rawValue): \(loader.count) samples, \(stepsPerEpoch) steps/epoch of \(G) samples, \(worldSize) rank(s) x \(rc.train.threads) thread(s), \(net.layout.trainableCount) trainable parameters")
         }
         let started = MonotonicClock().now()
+        runStarted = started
+        // A stall drill (StallInjection) applies to runs that did not resume.
+        let startedFresh = lastCheckpoint == nil
+        // The commit section of a step (update, bookkeeping, checkpoints) and the end of the
+        // run hold `commit`; a SIGTERM's immediate write takes it too, so it always sees a
+        // completed step and never races a checkpoint of the loop (docs/checkpoint-format.md,
+        // "Stopping").
+        var holding = false
+        defer { if holding { commit.unlock() } }
+        StopSignal.setWriteNow { [weak self] in self?.writeForStop() }
+        defer { StopSignal.setWriteNow(nil) }
         var status = "completed"
         var lastLoss = Double.nan
         var stepsThisRun = 0
@@ -251,15 +263,27 @@ public final class Trainer {
                     try r.markReady(0..<net.layout.trainableCount)
                 }
             }
+            StallInjection.check(step: state.step + 1, rank: rank, resumed: !startedFresh)
             FaultInjection.check(step: state.step + 1, rank: rank)
             if let r = reducer {
                 try r.finish()
                 commExposed += r.lastStep.exposedSeconds
                 commTotal += r.lastStep.communicationSeconds
             }
-            // One small all-reduce carries the loss, the non-finite flag and stop requests.
-            var stats = [lossSum, Double(nonFinite.count), StopSignal.requested ? 1 : 0, Double(skipped)]
+            // One small all-reduce carries the loss, the non-finite flag and stop requests, so
+            // that every rank takes the same decision. The request is read under `commit`: a
+            // SIGTERM write that comes later waits for this step's commit and saves its result,
+            // and the next step stops.
+            commit.lock(); holding = true
+            let stop = StopSignal.level
+            var stats = [lossSum, Double(nonFinite.count), stop >= .endOfStep ? 1 : 0, Double(skipped), stop == .now ? 1 : 0]
             if worldSize > 1 { try comm.allReduce(&stats) }
+            if stats[4] > 0 {
+                // Some rank got SIGTERM: this step is dropped before its update, and rank 0
+                // saves the last completed step (unless its signal thread already has).
+                status = "interrupted"
+                break stepLoop
+            }
             let stepLoss = stats[0] / Double(max(stepSamples, 1))
             if stats[1] > 0 || !stepLoss.isFinite {
                 if !nonFinite.isEmpty {
@@ -267,6 +291,10 @@ public final class Trainer {
                 }
                 let msg = "loss is not finite at step \(state.step + 1) (epoch \(stepEpoch)); the parameters were not updated; the last good checkpoint is \(lastCheckpoint ?? "none")" + (isRoot && nonFinite.isEmpty ? "" : "; see the sample ids above")
                 try? log?.runEnd(status: "failed", epochs: state.epochsCompleted, steps: state.step, elapsedSeconds: MonotonicClock().now() - started, message: msg)
+                if isRoot { RunStatusFile.write("failed") }
+                // Every rank fails here, in this step; the first to abort ends the job, so wait
+                // until rank 0 has recorded the failure.
+                if worldSize > 1 { try? comm.barrier() }
                 throw TrainingError(msg)
             }
             // Update.
@@ -327,16 +355,22 @@ public final class Trainer {
                 try writeCheckpoint(reason: "interval")
             }
             if stats[2] > 0 { status = "interrupted"; break }
+            commit.unlock(); holding = false
         }
+        if !holding { commit.lock(); holding = true }
         // A final checkpoint unless the last step wrote one.
         if isRoot && state.step > 0 && lastCheckpoint.map({ !$0.hasSuffix(Checkpoint.fileName(step: state.step)) }) ?? true {
             try writeCheckpoint(reason: status == "completed" ? "final" : status)
         }
         if worldSize > 1 { try comm.barrier() }
         progress?.finish()
-        try log?.runEnd(status: status, epochs: state.epochsCompleted, steps: state.step,
-                        elapsedSeconds: MonotonicClock().now() - started, bestEpoch: state.bestEpoch >= 0 ? state.bestEpoch + 1 : nil,
-                        message: commMessage(stepSeconds: stepSeconds))
+        if !runEndWritten {
+            try log?.runEnd(status: status, epochs: state.epochsCompleted, steps: state.step,
+                            elapsedSeconds: MonotonicClock().now() - started, bestEpoch: state.bestEpoch >= 0 ? state.bestEpoch + 1 : nil,
+                            message: commMessage(stepSeconds: stepSeconds))
+            if isRoot { RunStatusFile.write(status) }
+            runEndWritten = true
+        }
         log?.close()
         say("\(status): \(state.step) steps, \(state.epochsCompleted) epochs" + (lastCheckpoint.map { ", checkpoint \($0)" } ?? ""))
         if let m = commMessage(stepSeconds: stepSeconds) { say(m) }
@@ -377,6 +411,38 @@ public final class Trainer {
             try log?.checkpoint(epoch: epoch, step: state.step, path: dst,
                                 reason: (dst as NSString).lastPathComponent == "best.h5" ? "best" : "milestone")
         }
+    }
+
+    let commit = NSLock()
+    /// The run's run_end record is written (by the loop's end or by a SIGTERM's write).
+    var runEndWritten = false
+    var runStarted = 0.0
+
+    /// SIGTERM (or a second stop request), on the signal thread: rank 0 writes the last
+    /// completed step's checkpoint and the run_end record at once, without waiting for the
+    /// step in progress. Parameters and optimiser state change only in the commit section,
+    /// which `commit` excludes, so they hold a completed step; the gradient reducer and
+    /// forward/backward only write gradients and activations. No MPI call is made here: the
+    /// other ranks' collectives go on undisturbed, and the loop stops every rank at the
+    /// step's all-reduce (or the launcher's SIGKILL ends the processes first).
+    func writeForStop() {
+        commit.lock(); defer { commit.unlock() }
+        guard rank == 0, !runEndWritten else { return }
+        let current = Checkpoint.fileName(step: state.step)
+        var path = lastCheckpoint
+        if state.step > 0 && !(lastCheckpoint?.hasSuffix(current) ?? false) {
+            do { path = try writeCheckpoint(reason: "interrupted") } catch {
+                say("error: the checkpoint for the stop could not be written: \(error)")
+                return
+            }
+        }
+        try? log?.runEnd(status: "interrupted", epochs: state.epochsCompleted, steps: state.step,
+                         elapsedSeconds: MonotonicClock().now() - runStarted, bestEpoch: state.bestEpoch >= 0 ? state.bestEpoch + 1 : nil,
+                         message: "stop requested during step \(state.step + 1): written at once, that step abandoned")
+        RunStatusFile.write("interrupted")
+        runEndWritten = true
+        say(state.step == 0 ? "interrupted before the first step completed: nothing to save"
+            : "interrupted: step \(state.step) saved" + (path.map { " in \($0)" } ?? "") + "; the step in progress is abandoned")
     }
 
     @discardableResult

@@ -70,9 +70,14 @@ final class RunHarness {
     /// variables for skesl (passed to every rank).
     @discardableResult
     func run(_ args: [String], np: Int = 0, timeout: Double = 240, environment: [String: String] = [:],
-             signal: Int32 = SIGKILL, when killAfter: (() -> Bool)? = nil) throws -> RunResult {
+             launcher: [String]? = nil, signal: Int32 = SIGKILL, when killAfter: (() -> Bool)? = nil) throws -> RunResult {
         let p = Process()
-        if np > 0 {
+        if let l = launcher {
+            // Cluster/launch.sh (or another launcher) with its own options; it passes SKESL_*
+            // variables to every rank itself.
+            p.executableURL = URL(fileURLWithPath: l[0])
+            p.arguments = Array(l.dropFirst()) + ["--exe", binary, "--"] + args
+        } else if np > 0 {
             p.executableURL = URL(fileURLWithPath: "/usr/bin/mpirun")
             p.arguments = ["--allow-run-as-root", "--oversubscribe", "-np", "\(np)", "--mca", "btl", "self,vader,tcp"]
                 + environment.keys.sorted().flatMap { ["-x", $0] } + [binary] + args
@@ -119,6 +124,10 @@ final class RunHarness {
         for n in try f.children(of: "/weights") { out[n] = try f.read("/weights/" + n, as: Float.self).values }
         return out
     }
+
+    /// The repository's root (for Cluster/ and scripts/).
+    static let repositoryRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .deletingLastPathComponent().path
 
     func checkpoint(step: Int, run: String = "run") -> String { "\(dir)/\(run)/checkpoints/" + Checkpoint.fileName(step: step) }
 }

@@ -57,4 +57,16 @@ void skesl_h5_silence_errors(void);
 // 1 when the library was built thread-safe.
 int skesl_h5_is_threadsafe(void);
 
+
+// ---- Stop requests from signals (Sources/SKESLTraining/Signals.swift)
+#include <stdint.h>
+struct skesl_signal_record {
+    int32_t signal;
+    int32_t reserved;
+    int64_t nanoseconds;   // CLOCK_MONOTONIC at delivery
+};
+// Installs one handler (SA_RESTART) for each of `signals` that writes a
+// skesl_signal_record to `fd` (a non-blocking pipe) and nothing else. 0, or -1 with errno.
+int skesl_stop_signals_install(int fd, const int *signals, int count);
+
 #endif

@@ -54,6 +54,8 @@ let package = Package(
         .target(name: "SKESLStore", dependencies: ["SKESLKernels", "SKESLHDF5"]),
         // Audio decoding and the reference's librosa features (ZCR, MFCC, chroma_cqt), natively.
         .target(name: "SKESLAudio", dependencies: ["CFFTW", "CSndfile"], swiftSettings: fast),
+        // `skesl extract`: audio trees to feature stores over MPI ranks, resumable.
+        .target(name: "SKESLExtract", dependencies: ["SKESLAudio", "SKESLStore", "SKESLHDF5"]),
         // MPI communicator, collectives, bucketed gradient all-reduce.
         .target(name: "SKESLDistributed", dependencies: ["CShim", "COpenMPI"], swiftSettings: fast),
         // Training loop, checkpoints, metrics, progress, configs.
@@ -62,7 +64,7 @@ let package = Package(
                                "SKESLStore", "SKESLDistributed", .product(name: "Yams", package: "Yams")]),
         // The command line.
         .executableTarget(name: "skesl",
-                          dependencies: ["SKESLTraining", "SKESLText", "SKESLStore", "SKESLModel", "SKESLDistributed", "SKESLKernels", "SKESLHDF5",
+                          dependencies: ["SKESLTraining", "SKESLText", "SKESLStore", "SKESLExtract", "SKESLModel", "SKESLDistributed", "SKESLKernels", "SKESLHDF5",
                                          .product(name: "ArgumentParser", package: "swift-argument-parser")]),
         // Multi-rank checks and MPI benchmarks, run under mpirun by DistributedTests.
         .executableTarget(name: "skesl-mpitest", dependencies: ["SKESLDistributed", "COpenBLAS"],

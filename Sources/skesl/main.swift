@@ -17,6 +17,7 @@ struct SKESL: ParsableCommand {
             Tokenize.self,
             SynthCommand.self,
             ShardCommand.self,
+            ExtractCommand.self,
             StoreCommand.self,
             ImportHF.self,
             ExportHF.self,

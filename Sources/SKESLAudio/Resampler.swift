@@ -84,7 +84,16 @@ public final class Resampler {
         win = w; delta = d
     }
 
+    /// Where output sample t reads: the input index n, and for the left (i) and right (k)
+    /// wings the table offset, the interpolation weight eta and the number of taps.
+    struct Tap { var n: Int; var offL: Int; var etaL: Double; var iMax: Int; var offR: Int; var etaR: Double; var kMax: Int }
+
     /// resampy's output: floor(n * ratio) samples.
+    ///
+    /// Four output samples are computed side by side: each keeps resampy's own order of taps
+    /// (left wing, then right wing) and its float32 rounding after every tap, so the result is
+    /// the same, but four independent rounding chains keep the core busy where one chain
+    /// would wait on each addition's latency.
     public func resampy(_ x: UnsafeBufferPointer<Float>, into y: UnsafeMutablePointer<Float>, count nOut: Int) {
         let scale = min(1.0, ratio)
         let timeIncrement = 1.0 / ratio
@@ -92,38 +101,58 @@ public final class Resampler {
         let nwin = win.count
         let nOrig = x.count
         var timeRegister = 0.0
+        func tap() -> Tap {
+            let n = Int(timeRegister)
+            var frac = scale * (timeRegister - Double(n))
+            var indexFrac = frac * Double(precision)
+            let offL = Int(indexFrac)
+            let etaL = indexFrac - Double(offL)
+            let iMax = min(n + 1, (nwin - offL) / indexStep)
+            frac = scale - frac
+            indexFrac = frac * Double(precision)
+            let offR = Int(indexFrac)
+            let etaR = indexFrac - Double(offR)
+            let kMax = max(0, min(nOrig - n - 1, (nwin - offR) / indexStep))
+            timeRegister += timeIncrement
+            return Tap(n: n, offL: offL, etaL: etaL, iMax: iMax, offR: offR, etaR: etaR, kMax: kMax)
+        }
         win.withUnsafeBufferPointer { wp in
             delta.withUnsafeBufferPointer { dp in
                 let w = wp.baseAddress!, d = dp.baseAddress!, xs = x.baseAddress!
-                for t in 0..<nOut {
-                    let n = Int(timeRegister)
-                    var frac = scale * (timeRegister - Double(n))
-                    var indexFrac = frac * Double(precision)
-                    var offset = Int(indexFrac)
-                    var eta = indexFrac - Double(offset)
-                    var acc: Float = 0
-                    let iMax = min(n + 1, (nwin - offset) / indexStep)
-                    var idx = offset
-                    for i in 0..<iMax {
-                        let weight = w[idx] + eta * d[idx]
-                        acc = Float(Double(acc) + weight * Double(xs[n - i]))
-                        idx += indexStep
-                    }
-                    frac = scale - frac
-                    indexFrac = frac * Double(precision)
-                    offset = Int(indexFrac)
-                    eta = indexFrac - Double(offset)
-                    let kMax = min(nOrig - n - 1, (nwin - offset) / indexStep)
-                    idx = offset
-                    if kMax > 0 {
-                        for k in 0..<kMax {
-                            let weight = w[idx] + eta * d[idx]
-                            acc = Float(Double(acc) + weight * Double(xs[n + k + 1]))
-                            idx += indexStep
-                        }
-                    }
-                    y[t] = acc
-                    timeRegister += timeIncrement
+                @inline(__always) func left(_ p: Tap, _ i: Int, _ acc: Float) -> Float {
+                    let idx = p.offL + i * indexStep
+                    return Float(Double(acc) + (w[idx] + p.etaL * d[idx]) * Double(xs[p.n - i]))
+                }
+                @inline(__always) func right(_ p: Tap, _ k: Int, _ acc: Float) -> Float {
+                    let idx = p.offR + k * indexStep
+                    return Float(Double(acc) + (w[idx] + p.etaR * d[idx]) * Double(xs[p.n + k + 1]))
+                }
+                var t = 0
+                while t + 4 <= nOut {
+                    let p0 = tap(), p1 = tap(), p2 = tap(), p3 = tap()
+                    var a0: Float = 0, a1: Float = 0, a2: Float = 0, a3: Float = 0
+                    let li = min(p0.iMax, p1.iMax, p2.iMax, p3.iMax)
+                    for i in 0..<li { a0 = left(p0, i, a0); a1 = left(p1, i, a1); a2 = left(p2, i, a2); a3 = left(p3, i, a3) }
+                    for i in li..<max(li, p0.iMax) { a0 = left(p0, i, a0) }
+                    for i in li..<max(li, p1.iMax) { a1 = left(p1, i, a1) }
+                    for i in li..<max(li, p2.iMax) { a2 = left(p2, i, a2) }
+                    for i in li..<max(li, p3.iMax) { a3 = left(p3, i, a3) }
+                    let lk = min(p0.kMax, p1.kMax, p2.kMax, p3.kMax)
+                    for k in 0..<lk { a0 = right(p0, k, a0); a1 = right(p1, k, a1); a2 = right(p2, k, a2); a3 = right(p3, k, a3) }
+                    for k in lk..<max(lk, p0.kMax) { a0 = right(p0, k, a0) }
+                    for k in lk..<max(lk, p1.kMax) { a1 = right(p1, k, a1) }
+                    for k in lk..<max(lk, p2.kMax) { a2 = right(p2, k, a2) }
+                    for k in lk..<max(lk, p3.kMax) { a3 = right(p3, k, a3) }
+                    y[t] = a0; y[t + 1] = a1; y[t + 2] = a2; y[t + 3] = a3
+                    t += 4
+                }
+                while t < nOut {
+                    let p = tap()
+                    var a: Float = 0
+                    for i in 0..<max(0, p.iMax) { a = left(p, i, a) }
+                    for k in 0..<p.kMax { a = right(p, k, a) }
+                    y[t] = a
+                    t += 1
                 }
             }
         }

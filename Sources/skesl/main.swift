@@ -18,6 +18,7 @@ struct SKESL: ParsableCommand {
             SynthCommand.self,
             ShardCommand.self,
             ExtractCommand.self,
+            AudioBenchCommand.self,
             StoreCommand.self,
             ImportHF.self,
             ExportHF.self,

@@ -90,10 +90,10 @@ public final class Resampler {
 
     /// resampy's output: floor(n * ratio) samples.
     ///
-    /// Four output samples are computed side by side: each keeps resampy's own order of taps
+    /// Eight output samples are computed side by side: each keeps resampy's own order of taps
     /// (left wing, then right wing) and its float32 rounding after every tap, so the result is
-    /// the same, but four independent rounding chains keep the core busy where one chain
-    /// would wait on each addition's latency.
+    /// the same, but eight independent rounding chains in SIMD lanes keep the core busy where
+    /// one chain would wait on each addition's latency.
     public func resampy(_ x: UnsafeBufferPointer<Float>, into y: UnsafeMutablePointer<Float>, count nOut: Int) {
         let scale = min(1.0, ratio)
         let timeIncrement = 1.0 / ratio
@@ -128,23 +128,39 @@ public final class Resampler {
                     return Float(Double(acc) + (w[idx] + p.etaR * d[idx]) * Double(xs[p.n + k + 1]))
                 }
                 var t = 0
-                while t + 4 <= nOut {
-                    let p0 = tap(), p1 = tap(), p2 = tap(), p3 = tap()
-                    var a0: Float = 0, a1: Float = 0, a2: Float = 0, a3: Float = 0
-                    let li = min(p0.iMax, p1.iMax, p2.iMax, p3.iMax)
-                    for i in 0..<li { a0 = left(p0, i, a0); a1 = left(p1, i, a1); a2 = left(p2, i, a2); a3 = left(p3, i, a3) }
-                    for i in li..<max(li, p0.iMax) { a0 = left(p0, i, a0) }
-                    for i in li..<max(li, p1.iMax) { a1 = left(p1, i, a1) }
-                    for i in li..<max(li, p2.iMax) { a2 = left(p2, i, a2) }
-                    for i in li..<max(li, p3.iMax) { a3 = left(p3, i, a3) }
-                    let lk = min(p0.kMax, p1.kMax, p2.kMax, p3.kMax)
-                    for k in 0..<lk { a0 = right(p0, k, a0); a1 = right(p1, k, a1); a2 = right(p2, k, a2); a3 = right(p3, k, a3) }
-                    for k in lk..<max(lk, p0.kMax) { a0 = right(p0, k, a0) }
-                    for k in lk..<max(lk, p1.kMax) { a1 = right(p1, k, a1) }
-                    for k in lk..<max(lk, p2.kMax) { a2 = right(p2, k, a2) }
-                    for k in lk..<max(lk, p3.kMax) { a3 = right(p3, k, a3) }
-                    y[t] = a0; y[t + 1] = a1; y[t + 2] = a2; y[t + 3] = a3
-                    t += 4
+                // Eight output samples per step as SIMD lanes: the lanes' taps are gathered one
+                // by one, the arithmetic (double, then rounded to float32) runs on all eight.
+                var ps = [Tap](repeating: Tap(n: 0, offL: 0, etaL: 0, iMax: 0, offR: 0, etaR: 0, kMax: 0), count: 8)
+                while t + 8 <= nOut {
+                    for j in 0..<8 { ps[j] = tap() }
+                    var acc = SIMD8<Float>(repeating: 0)
+                    var li = Int.max, lk = Int.max
+                    var offL = SIMD8<Int>(), offR = SIMD8<Int>(), n = SIMD8<Int>()
+                    var etaL = SIMD8<Double>(), etaR = SIMD8<Double>()
+                    for j in 0..<8 {
+                        li = min(li, ps[j].iMax); lk = min(lk, ps[j].kMax)
+                        offL[j] = ps[j].offL; offR[j] = ps[j].offR; n[j] = ps[j].n
+                        etaL[j] = ps[j].etaL; etaR[j] = ps[j].etaR
+                    }
+                    li = max(li, 0)
+                    var wv = SIMD8<Double>(), dv = SIMD8<Double>(), xv = SIMD8<Double>()
+                    for i in 0..<li {
+                        for j in 0..<8 {
+                            let idx = offL[j] + i * indexStep
+                            wv[j] = w[idx]; dv[j] = d[idx]; xv[j] = Double(xs[n[j] - i])
+                        }
+                        acc = SIMD8<Float>(SIMD8<Double>(acc) + (wv + etaL * dv) * xv)
+                    }
+                    for j in 0..<8 { var a = acc[j]; for i in li..<max(li, ps[j].iMax) { a = left(ps[j], i, a) }; acc[j] = a }
+                    for k in 0..<lk {
+                        for j in 0..<8 {
+                            let idx = offR[j] + k * indexStep
+                            wv[j] = w[idx]; dv[j] = d[idx]; xv[j] = Double(xs[n[j] + k + 1])
+                        }
+                        acc = SIMD8<Float>(SIMD8<Double>(acc) + (wv + etaR * dv) * xv)
+                    }
+                    for j in 0..<8 { var a = acc[j]; for k in lk..<max(lk, ps[j].kMax) { a = right(ps[j], k, a) }; y[t + j] = a }
+                    t += 8
                 }
                 while t < nOut {
                     let p = tap()

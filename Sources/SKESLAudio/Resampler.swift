@@ -82,7 +82,17 @@ public final class Resampler {
         var d = [Double](repeating: 0, count: w.count)
         for i in 0..<(w.count - 1) { d[i] = w[i + 1] - w[i] }
         win = w; delta = d
+        // The same tables by phase: row p holds entries p, p + step, p + 2 step, ... so that
+        // one output's taps are contiguous (a row is 0.5 KB; the plain table strides 4 KB).
+        let step = Int(min(1.0, ratio) * Double(filter.precision))
+        let tp = (w.count + step - 1) / step
+        var pw = [Double](repeating: 0, count: (step + 1) * tp), pd = pw
+        for p in 0...step { for i in 0..<tp where p + i * step < w.count { pw[p * tp + i] = w[p + i * step]; pd[p * tp + i] = d[p + i * step] } }
+        phaseWin = pw; phaseDelta = pd; tapsPerPhase = tp
     }
+    let phaseWin: [Double]
+    let phaseDelta: [Double]
+    let tapsPerPhase: Int
 
     /// Where output sample t reads: the input index n, and for the left (i) and right (k)
     /// wings the table offset, the interpolation weight eta and the number of taps.
@@ -116,6 +126,10 @@ public final class Resampler {
             timeRegister += timeIncrement
             return Tap(n: n, offL: offL, etaL: etaL, iMax: iMax, offR: offR, etaR: etaR, kMax: kMax)
         }
+        let tapsPerPhase = self.tapsPerPhase
+        phaseWin.withUnsafeBufferPointer { pwp in
+          phaseDelta.withUnsafeBufferPointer { pdp in
+            let pw = pwp.baseAddress!, pd = pdp.baseAddress!
         win.withUnsafeBufferPointer { wp in
             delta.withUnsafeBufferPointer { dp in
                 let w = wp.baseAddress!, d = dp.baseAddress!, xs = x.baseAddress!
@@ -144,18 +158,19 @@ public final class Resampler {
                     }
                     li = max(li, 0)
                     var wv = SIMD8<Double>(), dv = SIMD8<Double>(), xv = SIMD8<Double>()
+                    let rowL = offL &* tapsPerPhase, rowR = offR &* tapsPerPhase
                     for i in 0..<li {
                         for j in 0..<8 {
-                            let idx = offL[j] + i * indexStep
-                            wv[j] = w[idx]; dv[j] = d[idx]; xv[j] = Double(xs[n[j] - i])
+                            let idx = rowL[j] + i
+                            wv[j] = pw[idx]; dv[j] = pd[idx]; xv[j] = Double(xs[n[j] - i])
                         }
                         acc = SIMD8<Float>(SIMD8<Double>(acc) + (wv + etaL * dv) * xv)
                     }
                     for j in 0..<8 { var a = acc[j]; for i in li..<max(li, ps[j].iMax) { a = left(ps[j], i, a) }; acc[j] = a }
                     for k in 0..<lk {
                         for j in 0..<8 {
-                            let idx = offR[j] + k * indexStep
-                            wv[j] = w[idx]; dv[j] = d[idx]; xv[j] = Double(xs[n[j] + k + 1])
+                            let idx = rowR[j] + k
+                            wv[j] = pw[idx]; dv[j] = pd[idx]; xv[j] = Double(xs[n[j] + k + 1])
                         }
                         acc = SIMD8<Float>(SIMD8<Double>(acc) + (wv + etaR * dv) * xv)
                     }
@@ -172,6 +187,70 @@ public final class Resampler {
                 }
             }
         }
+          }
+        }
+    }
+
+    /// Halving (ratio 1/2, the constant-Q transform's octave step): output t sits exactly on
+    /// input 2t, so every output uses the same taps (table offsets 0 and precision/2, no
+    /// interpolation) and the filter is a plain FIR. Sixteen outputs run side by side with
+    /// contiguous loads from the even and odd input samples; each output keeps resampy's tap
+    /// order and per-tap float32 rounding, so the result equals `resampy` exactly.
+    func halve(_ x: UnsafeBufferPointer<Float>, into y: UnsafeMutablePointer<Float>, count nOut: Int) {
+        precondition(ratio == 0.5)
+        let indexStep = Int(0.5 * Double(precision))
+        let offR = Int(0.5 * Double(precision))
+        let nwin = win.count, nOrig = x.count
+        let L = nwin / indexStep, R = (nwin - offR) / indexStep
+        // Weights: w + eta * d with eta = 0 is w itself (0 * d adds a signed zero).
+        let wl = (0..<L).map { win[$0 * indexStep] }
+        let wr = (0..<R).map { win[offR + $0 * indexStep] }
+        let nE = (nOrig + 1) / 2, nO = nOrig / 2
+        var xe = [Double](repeating: 0, count: nE), xo = [Double](repeating: 0, count: max(nO, 1))
+        for q in 0..<nE { xe[q] = Double(x[2 * q]) }
+        for q in 0..<nO { xo[q] = Double(x[2 * q + 1]) }
+        func scalar(_ t: Int) -> Float {
+            let n = 2 * t
+            var a: Float = 0
+            let iMax = min(n + 1, L), kMax = max(0, min(nOrig - n - 1, R))
+            for i in 0..<iMax { a = Float(Double(a) + wl[i] * Double(x[n - i])) }
+            for k in 0..<kMax { a = Float(Double(a) + wr[k] * Double(x[n + k + 1])) }
+            return a
+        }
+        // Outputs t..t+15 are interior when all have L left and R right taps.
+        let first = (L - 1 + 1) / 2                      // 2t + 1 >= L
+        let last = (nOrig - 1 - R) / 2                   // 2t + 1 + R <= nOrig for every lane
+        var t = 0
+        while t < min(first, nOut) { y[t] = scalar(t); t += 1 }
+        xe.withUnsafeBufferPointer { ep in
+            xo.withUnsafeBufferPointer { op in
+                let e = ep.baseAddress!, o = op.baseAddress!
+                @inline(__always) func load(_ p: UnsafePointer<Double>, _ at: Int) -> (SIMD8<Double>, SIMD8<Double>) {
+                    let r = UnsafeRawPointer(p + at)
+                    return (r.loadUnaligned(as: SIMD8<Double>.self), r.loadUnaligned(fromByteOffset: 64, as: SIMD8<Double>.self))
+                }
+                while t + 15 <= last && t + 16 <= nOut {
+                    var a0 = SIMD8<Float>(repeating: 0), a1 = SIMD8<Float>(repeating: 0)
+                    for i in 0..<L {
+                        let m = i / 2
+                        let (x0, x1) = i % 2 == 0 ? load(e, t - m) : load(o, t - m - 1)
+                        let w = wl[i]
+                        a0 = SIMD8<Float>(SIMD8<Double>(a0) + w * x0)
+                        a1 = SIMD8<Float>(SIMD8<Double>(a1) + w * x1)
+                    }
+                    for k in 0..<R {
+                        let m = k / 2
+                        let (x0, x1) = k % 2 == 0 ? load(o, t + m) : load(e, t + m + 1)
+                        let w = wr[k]
+                        a0 = SIMD8<Float>(SIMD8<Double>(a0) + w * x0)
+                        a1 = SIMD8<Float>(SIMD8<Double>(a1) + w * x1)
+                    }
+                    for j in 0..<8 { y[t + j] = a0[j]; y[t + 8 + j] = a1[j] }
+                    t += 16
+                }
+            }
+        }
+        while t < nOut { y[t] = scalar(t); t += 1 }
     }
 
     /// librosa 0.9.1's `resample(y, orig_sr, target_sr, res_type, fix=True, scale=...)`:
@@ -183,7 +262,10 @@ public final class Resampler {
         let nOut = Int((Double(x.count) * ratio).rounded(.up))
         var y = [Float](repeating: 0, count: nOut)
         x.withUnsafeBufferPointer { xp in
-            y.withUnsafeMutableBufferPointer { resampy(xp, into: $0.baseAddress!, count: min(nResampy, nOut)) }
+            y.withUnsafeMutableBufferPointer {
+                if ratio == 0.5 { halve(xp, into: $0.baseAddress!, count: min(nResampy, nOut)) }
+                else { resampy(xp, into: $0.baseAddress!, count: min(nResampy, nOut)) }
+            }
         }
         if scale {
             let s = Float(ratio.squareRoot())

@@ -30,3 +30,23 @@ final class BadAudioTests: XCTestCase {
         }
     }
 }
+
+@testable import SKESLAudio
+
+/// The halving path (the constant-Q transform's octave steps) against the general resampy
+/// loop, bit for bit, on lengths with no interior, a little, and much interior.
+final class ResamplerPathTests: XCTestCase {
+    func testHalvingEqualsGeneralLoop() {
+        let r = Resampler(from: 2, to: 1, filter: .kaiserFast)
+        for n in [2, 3, 5, 33, 64, 65, 100, 127, 1000, 4097] {
+            let x = (0..<n).map { Float(sin(Double($0) * 0.37) * 0.5 + cos(Double($0) * 1.9) * 0.25) }
+            let m = n / 2
+            var a = [Float](repeating: 0, count: m), b = a
+            x.withUnsafeBufferPointer { xp in
+                a.withUnsafeMutableBufferPointer { r.resampy(xp, into: $0.baseAddress!, count: m) }
+                b.withUnsafeMutableBufferPointer { r.halve(xp, into: $0.baseAddress!, count: m) }
+            }
+            XCTAssertEqual(a, b, "n = \(n)")
+        }
+    }
+}

@@ -128,4 +128,39 @@ final class ExtractCommandTests: XCTestCase {
         XCTAssertTrue(rows.contains { $0.hasPrefix("u0 | u0 | 40 0 |") }, rows.joined(separator: "\n"))
         XCTAssertTrue(rows.contains { $0.hasPrefix("u2 | u2 |") })
     }
+
+    func testOpenFaceAndLabels() throws {
+        let h = try RunHarness("extract-face")
+        let corpus = h.dir + "/corpus"
+        try FileManager.default.createDirectory(atPath: corpus, withIntermediateDirectories: true)
+        var labels = "id,label,split\n"
+        for i in 0..<4 {
+            try writeWAV(corpus + "/v\(i).wav", samples: [(0..<12000).map { Float(0.3 * sin(Double($0) * 0.02 * Double(i + 1))) }], rate: 16000)
+            try "clip \(i)".write(toFile: corpus + "/v\(i).txt", atomically: true, encoding: .utf8)
+            // OpenFace 2.0 layout: frame, face_id, timestamp, confidence, success, then features.
+            var csv = "frame, face_id, timestamp, confidence, success, AU01_r, AU02_r, pose_Rx\n"
+            for f in 0..<(2 + i) { csv += "\(f + 1), 0, \(Double(f) * 0.04), 0.98, 1, \(Double(i) + 0.5), \(f), -1.25\n" }
+            if i != 3 { try csv.write(toFile: corpus + "/v\(i).openface.csv", atomically: true, encoding: .utf8) }
+            labels += "v\(i),\(Double(i) - 1.5),\(["train", "valid", "test", "train"][i])\n"
+        }
+        try labels.write(toFile: corpus + "/labels.csv", atomically: true, encoding: .utf8)
+        let r = try h.run(["extract", "--input", corpus, "--out", h.dir + "/store", "--audio-frames", "20", "--video-frames", "4"])
+        XCTAssertEqual(r.status, 0, r.err)
+        // v3 has no OpenFace CSV while the others do: listed and skipped.
+        XCTAssertTrue(r.out.contains("3 samples from 4 files") && r.out.contains("no-openface 1"), r.out)
+        let m = try String(contentsOfFile: h.dir + "/store/manifest.json", encoding: .utf8)
+        XCTAssertTrue(m.contains("\"train\" : 1") && m.contains("\"valid\" : 1") && m.contains("\"test\" : 1"), m)
+        let f = try H5File.open(h.dir + "/store/shard-00000.h5")
+        let (video, shape) = try f.read("video", as: Float.self)
+        XCTAssertEqual(shape, [3, 4, 3])
+        let (vlen, _) = try f.read("video_length", as: Int32.self)
+        XCTAssertEqual(vlen, [2, 3, 4])
+        // v1, frame 2: AU01_r 1.5, AU02_r 2, pose_Rx -1.25; v0's padding frames are zero.
+        XCTAssertEqual(Array(video[(12 + 2 * 3)..<(12 + 3 * 3)]), [1.5, 2, -1.25])
+        XCTAssertEqual(Array(video[(2 * 3)..<(4 * 3)]), [Float](repeating: 0, count: 6))
+        let (label, _) = try f.read("label", as: Float.self)
+        XCTAssertEqual(label, [-1.5, -0.5, 0.5])
+        let v = try h.run(["store", "verify", h.dir + "/store"])
+        XCTAssertEqual(v.status, 0, v.out + v.err)
+    }
 }

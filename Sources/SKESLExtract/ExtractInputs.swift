@@ -96,7 +96,7 @@ func shellQuote(_ s: String) -> String { "'" + s.replacingOccurrences(of: "'", w
 func decode(_ path: String, ext: String, ffmpeg: String?, scratch: String) throws -> DecodedAudio {
     if sndfileExtensions.contains(ext) { return try decodeAudioFile(path) }
     guard let ff = ffmpeg else {
-        throw FeatureError.unsupported("\(path): .\(ext) needs ffmpeg to decode, and ffmpeg is not installed (apt-get install ffmpeg), or convert the files to WAV/FLAC")
+        throw FeatureError.unsupported("\(path): .\(ext) needs ffmpeg to decode, and no ffmpeg is available (apt-get install ffmpeg, or give --ffmpeg PATH), or convert the files to WAV/FLAC")
     }
     let wav = scratch + "/decode-\(getpid()).wav"
     defer { try? FileManager.default.removeItem(atPath: wav) }

@@ -177,7 +177,7 @@ public final class Extraction {
         let chunks = (files.count + options.filesPerShard - 1) / options.filesPerShard
         let mine = stride(from: cluster.rank, to: chunks, by: cluster.size).map { $0 }
         if cluster.rank == 0 && options.ffmpeg == nil, let f = files.first(where: { ffmpegExtensions.contains($0.ext) }) {
-            log("extract: warning: ffmpeg is not installed, so .\(f.ext) files (e.g. \(f.relativePath)) will be listed as unsupported; apt-get install ffmpeg")
+            log("extract: warning: no ffmpeg (none on PATH, or --ffmpeg none), so .\(f.ext) files (e.g. \(f.relativePath)) will be listed as unsupported; apt-get install ffmpeg")
         }
         // Phase 1: extract this rank's unfinished chunks.
         let extractor = AudioFeatureExtractor()

@@ -35,6 +35,7 @@ struct ExtractCommand: ParsableCommand {
     @Option(help: "Video frames per utterance (padded or truncated; the reference uses 55).") var videoFrames = 55
     @Option(help: "Video features per frame when the tree has no OpenFace CSVs (the rows are zeros of length 0).") var videoDim = 709
     @Option(help: "Store name in the manifest.") var name = "extracted"
+    @Option(help: "ffmpeg for containers libsndfile cannot decode (default: ffmpeg on PATH; none: decode none).") var ffmpeg: String?
     @Flag(help: "Stop at the first bad file instead of listing and skipping it.") var strict = false
     @Flag(help: "Replace an existing store (and any unfinished extraction) in --out.") var overwrite = false
     @OptionGroup var layoutOptions: LayoutOptions
@@ -44,6 +45,12 @@ struct ExtractCommand: ParsableCommand {
         o.filesPerShard = filesPerShard; o.asrCommand = asrCommand; o.audioFrames = audioFrames
         o.videoFrames = videoFrames; o.videoDim = videoDim; o.name = name; o.strict = strict; o.overwrite = overwrite
         o.layout = try layoutOptions.layout()
+        if let f = ffmpeg {
+            if f == "none" { o.ffmpeg = nil } else {
+                guard FileManager.default.isExecutableFile(atPath: f) else { throw ValidationError("--ffmpeg \(f): not an executable file") }
+                o.ffmpeg = f
+            }
+        }
         o.createdBy = "skesl extract --input \(input)"
         guard filesPerShard >= 1 else { throw ValidationError("--files-per-shard must be at least 1") }
         if let a = asrCommand, !a.contains("{audio}") { throw ValidationError("--asr-command must contain {audio}, which is replaced by each file's path") }

@@ -163,4 +163,21 @@ final class ExtractCommandTests: XCTestCase {
         let v = try h.run(["store", "verify", h.dir + "/store"])
         XCTAssertEqual(v.status, 0, v.out + v.err)
     }
+
+    func testContainersNeedingFFmpegAreListedWhenItIsMissing() throws {
+        let h = try RunHarness("extract-noffmpeg")
+        let corpus = h.dir + "/corpus"
+        try FileManager.default.createDirectory(atPath: corpus, withIntermediateDirectories: true)
+        try writeWAV(corpus + "/a.wav", samples: [(0..<8000).map { Float(0.3 * sin(Double($0) * 0.05)) }], rate: 16000)
+        try Data(repeating: 0, count: 64).write(to: URL(fileURLWithPath: corpus + "/b.m4a"))
+        for id in ["a", "b"] { try "words".write(toFile: corpus + "/\(id).txt", atomically: true, encoding: .utf8) }
+        // No ffmpeg, whatever the machine has installed.
+        let r = try h.run(["extract", "--input", corpus, "--out", h.dir + "/store", "--audio-frames", "20", "--video-frames", "2",
+                           "--video-dim", "3", "--ffmpeg", "none"])
+        XCTAssertEqual(r.status, 0, r.err)
+        XCTAssertTrue(r.err.contains("warning: no ffmpeg (none on PATH, or --ffmpeg none), so .m4a files (e.g. b.m4a) will be listed as unsupported"), r.err)
+        XCTAssertTrue(r.out.contains("1 samples from 2 files") && r.out.contains("unsupported 1"), r.out)
+        let report = try String(contentsOfFile: h.dir + "/store/extract-report.json", encoding: .utf8)
+        XCTAssertTrue(report.contains(".m4a needs ffmpeg to decode, and no ffmpeg is available (apt-get install ffmpeg, or give --ffmpeg PATH)"), report)
+    }
 }

@@ -5,6 +5,7 @@ synthesised speech and synthetic signals, for the Swift parity tests (AudioTests
 The reference (SKESL's data/EmoVoxCeleb/get_audio_embedding.py) pins librosa 0.9.1 and
 resampy 0.2.2. Run this with those installed, e.g. in a venv of its own:
 
+    apt-get install espeak-ng alsa-utils      # the inputs (scripts/setup installs neither)
     python3 -m venv .venv-librosa
     .venv-librosa/bin/pip install librosa==0.9.1 resampy==0.2.2 'numpy<1.24' 'numba<0.58' h5py soxr
     .venv-librosa/bin/python scripts/make_audio_fixtures.py

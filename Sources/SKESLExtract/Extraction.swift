@@ -69,7 +69,10 @@ public struct ExtractCluster {
 /// Crash drill: `SKESL_FAULT_EXTRACT_KILL_AFTER=N` makes a rank send itself SIGKILL after
 /// extracting N files in this run (mid-chunk when N is not a multiple of the chunk size), on
 /// every rank or only on `SKESL_FAULT_KILL_RANK`. Exact whatever the machine's speed.
+/// `SKESL_FAULT_EXTRACT_KILL_PLACING=1` kills a rank while it places its shards: after the
+/// first one is stamped and checksummed, before it is moved into the store.
 enum ExtractFault {
+    static let killPlacing = ProcessInfo.processInfo.environment["SKESL_FAULT_EXTRACT_KILL_PLACING"] == "1"
     static let killAfter: Int? = ProcessInfo.processInfo.environment["SKESL_FAULT_EXTRACT_KILL_AFTER"].flatMap { Int($0) }
     static let killRank: Int? = ProcessInfo.processInfo.environment["SKESL_FAULT_KILL_RANK"].flatMap { Int($0) }
     static func check(filesDone: Int, rank: Int) {
@@ -357,6 +360,10 @@ public final class Extraction {
             let (crc, bytes) = try CRC32.file(src)
             let samples = try Manifest.load(directory: dir).totalSamples
             try writeJSON(ShardEntry(file: ShardSchema.fileName(index), samples: samples, bytes: bytes, crc32: hex32(crc)), to: final)
+        }
+        if ExtractFault.killPlacing && (ExtractFault.killRank == nil || ExtractFault.killRank == cluster.rank) {
+            FileHandle.standardError.write("rank \(cluster.rank): SKESL_FAULT_EXTRACT_KILL_PLACING=1: killing this rank (SIGKILL)\n".data(using: .utf8)!)
+            kill(getpid(), SIGKILL)
         }
         if fm.fileExists(atPath: src) {
             try? fm.removeItem(atPath: dst)

@@ -180,4 +180,23 @@ final class ExtractCommandTests: XCTestCase {
         let report = try String(contentsOfFile: h.dir + "/store/extract-report.json", encoding: .utf8)
         XCTAssertTrue(report.contains(".m4a needs ffmpeg to decode, and no ffmpeg is available (apt-get install ffmpeg, or give --ffmpeg PATH)"), report)
     }
+
+    func testKilledWhilePlacingShardsResumes() throws {
+        let h = try RunHarness("extract-placing")
+        let corpus = h.dir + "/corpus"
+        try makeCorpus(corpus)
+        let args = ["extract", "--input", corpus, "--files-per-shard", "4", "--audio-frames", "30", "--video-frames", "2", "--video-dim", "3"]
+        let whole = try h.run(args + ["--out", h.dir + "/whole"])
+        XCTAssertEqual(whole.status, 0, whole.err)
+        // Every chunk is extracted; the kill comes after the first shard is stamped, before it moves.
+        let killed = try h.run(args + ["--out", h.dir + "/resumed"], environment: ["SKESL_FAULT_EXTRACT_KILL_PLACING": "1"])
+        XCTAssertNotEqual(killed.status, 0)
+        XCTAssertTrue(killed.err.contains("SKESL_FAULT_EXTRACT_KILL_PLACING=1: killing this rank"), killed.err)
+        let resumed = try h.run(args + ["--out", h.dir + "/resumed"])
+        XCTAssertEqual(resumed.status, 0, resumed.err)
+        XCTAssertTrue(resumed.err.contains("12/12 files (100.0%, 12 done before)"), resumed.err)
+        XCTAssertEqual(try contents(h.dir + "/resumed"), try contents(h.dir + "/whole"))
+        let verify = try h.run(["store", "verify", h.dir + "/resumed"])
+        XCTAssertEqual(verify.status, 0, verify.out + verify.err)
+    }
 }

@@ -149,7 +149,8 @@ def main():
     # CPU seconds of all ranks per file: equal for 1 and 2 ranks when nothing is serialised or
     # duplicated; a wall-clock loss beyond that is other processes taking the cores.
     print(f"CPU per file (all ranks, mpirun included): 1 rank {1000 * cpu1 / rep1['files']:.1f} ms, 2 ranks {1000 * cpu2 / rep2['files']:.1f} ms "
-          f"(CPU efficiency {100 * (cpu1 / rep1['files']) / (cpu2 / rep2['files']):.0f}%)")
+          f"(CPU efficiency {100 * (cpu1 / rep1['files']) / (cpu2 / rep2['files']):.0f}%); "
+          f"cores the job got on average: 1 rank {cpu1 / w1:.2f}, 2 ranks {cpu2 / w2:.2f}")
     print(f"machine: {os.cpu_count()} cores; load average {load0:.1f} before the scaling runs, {os.getloadavg()[0]:.1f} at the end")
 
 

@@ -35,6 +35,10 @@ let package = Package(
                        providers: [.apt(["libopenblas-dev"])]),
         .systemLibrary(name: "CHDF5", path: "Sources/CHDF5", pkgConfig: "hdf5",
                        providers: [.apt(["libhdf5-dev"])]),
+        .systemLibrary(name: "CFFTW", path: "Sources/CFFTW", pkgConfig: "fftw3",
+                       providers: [.apt(["libfftw3-dev"])]),
+        .systemLibrary(name: "CSndfile", path: "Sources/CSndfile", pkgConfig: "sndfile",
+                       providers: [.apt(["libsndfile1-dev"])]),
         // C macros of MPI and HDF5 as functions.
         .target(name: "CShim", dependencies: ["COpenMPI", "CHDF5"]),
 
@@ -48,6 +52,10 @@ let package = Package(
         .target(name: "SKESLText", dependencies: ["SKESLKernels", "SKESLModel", "SKESLHDF5"]),
         // Sharded HDF5 feature stores, importers, synthetic corpus, loader.
         .target(name: "SKESLStore", dependencies: ["SKESLKernels", "SKESLHDF5"]),
+        // Audio decoding and the reference's librosa features (ZCR, MFCC, chroma_cqt), natively.
+        .target(name: "SKESLAudio", dependencies: ["CFFTW", "CSndfile"], swiftSettings: fast),
+        // `skesl extract`: audio trees to feature stores over MPI ranks, resumable.
+        .target(name: "SKESLExtract", dependencies: ["SKESLAudio", "SKESLStore", "SKESLHDF5"]),
         // MPI communicator, collectives, bucketed gradient all-reduce.
         .target(name: "SKESLDistributed", dependencies: ["CShim", "COpenMPI"], swiftSettings: fast),
         // Training loop, checkpoints, metrics, progress, configs.
@@ -56,7 +64,7 @@ let package = Package(
                                "SKESLStore", "SKESLDistributed", .product(name: "Yams", package: "Yams")]),
         // The command line.
         .executableTarget(name: "skesl",
-                          dependencies: ["SKESLTraining", "SKESLText", "SKESLStore", "SKESLModel", "SKESLDistributed", "SKESLKernels", "SKESLHDF5",
+                          dependencies: ["SKESLTraining", "SKESLText", "SKESLStore", "SKESLExtract", "SKESLModel", "SKESLDistributed", "SKESLKernels", "SKESLHDF5",
                                          .product(name: "ArgumentParser", package: "swift-argument-parser")]),
         // Multi-rank checks and MPI benchmarks, run under mpirun by DistributedTests.
         .executableTarget(name: "skesl-mpitest", dependencies: ["SKESLDistributed", "COpenBLAS"],
@@ -67,6 +75,7 @@ let package = Package(
         .testTarget(name: "KernelTests", dependencies: ["SKESLKernels"]),
         .testTarget(name: "ModelTests", dependencies: ["SKESLModel", "SKESLHDF5", "SKESLKernels"]),
         .testTarget(name: "TextTests", dependencies: ["SKESLText", "SKESLModel", "SKESLHDF5"]),
+        .testTarget(name: "AudioTests", dependencies: ["SKESLAudio", "SKESLHDF5"]),
         .testTarget(name: "StoreTests", dependencies: ["SKESLStore", "SKESLHDF5", "TestSupport"]),
         .testTarget(name: "TrainingTests", dependencies: ["SKESLTraining", "SKESLDistributed"]),
         .testTarget(name: "DistributedTests", dependencies: ["SKESLDistributed", "skesl-mpitest", "TestSupport"]),

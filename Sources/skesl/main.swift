@@ -17,6 +17,8 @@ struct SKESL: ParsableCommand {
             Tokenize.self,
             SynthCommand.self,
             ShardCommand.self,
+            ExtractCommand.self,
+            AudioBenchCommand.self,
             StoreCommand.self,
             ImportHF.self,
             ExportHF.self,

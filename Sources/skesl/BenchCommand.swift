@@ -46,8 +46,11 @@ struct Bench: ParsableCommand {
         }
         var peer: [String: Double] = [:]
         if torch { peer = try runTorch() }
-        let sgemm = ModelBenchmark.sgemmRate()
-        print(String(format: "machine: OpenBLAS %@, %d thread(s), sgemm 1248x768x3072: %.1f GFLOP/s", blasConfig, threads, sgemm))
+        setBLASThreads(threads)
+        let blas = BLASReport.measure(seconds: 1.0)
+        let sgemm = blas.sgemmGFLOPs
+        print("machine: \(blas.config)")
+        print(blas.line)
         var ours: [String: Double] = [:]
         var rows: [(String, Double, String, Double?, Double)] = []  // name, ours, peer name, peer, MFU
         for t in task where t != "cached" {

@@ -46,6 +46,12 @@ public final class StepTimer {
     /// The last finished step.
     public private(set) var last = StepBreakdown()
 
+    /// Straggler drill: `SKESL_FAULT_SLOW_MS=N` makes a rank sleep N ms at the start of each
+    /// step (every rank, or only `SKESL_FAULT_SLOW_RANK`). The tests use it to check that
+    /// other ranks report the wait as imbalance, not as all-reduce.
+    static let slowMilliseconds: Int? = ProcessInfo.processInfo.environment["SKESL_FAULT_SLOW_MS"].flatMap { Int($0) }
+    static let slowRank: Int? = ProcessInfo.processInfo.environment["SKESL_FAULT_SLOW_RANK"].flatMap { Int($0) }
+
     private let clock = MonotonicClock()
     private var mark = 0.0
     private var syncEnd: Double?
@@ -56,14 +62,18 @@ public final class StepTimer {
     private var stepNumber = 0
 
     /// `logDirectory`: where this rank appends one JSON line per step (rank-NNNNN.jsonl); nil for none.
-    public init(rank: Int, worldSize: Int, diagnose: Bool, logDirectory: String? = nil) throws {
+    /// With a communicator of several ranks, a barrier starts the clocks together (rank 0
+    /// alone writes the run's header and measures sgemm before the first step).
+    public init(rank: Int, worldSize: Int, diagnose: Bool, logDirectory: String? = nil, comm: Communicator? = nil) throws {
         self.rank = rank; self.worldSize = worldSize; self.diagnose = diagnose
+        defer { syncEnd = clock.now() }
         if let d = logDirectory {
             try FileManager.default.createDirectory(atPath: d, withIntermediateDirectories: true)
             let p = d + String(format: "/rank-%05d.jsonl", rank)
             fd = open(p, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o644)
             guard fd >= 0 else { throw TrainingError("\(p): cannot open the step-time log: \(String(cString: strerror(errno)))") }
         }
+        if let c = comm, c.size > 1 { try c.barrier() }
     }
 
     deinit { if fd >= 0 { close(fd) } }
@@ -73,6 +83,10 @@ public final class StepTimer {
         mark = clock.now()
         if syncEnd == nil { syncEnd = mark }
         current = StepBreakdown(); gradientWait = 0; stepNumber = step
+        if let ms = StepTimer.slowMilliseconds, StepTimer.slowRank == nil || StepTimer.slowRank == rank {
+            usleep(UInt32(ms * 1000))   // a planted straggler (tests): late with everything, counted as `other`
+            lap(.other)
+        }
     }
 
     /// The phase `part` ends now.
@@ -184,7 +198,7 @@ public struct StepTimesRecord: Codable, Equatable, Sendable {
         return Spread(min: s.first ?? 0, median: med, max: s.last ?? 0)
     }
 
-    static func make(perRank: [[Double]], steps: [Int], diagnose: Bool, time: Double) -> StepTimesRecord {
+    public static func make(perRank: [[Double]], steps: [Int], diagnose: Bool, time: Double) -> StepTimesRecord {
         var parts: [String: Spread] = [:], ranks: [String: [Double]] = [:]
         for (i, n) in StepBreakdown.partNames.enumerated() {
             let v = perRank.map { $0[i] }

@@ -188,7 +188,7 @@ public final class Trainer {
             say(blas.line)
         }
         let timer = try StepTimer(rank: rank, worldSize: worldSize, diagnose: rc.train.diagnoseImbalance,
-                                  logDirectory: rc.train.stepTimeLog ? rc.runDir + "/step-times" : nil)
+                                  logDirectory: rc.train.stepTimeLog ? rc.runDir + "/step-times" : nil, comm: comm)
         let started = MonotonicClock().now()
         var status = "completed"
         var lastLoss = Double.nan

@@ -65,14 +65,18 @@ final class RunHarness {
         guard r.status == 0 else { throw HarnessError("synth failed: \(r.err)") }
     }
 
-    /// Runs skesl (np > 0: under mpirun with np ranks). `killAfter`: a condition polled
+    /// Runs skesl (np > 0: under mpirun with np ranks; `launcher`: under that command instead). `killAfter`: a condition polled
     /// while it runs; when it holds, the process group gets `signal`. `environment`: extra
     /// variables for skesl (passed to every rank).
     @discardableResult
     func run(_ args: [String], np: Int = 0, timeout: Double = 240, environment: [String: String] = [:],
-             signal: Int32 = SIGKILL, when killAfter: (() -> Bool)? = nil) throws -> RunResult {
+             signal: Int32 = SIGKILL, when killAfter: (() -> Bool)? = nil, launcher: [String]? = nil) throws -> RunResult {
         let p = Process()
-        if np > 0 {
+        if let l = launcher {
+            // A launcher script that takes the program and its arguments (scripts/netns-mpi-run.sh).
+            p.executableURL = URL(fileURLWithPath: l[0])
+            p.arguments = Array(l.dropFirst()) + [binary] + args
+        } else if np > 0 {
             p.executableURL = URL(fileURLWithPath: "/usr/bin/mpirun")
             p.arguments = ["--allow-run-as-root", "--oversubscribe", "-np", "\(np)", "--mca", "btl", "self,vader,tcp"]
                 + environment.keys.sorted().flatMap { ["-x", $0] } + [binary] + args

@@ -15,6 +15,7 @@
 #   DIAGNOSE=0 (1: train.diagnoseImbalance, the imbalance measured with a barrier)
 #   DDP=1 (0: no PyTorch peer)  PYTHON=<python with torch>  MPIRUN_ARGS="--bind-to core"  EXTRA_SET=""
 #   OUT=<directory for results.jsonl and the runs' logs> (default: a temporary one, removed)
+#   SKESL=<skesl binary> (checkout only: skip the release build)
 # Ranks beyond the CPU count are skipped: oversubscribed figures are not scaling figures.
 # MAX_RANKS=N raises the cap (for correctness runs only).
 set -euo pipefail
@@ -26,8 +27,11 @@ if [ -f "$here/../MANIFEST" ] && [ -x "$here/../bin/skesl" ]; then
   PY=${PYTHON:-python3}
 else
   cd "$here/.."
-  swift build -c release --product skesl 2>&1 | tail -1
-  SKESL=$(swift build -c release --show-bin-path)/skesl; MPIRUN=mpirun; LEX=auto
+  if [ -z "${SKESL:-}" ]; then
+    swift build -c release --product skesl 2>&1 | tail -1
+    SKESL=$(swift build -c release --show-bin-path)/skesl
+  fi
+  MPIRUN=mpirun; LEX=auto
   PY=${PYTHON:-.venv/bin/python}
   export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 fi

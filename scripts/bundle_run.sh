@@ -62,17 +62,17 @@ case "${1:-info}" in
     echo "glibc: ${have:-unknown} (needs $need)   libstdc++: ${sys_stdcxx:-bundled}"
     echo "mpirun: $(command -v mpirun)  $(mpirun --version 2>&1 | head -1)"
     echo "single copy: ${OMPI_MCA_btl_vader_single_copy_mechanism:-cma}   plm: ${OMPI_MCA_plm:-default (ssh for other hosts)}"
-    echo "OpenBLAS: OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-<unset: skesl checks OpenBLAS's choice at start-up>}"
+    echo "OpenBLAS: OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-unset (skesl checks the core type OpenBLAS picks at start-up)}"
     exit 0 ;;
   check)
     bad=0
     while IFS= read -r f; do
       [ "$(head -c4 "$f" | tail -c3)" = ELF ] || continue
       if ldd "$f" 2>/dev/null | grep -q 'not found'; then echo "UNRESOLVED in $f:"; ldd "$f" | grep 'not found'; bad=1; fi
-      if ldd "$f" 2>/dev/null | awk '$3 ~ /^\// {print $3}' | grep -vE '^/(lib|lib64|usr/lib|usr/lib64)/(x86_64-linux-gnu/)?(ld-linux|libc\.|libm\.|libmvec|libpthread|libdl\.|librt\.|libresolv|libutil|libanl|libnsl|libnss_)' \
-         | grep -v "^$B/" | grep -v "^${sys_stdcxx:-/nonexistent}$" | grep -vE '/libgcc_s\.so' | grep -q .; then
-        echo "OUTSIDE the bundle in $f:"; ldd "$f" | awk '$3 ~ /^\// {print "  " $3}' | grep -v "$B/"; bad=1
-      fi
+      outside=$(ldd "$f" 2>/dev/null | awk '$3 ~ /^\// {print $3}' | grep -v "^$B/" \
+                | grep -vE '/(ld-linux-x86-64|libc|libm|libmvec|libpthread|libdl|librt|libresolv|libutil|libanl|libnsl|libnss_[a-z]*|libgcc_s)\.so' \
+                | { if [ -n "$sys_stdcxx" ]; then grep -v '/libstdc++\.so\.6$'; else cat; fi; } || true)
+      if [ -n "$outside" ]; then echo "OUTSIDE the bundle, needed by $f:"; echo "$outside" | sed 's/^/  /'; bad=1; fi
     done < <(find "$B" -type f \( -name '*.so*' -o -path '*/bin/*' \) -not -path "$L/gcc/*")
     [ $bad = 0 ] && echo "check: every bundled program and library resolves inside the bundle (glibc and libstdc++ aside)"
     exit $bad ;;

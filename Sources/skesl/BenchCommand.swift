@@ -51,6 +51,10 @@ struct Bench: ParsableCommand {
         let sgemm = blas.sgemmGFLOPs
         print("machine: \(blas.config)")
         print(blas.line)
+        // The kernel's results, checked against a plain reference on odd shapes (what the start-up check runs).
+        let check = BLASKernel.selfTest()
+        print(String(format: "blas: sgemm self-test %@ (%d products of odd shapes; worst error %.3f of its bound)",
+                     check.passed ? "passed" : "FAILED", check.shapes, check.worstErrorRatio))
         var ours: [String: Double] = [:]
         var rows: [(String, Double, String, Double?, Double)] = []  // name, ours, peer name, peer, MFU
         for t in task where t != "cached" {

@@ -25,6 +25,7 @@ if [ -f "$here/../MANIFEST" ] && [ -x "$here/../bin/skesl" ]; then
   [ -n "${OPAL_PREFIX:-}" ] || exec "$here/../run" bash "$0" "$@"
   SKESL=$here/../bin/skesl; MPIRUN=$here/../usr/bin/mpirun; LEX=$here/../share/vader_lexicon.txt
   PY=${PYTHON:-python3}
+  py() { env -u LD_LIBRARY_PATH "$PY" "$@"; }   # the machine's Python with its own libraries, not the bundle's
 else
   cd "$here/.."
   if [ -z "${SKESL:-}" ]; then
@@ -33,6 +34,7 @@ else
   fi
   MPIRUN=mpirun; LEX=auto
   PY=${PYTHON:-.venv/bin/python}
+  py() { "$PY" "$@"; }
   export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 fi
 export OPENBLAS_NUM_THREADS=1
@@ -75,7 +77,7 @@ run() {  # task ranks
     echo "{\"skesl\": \"$task\", \"ranks\": $np, \"error\": \"failed, see $task-$np.err\"}" >> "$RES"
     echo "  $task $np ranks FAILED:"; tail -5 "$rd.err" | sed 's/^/    /'; return
   fi
-  "$PY" - "$rd/metrics.jsonl" "$task" "$np" "$per" <<'PY' >> "$RES"
+  py - "$rd/metrics.jsonl" "$task" "$np" "$per" <<'PY' >> "$RES"
 import json, sys
 recs = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
 train = [r for r in recs if r["kind"] == "train"]
@@ -96,11 +98,11 @@ PY
 }
 for task in $TASKS; do for np in "${sizes[@]}"; do run "$task" "$np"; done; done
 
-if [ "${DDP:-1}" = 1 ] && "$PY" -c "import torch, transformers" 2>/dev/null; then
+if [ "${DDP:-1}" = 1 ] && py -c "import torch, transformers" 2>/dev/null; then
   worlds=$(IFS=,; echo "${sizes[*]}")
   for task in $TASKS; do
     per=$PER; steps=4; [ "$task" = cached ] && { per=$CPER; steps=10; }
-    OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 "$PY" "$here/bench_torch_ddp.py" --task "$task" --worlds "$worlds" \
+    OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 py "$here/bench_torch_ddp.py" --task "$task" --worlds "$worlds" \
       --per-rank "$per" --steps "$steps" 2> "$W/ddp-$task.err" | grep '"bench"' >> "$RES" \
       || { echo "pytorch DDP $task failed:"; tail -5 "$W/ddp-$task.err"; }
   done
@@ -108,7 +110,7 @@ else
   echo "pytorch DDP: skipped (DDP=0, or $PY lacks torch and transformers: scripts/setup --torch)"
 fi
 
-"$PY" - "$RES" <<'PY'
+py - "$RES" <<'PY'
 import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
 ddp_name = {"pretrain": "ddp_pretrain_reference", "finetune": "ddp_finetune_reference", "cached": "ddp_pretrain_cached"}

@@ -40,8 +40,7 @@ def worker(rank, world, port, args, results):
     batch = bt.make_batch(args.per_rank, seed=100 + rank)  # each rank its own shard
     if args.task == "finetune":
         model = ref.SKESLModel(bt.reference_config("finetune", False)).train()
-        # BERT's pooler gets no gradient in this model: DDP must be told to look for unused parameters.
-        ddp = torch.nn.parallel.DistributedDataParallel(model, find_unused_parameters=True)
+        ddp = torch.nn.parallel.DistributedDataParallel(model)
         opt = torch.optim.Adam([{"params": list(model.bert.parameters()), "lr": 5e-6},
                                 {"params": list(model.crossmodal.parameters()), "lr": 5e-6},
                                 {"params": list(model.head.parameters()), "lr": 1e-4}])

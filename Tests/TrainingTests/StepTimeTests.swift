@@ -34,6 +34,10 @@ final class StepTimeTests: XCTestCase {
         XCTAssertTrue(line.hasPrefix("{\"kind\":\"step_times\""), line)
         XCTAssertEqual(try MetricsRecord.parse(line: line), .stepTimes(rec))
         XCTAssertTrue(rec.text.contains("forward"), rec.text)
+        // The report shows it.
+        let html = RunReport.render(RunReportData(records: [.stepTimes(rec)]), title: "t")
+        XCTAssertTrue(html.contains("<h2>Step time by part</h2>"), html)
+        XCTAssertTrue(html.contains("<tr><td>forward</td><td>1.00</td><td>2.50</td><td>4.00</td>"), html)
     }
 
     // MARK: 2 ranks

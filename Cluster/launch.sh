@@ -95,6 +95,8 @@ for ((i = 0; i < ${#mcas[@]}; i += 2)); do cmd+=(--mca "${mcas[i]}" "${mcas[i + 
 # is exported by name so remote ranks see the launcher's values.
 cmd+=(-x "OPENBLAS_NUM_THREADS=$threads" -x "OMP_NUM_THREADS=$threads")
 for v in $(compgen -e | grep -E '^SKESL_' || true); do cmd+=(-x "$v"); done
+# A user's OpenBLAS core type (and cache size) holds on every node, not only where mpirun runs.
+for v in OPENBLAS_CORETYPE OPENBLAS_L2_SIZE; do if [ -n "${!v:-}" ]; then cmd+=(-x "$v"); fi; done
 for e in ${envs[@]+"${envs[@]}"}; do cmd+=(-x "$e"); done
 cmd+=("$exe" "$@")
 

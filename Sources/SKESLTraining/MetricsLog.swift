@@ -4,6 +4,7 @@
 // never leaves half a line from this writer. Checkpoint and run-end records are also
 // fsync'ed, so they survive a machine crash too.
 import Foundation
+import SKESLKernels
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -91,10 +92,10 @@ public final class MetricsLog: @unchecked Sendable {
 
     public func runStart(run: String, phase: String, worldSize: Int, epochs: Int? = nil,
                          stepsPerEpoch: Int? = nil, batchSize: Int? = nil, resumedFromEpoch: Int? = nil,
-                         config: LogJSON = .object([:]), versions: [String: String] = [:]) throws {
+                         config: LogJSON = .object([:]), versions: [String: String] = [:], blas: BLASReport? = nil) throws {
         try write(.runStart(RunStartRecord(time: wallClock(), run: run, phase: phase, worldSize: worldSize,
                                            epochs: epochs, stepsPerEpoch: stepsPerEpoch, batchSize: batchSize,
-                                           resumedFromEpoch: resumedFromEpoch, config: config, versions: versions)))
+                                           resumedFromEpoch: resumedFromEpoch, config: config, versions: versions, blas: blas)))
     }
 
     public func eval(epoch: Int, split: String, loss: Double, samples: Int, metrics: RegressionMetrics? = nil) throws {

@@ -4,6 +4,7 @@
 // A non-finite number (a diverged loss) is written as the string "NaN", "Infinity" or
 // "-Infinity"; an undefined metric inside "metrics" is written as null.
 import Foundation
+import SKESLKernels
 
 /// "run_start": a run (or a resumed run) begins.
 public struct RunStartRecord: Codable, Equatable, Sendable {
@@ -17,18 +18,19 @@ public struct RunStartRecord: Codable, Equatable, Sendable {
     public var resumedFromEpoch: Int?   // set when resuming from a checkpoint
     public var config: LogJSON          // the full configuration, as loaded
     public var versions: [String: String]  // e.g. skesl, swift, mpi, openblas, hdf5
+    public var blas: BLASReport?        // OpenBLAS core type, how it was chosen, rank 0's sgemm rate
 
     public init(time: Double, run: String, phase: String, worldSize: Int, epochs: Int? = nil,
                 stepsPerEpoch: Int? = nil, batchSize: Int? = nil, resumedFromEpoch: Int? = nil,
-                config: LogJSON = .object([:]), versions: [String: String] = [:]) {
+                config: LogJSON = .object([:]), versions: [String: String] = [:], blas: BLASReport? = nil) {
         self.time = time; self.run = run; self.phase = phase; self.worldSize = worldSize
         self.epochs = epochs; self.stepsPerEpoch = stepsPerEpoch; self.batchSize = batchSize
-        self.resumedFromEpoch = resumedFromEpoch; self.config = config; self.versions = versions
+        self.resumedFromEpoch = resumedFromEpoch; self.config = config; self.versions = versions; self.blas = blas
     }
 
     enum CodingKeys: String, CodingKey {
         case time, run, phase, worldSize = "world_size", epochs, stepsPerEpoch = "steps_per_epoch",
-             batchSize = "batch_size", resumedFromEpoch = "resumed_from_epoch", config, versions
+             batchSize = "batch_size", resumedFromEpoch = "resumed_from_epoch", config, versions, blas
     }
 }
 
@@ -117,6 +119,7 @@ public enum MetricsRecord: Equatable, Sendable {
     case eval(EvalRecord)
     case checkpoint(CheckpointRecord)
     case runEnd(RunEndRecord)
+    case stepTimes(StepTimesRecord)
     /// A kind this version does not know (written by a newer skesl): kept, not interpreted.
     case unknown(kind: String)
 
@@ -127,6 +130,7 @@ public enum MetricsRecord: Equatable, Sendable {
         case .eval: return "eval"
         case .checkpoint: return "checkpoint"
         case .runEnd: return "run_end"
+        case .stepTimes: return "step_times"
         case .unknown(let k): return k
         }
     }
@@ -146,6 +150,7 @@ public enum MetricsRecord: Equatable, Sendable {
         case .eval(let r): body = try enc.encode(r)
         case .checkpoint(let r): body = try enc.encode(r)
         case .runEnd(let r): body = try enc.encode(r)
+        case .stepTimes(let r): body = try enc.encode(r)
         case .unknown(let k): body = try enc.encode(Kind(kind: k))
         }
         // Put "kind" first so the line reads well; the object stays valid JSON.
@@ -169,6 +174,7 @@ public enum MetricsRecord: Equatable, Sendable {
         case "eval": return .eval(try dec.decode(EvalRecord.self, from: data))
         case "checkpoint": return .checkpoint(try dec.decode(CheckpointRecord.self, from: data))
         case "run_end": return .runEnd(try dec.decode(RunEndRecord.self, from: data))
+        case "step_times": return .stepTimes(try dec.decode(StepTimesRecord.self, from: data))
         default: return .unknown(kind: kind)
         }
     }

@@ -54,21 +54,7 @@ public struct ModelBenchmark {
 
     /// This machine's sgemm rate at a BERT-base shape, GFLOP/s.
     public static func sgemmRate(m: Int = 1248, n: Int = 3072, k: Int = 768, seconds: Double = 1.0) -> Double {
-        let a = UnsafeMutablePointer<Float>.allocate(capacity: m * k), b = UnsafeMutablePointer<Float>.allocate(capacity: k * n)
-        let c = UnsafeMutablePointer<Float>.allocate(capacity: m * n)
-        defer { a.deallocate(); b.deallocate(); c.deallocate() }
-        KeyedRandom(seed: 1, stream: "a").fillUniform(a, m * k, lo: -1, hi: 1)
-        KeyedRandom(seed: 1, stream: "b").fillUniform(b, k * n, lo: -1, hi: 1)
-        sgemm(transA: false, transB: true, m: m, n: n, k: k, a: a, lda: k, b: b, ldb: k, c: c, ldc: n)
-        var reps = 0
-        let t0 = DispatchTime.now().uptimeNanoseconds
-        var el = 0.0
-        repeat {
-            sgemm(transA: false, transB: true, m: m, n: n, k: k, a: a, lda: k, b: b, ldb: k, c: c, ldc: n)
-            reps += 1
-            el = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
-        } while el < seconds
-        return 2 * Double(m * n * k) * Double(reps) / el / 1e9
+        BLASKernel.sgemmRate(m: m, n: n, k: k, seconds: seconds)
     }
 
     public struct Result: Codable {

@@ -16,6 +16,8 @@ public struct RunReportData {
     public var warnings: [String]
     /// Kinds this version does not know, with their counts (shown, not interpreted).
     public var unknownKinds: [String: Int] = [:]
+    /// The last run's (or resumed run's) step-time summary.
+    public var stepTimes: StepTimesRecord?
 
     public init(records: [MetricsRecord], warnings: [String] = []) {
         self.warnings = warnings
@@ -34,6 +36,8 @@ public struct RunReportData {
                 checkpoints.append(c)
             case .runEnd(let e):
                 runEnd = e
+            case .stepTimes(let t):
+                stepTimes = t
             case .unknown(let k):
                 unknownKinds[k, default: 0] += 1
             }

@@ -42,6 +42,7 @@ public enum RunReport {
         body += finalTable(d)
         for chart in charts(d) { body += "<section class=\"plot\">\n" + chart.svg() + "\n</section>\n" }
         body += epochTable(d)
+        body += stepTimeTable(d)
         body += checkpointTable(d)
         body += configuration(d, configFile: configFile)
         return """
@@ -206,6 +207,23 @@ public enum RunReport {
             out += "</tr>\n"
         }
         return out + "</table></div>\n"
+    }
+
+    /// The last run's step_times record: mean ms per step by part, min / median / max over the ranks.
+    static func stepTimeTable(_ d: RunReportData) -> String {
+        guard let t = d.stepTimes else { return "" }
+        var out = "<h2>Step time by part</h2>\n<p>Mean per step over \(t.steps) steps, over \(t.worldSize) rank(s); imbalance "
+            + (t.imbalance == "barrier" ? "measured with a barrier" : "estimated from the ranks' ready times") + " (docs/metrics-log.md).</p>\n"
+        out += "<table>\n<tr><th>part</th><th>min ms</th><th>median ms</th><th>max ms</th><th>share of the median step</th></tr>\n"
+        let med = max(t.stepSeconds.median, 1e-12)
+        for n in StepBreakdown.partNames {
+            guard let p = t.parts[n] else { continue }
+            out += String(format: "<tr><td>%@</td><td>%.2f</td><td>%.2f</td><td>%.2f</td><td>%.1f%%</td></tr>\n",
+                          n, 1e3 * p.min, 1e3 * p.median, 1e3 * p.max, 100 * p.median / med)
+        }
+        out += String(format: "<tr><td>step</td><td>%.2f</td><td>%.2f</td><td>%.2f</td><td></td></tr>\n",
+                      1e3 * t.stepSeconds.min, 1e3 * t.stepSeconds.median, 1e3 * t.stepSeconds.max)
+        return out + "</table>\n"
     }
 
     static func checkpointTable(_ d: RunReportData) -> String {

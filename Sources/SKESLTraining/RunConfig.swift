@@ -66,6 +66,11 @@ public struct TrainConfig: Codable, Equatable, Sendable {
     /// Gradient all-reduce bucket size in MiB, and how the communication thread drives it.
     public var bucketMB: Double = 8
     public var allreduce = "poll"
+    /// A barrier before the gradient wait on every step, to measure how long each rank
+    /// waits for the slowest one apart from the all-reduce itself (costs one latency per step).
+    public var diagnoseImbalance = false
+    /// Each rank appends one line per step with its time by part to <runDir>/step-times/.
+    public var stepTimeLog = true
     /// Evaluate the validation (and test) split every this many epochs (fine-tuning).
     public var evalEveryEpochs = 1
     public init() {}

@@ -191,13 +191,14 @@ public final class Trainer {
         var progress: ProgressReporter? = nil
         var meter = TrainIntervalMeter(start: MonotonicClock().now(), everySteps: 50, everySeconds: rc.logEverySeconds)
         if isRoot {
+            let blas = BLASReport.measure(seconds: 0.3)   // rank 0's kernel and sgemm rate, in the header and run_start
             try? yaml.write(toFile: rc.runDir + "/config.yaml", atomically: true, encoding: .utf8)
             log = try MetricsLog(runDirectory: rc.runDir)
             try log?.runStart(run: (rc.runDir as NSString).lastPathComponent, phase: rc.task.rawValue, worldSize: worldSize,
                               epochs: rc.train.epochs, stepsPerEpoch: stepsPerEpoch, batchSize: G,
                               resumedFromEpoch: state.step > 0 ? state.cursorEpoch + 1 : nil,
                               config: (try? LogJSON.from(rc)) ?? .object([:]),
-                              versions: ["skesl": skeslCodeVersion, "openblas": blasConfig])
+                              versions: ["skesl": skeslCodeVersion, "openblas": blasConfig], blas: blas)
             for dst in copiesCompletedOnResume {
                 try log?.checkpoint(epoch: state.cursorPosition == 0 ? max(state.cursorEpoch, 1) : state.cursorEpoch + 1, step: state.step,
                                     path: dst, reason: (dst as NSString).lastPathComponent == "best.h5" ? "best" : "milestone")
@@ -205,7 +206,10 @@ public final class Trainer {
             progress = ProgressReporter(options: ProgressOptions(totalEpochs: rc.train.epochs, stepsPerEpoch: stepsPerEpoch,
                                                                  plainEverySeconds: rc.logEverySeconds))
             say("\(rc.task.rawValue): \(loader.count) samples, \(stepsPerEpoch) steps/epoch of \(G) samples, \(worldSize) rank(s) x \(rc.train.threads) thread(s), \(net.layout.trainableCount) trainable parameters")
+            say(blas.line)
         }
+        let timer = try StepTimer(rank: rank, worldSize: worldSize, diagnose: rc.train.diagnoseImbalance,
+                                  logDirectory: rc.train.stepTimeLog ? rc.runDir + "/step-times" : nil, comm: comm)
         let started = MonotonicClock().now()
         runStarted = started
         // A stall drill (StallInjection) applies to runs that did not resume.
@@ -229,6 +233,7 @@ public final class Trainer {
             if rc.train.maxSteps > 0 && state.step >= rc.train.maxSteps { status = "max_steps"; break }
             let stepStart = MonotonicClock().now()
             defer { stepSeconds += MonotonicClock().now() - stepStart }
+            timer.begin(step: state.step + 1)
             net.zeroGradients()
             var lossSum = 0.0, nonFinite: [Int64] = [], skipped = 0
             var stepEpoch = state.cursorEpoch, after = LoaderCursor(epoch: state.cursorEpoch, position: state.cursorPosition)
@@ -248,10 +253,12 @@ public final class Trainer {
                         try text.fill(textBatch, from: b, seed: rc.train.seed, epoch: b.epoch)
                     }
                     let mb = TextPipeline.batch(textBatch, b)
+                    timer.lap(.data)
                     let loss = try net.forward(mb, training: true, seed: rc.train.seed, epoch: UInt64(b.epoch), normalizer: max(stepSamples, 1),
                                                bertRows: cache == nil ? nil : UnsafePointer(cacheRows))
                     lossSum += Double(loss) * Double(max(stepSamples, 1))
                     for i in 0..<b.count where !net.predictions[i].isFinite { nonFinite.append(b.globalIds[i]) }
+                    timer.lap(.forward)
                     if last, let r = reducer {
                         var failure: Error? = nil
                         net.backward { range in do { try r.markReady(range) } catch { failure = failure ?? error } }
@@ -259,6 +266,7 @@ public final class Trainer {
                     } else {
                         net.backward()
                     }
+                    timer.lap(.backward)
                 } else if last, let r = reducer {
                     try r.markReady(0..<net.layout.trainableCount)
                 }
@@ -266,7 +274,7 @@ public final class Trainer {
             StallInjection.check(step: state.step + 1, rank: rank, resumed: !startedFresh)
             FaultInjection.check(step: state.step + 1, rank: rank)
             if let r = reducer {
-                try r.finish()
+                try timer.gradientWait(comm) { try r.finish() }
                 commExposed += r.lastStep.exposedSeconds
                 commTotal += r.lastStep.communicationSeconds
             }
@@ -276,8 +284,11 @@ public final class Trainer {
             // and the next step stops.
             commit.lock(); holding = true
             let stop = StopSignal.level
+            // The step timer's slots (every rank's ready time) ride at the end of the vector.
             var stats = [lossSum, Double(nonFinite.count), stop >= .endOfStep ? 1 : 0, Double(skipped), stop == .now ? 1 : 0]
+                + timer.readySlots()
             if worldSize > 1 { try comm.allReduce(&stats) }
+            timer.synced(stats)
             if stats[4] > 0 {
                 // Some rank got SIGTERM: this step is dropped before its update, and rank 0
                 // saves the last completed step (unless its signal thread already has).
@@ -305,6 +316,7 @@ public final class Trainer {
                 lrs[g] = Double(r)
                 return r
             }
+            timer.lap(.optimizer)
             state.step += 1; stepsThisRun += 1
             state.cursorEpoch = after.epoch; state.cursorPosition = after.position
             lastLoss = stepLoss
@@ -354,6 +366,7 @@ public final class Trainer {
             } else if rc.checkpoint.everySteps > 0 && state.step % rc.checkpoint.everySteps == 0 && isRoot {
                 try writeCheckpoint(reason: "interval")
             }
+            timer.end()
             if stats[2] > 0 { status = "interrupted"; break }
             commit.unlock(); holding = false
         }
@@ -364,6 +377,8 @@ public final class Trainer {
         }
         if worldSize > 1 { try comm.barrier() }
         progress?.finish()
+        let stepTimes = try timer.summary(comm)
+        if timer.steps > 0 { try log?.write(.stepTimes(stepTimes)); say(stepTimes.text) }
         if !runEndWritten {
             try log?.runEnd(status: status, epochs: state.epochsCompleted, steps: state.step,
                             elapsedSeconds: MonotonicClock().now() - started, bestEpoch: state.bestEpoch >= 0 ? state.bestEpoch + 1 : nil,

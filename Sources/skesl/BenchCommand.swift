@@ -46,8 +46,15 @@ struct Bench: ParsableCommand {
         }
         var peer: [String: Double] = [:]
         if torch { peer = try runTorch() }
-        let sgemm = ModelBenchmark.sgemmRate()
-        print(String(format: "machine: OpenBLAS %@, %d thread(s), sgemm 1248x768x3072: %.1f GFLOP/s", blasConfig, threads, sgemm))
+        setBLASThreads(threads)
+        let blas = BLASReport.measure(seconds: 1.0)
+        let sgemm = blas.sgemmGFLOPs
+        print("machine: \(blas.config)")
+        print(blas.line)
+        // The kernel's results, checked against a plain reference on odd shapes (what the start-up check runs).
+        let check = BLASKernel.selfTest()
+        print(String(format: "blas: sgemm self-test %@ (%d products of odd shapes; worst error %.3f of its bound)",
+                     check.passed ? "passed" : "FAILED", check.shapes, check.worstErrorRatio))
         var ours: [String: Double] = [:]
         var rows: [(String, Double, String, Double?, Double)] = []  // name, ours, peer name, peer, MFU
         for t in task where t != "cached" {

@@ -22,9 +22,12 @@ struct SKESL: ParsableCommand {
             StoreCommand.self,
             ImportHF.self,
             ExportHF.self,
+            BLASSelfTestCommand.self,
         ])
 }
 
 // Any command may read stores through memory mappings: a bus error there gets a message.
 MappedFileFault.install()
+// A better OpenBLAS kernel where OpenBLAS fell back to an old one (may re-execute).
+BLASSelect.atStartup(arguments: CommandLine.arguments)
 SKESL.main()

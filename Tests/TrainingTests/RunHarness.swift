@@ -65,18 +65,23 @@ final class RunHarness {
         guard r.status == 0 else { throw HarnessError("synth failed: \(r.err)") }
     }
 
-    /// Runs skesl (np > 0: under mpirun with np ranks). `killAfter`: a condition polled
+    /// Runs skesl (np > 0: under mpirun with np ranks; `launcher`: under that command instead). `killAfter`: a condition polled
     /// while it runs; when it holds, the process group gets `signal`. `environment`: extra
     /// variables for skesl (passed to every rank).
     @discardableResult
     func run(_ args: [String], np: Int = 0, timeout: Double = 240, environment: [String: String] = [:],
-             launcher: [String]? = nil, signal: Int32 = SIGKILL, when killAfter: (() -> Bool)? = nil) throws -> RunResult {
+             launcher: [String]? = nil, wrapper: [String]? = nil,
+             signal: Int32 = SIGKILL, when killAfter: (() -> Bool)? = nil) throws -> RunResult {
         let p = Process()
         if let l = launcher {
             // Cluster/launch.sh (or another launcher) with its own options; it passes SKESL_*
             // variables to every rank itself.
             p.executableURL = URL(fileURLWithPath: l[0])
             p.arguments = Array(l.dropFirst()) + ["--exe", binary, "--"] + args
+        } else if let w = wrapper {
+            // A script that takes the program and its arguments (scripts/netns-mpi-run.sh).
+            p.executableURL = URL(fileURLWithPath: w[0])
+            p.arguments = Array(w.dropFirst()) + [binary] + args
         } else if np > 0 {
             p.executableURL = URL(fileURLWithPath: "/usr/bin/mpirun")
             p.arguments = ["--allow-run-as-root", "--oversubscribe", "-np", "\(np)", "--mca", "btl", "self,vader,tcp"]

@@ -1,0 +1,227 @@
+// Where each training step's time goes, on every rank (docs/metrics-log.md, "Step times").
+//
+// The trainer marks the end of each phase of a step (`lap`); the time since the previous
+// mark goes to that phase, so the parts of a step add up to its wall time by construction
+// and `other` (logging, checkpoints, evaluation) is whatever no phase claimed.
+//
+// A rank that finishes backward early waits in the gradient all-reduce for the slowest rank;
+// from inside the reducer that wait looks like communication. To tell them apart:
+// - by default, every rank's "ready time" (from the end of the previous step's
+//   synchronising all-reduce to the end of its backward) rides along in the step's small
+//   stats all-reduce (one slot per rank, so no extra collective); a rank's wait for the
+//   slowest is then max(ready) − its own ready, and the rest of the gradient wait is the
+//   all-reduce proper. This assumes the ranks leave the previous all-reduce together,
+//   which they do to within its latency;
+// - with `train.diagnoseImbalance`, a barrier before the gradient wait measures the
+//   imbalance directly (what is left after it is the all-reduce proper). The barrier
+//   costs one latency per step, so it is a diagnostic, not the default.
+import Foundation
+import SKESLDistributed
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Seconds of one step (or a mean over steps) by phase.
+public struct StepBreakdown: Equatable, Sendable {
+    public static let partNames = ["data", "forward", "backward", "imbalance", "allreduce", "optimizer", "other"]
+    /// Loader wait and text batch preparation, forward, backward (gradient hooks included),
+    /// waiting for the slowest rank, the gradient all-reduce that backward did not hide
+    /// (plus the step's small stats all-reduce), the optimiser update, everything else.
+    public var values = [Double](repeating: 0, count: StepBreakdown.partNames.count)
+    public init() {}
+    public var total: Double { values.reduce(0, +) }
+    public subscript(_ name: String) -> Double { values[StepBreakdown.partNames.firstIndex(of: name)!] }
+}
+
+public final class StepTimer {
+    public enum Part: Int { case data, forward, backward, imbalance, allreduce, optimizer, other, gradientWait }
+
+    public let rank: Int
+    public let worldSize: Int
+    /// Barrier before the gradient wait (measured imbalance) instead of the estimate.
+    public let diagnose: Bool
+    public private(set) var steps = 0
+    /// Sums over the steps of this run.
+    public private(set) var totals = StepBreakdown()
+    /// The last finished step.
+    public private(set) var last = StepBreakdown()
+
+    /// Straggler drill: `SKESL_FAULT_SLOW_MS=N` makes a rank sleep N ms at the start of each
+    /// step (every rank, or only `SKESL_FAULT_SLOW_RANK`). The tests use it to check that
+    /// other ranks report the wait as imbalance, not as all-reduce.
+    static let slowMilliseconds: Int? = ProcessInfo.processInfo.environment["SKESL_FAULT_SLOW_MS"].flatMap { Int($0) }
+    static let slowRank: Int? = ProcessInfo.processInfo.environment["SKESL_FAULT_SLOW_RANK"].flatMap { Int($0) }
+
+    private let clock = MonotonicClock()
+    private var mark = 0.0
+    private var syncEnd: Double?
+    private var current = StepBreakdown()
+    private var gradientWait = 0.0
+    private var ready = 0.0
+    private var fd: Int32 = -1
+    private var stepNumber = 0
+
+    /// `logDirectory`: where this rank appends one JSON line per step (rank-NNNNN.jsonl); nil for none.
+    /// With a communicator of several ranks, a barrier starts the clocks together (rank 0
+    /// alone writes the run's header and measures sgemm before the first step).
+    public init(rank: Int, worldSize: Int, diagnose: Bool, logDirectory: String? = nil, comm: Communicator? = nil) throws {
+        self.rank = rank; self.worldSize = worldSize; self.diagnose = diagnose
+        defer { syncEnd = clock.now() }
+        if let d = logDirectory {
+            try FileManager.default.createDirectory(atPath: d, withIntermediateDirectories: true)
+            let p = d + String(format: "/rank-%05d.jsonl", rank)
+            fd = open(p, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o644)
+            guard fd >= 0 else { throw TrainingError("\(p): cannot open the step-time log: \(String(cString: strerror(errno)))") }
+        }
+        if let c = comm, c.size > 1 { try c.barrier() }
+    }
+
+    deinit { if fd >= 0 { close(fd) } }
+
+    /// A step (number `step`, 1-based global) starts.
+    public func begin(step: Int) {
+        mark = clock.now()
+        if syncEnd == nil { syncEnd = mark }
+        current = StepBreakdown(); gradientWait = 0; stepNumber = step
+        if let ms = StepTimer.slowMilliseconds, StepTimer.slowRank == nil || StepTimer.slowRank == rank {
+            usleep(UInt32(ms * 1000))   // a planted straggler (tests): late with everything, counted as `other`
+            lap(.other)
+        }
+    }
+
+    /// The phase `part` ends now.
+    public func lap(_ part: Part) {
+        let t = clock.now()
+        add(part, t - mark)
+        mark = t
+    }
+
+    private func add(_ part: Part, _ dt: Double) {
+        if part == .gradientWait { gradientWait += dt } else { current.values[part.rawValue] += dt }
+    }
+
+    /// Waits for the gradient all-reduce (`finish`); in diagnostic mode a barrier first.
+    public func gradientWait(_ comm: Communicator, finish: () throws -> Void) throws {
+        ready = clock.now() - (syncEnd ?? mark)
+        if diagnose {
+            lap(.other)
+            try comm.barrier()
+            lap(.imbalance)
+            try finish()
+            lap(.allreduce)
+        } else {
+            lap(.other)
+            try finish()
+            lap(.gradientWait)
+        }
+    }
+
+    /// This rank's slots for the step's stats all-reduce (a sum): its ready time at its own index.
+    public func readySlots() -> [Double] {
+        var s = [Double](repeating: 0, count: worldSize)
+        s[rank] = ready
+        return s
+    }
+
+    /// After the stats all-reduce: `slots` are every rank's ready times (the last
+    /// worldSize entries of the reduced vector). Splits the gradient wait.
+    public func synced(_ reduced: [Double]) {
+        lap(.allreduce)
+        syncEnd = mark
+        let slots = reduced.suffix(worldSize)
+        let slowest = slots.max() ?? ready
+        let imbalance = StepTimer.splitWait(gradientWait, ready: ready, slowest: slowest)
+        current.values[Part.imbalance.rawValue] += imbalance
+        current.values[Part.allreduce.rawValue] += gradientWait - imbalance
+        gradientWait = 0
+    }
+
+    /// The part of a rank's gradient wait spent waiting for the slowest rank to be ready.
+    public static func splitWait(_ wait: Double, ready: Double, slowest: Double) -> Double {
+        max(0, min(wait, slowest - ready))
+    }
+
+    /// The step ends: everything since the last phase is `other`; logs the step's line.
+    public func end() {
+        lap(.other)
+        if gradientWait > 0 { current.values[Part.allreduce.rawValue] += gradientWait; gradientWait = 0 }
+        last = current
+        steps += 1
+        for i in 0..<totals.values.count { totals.values[i] += current.values[i] }
+        guard fd >= 0 else { return }
+        var line = "{\"step\":\(stepNumber),\"rank\":\(rank)"
+        for (i, n) in StepBreakdown.partNames.enumerated() { line += ",\"\(n)\":" + String(format: "%.6f", current.values[i]) }
+        line += ",\"total\":" + String(format: "%.6f", current.total) + "}\n"
+        _ = line.withCString { write(fd, $0, strlen($0)) }
+    }
+
+    // MARK: the summary over ranks
+
+    /// Every rank's mean seconds per step by part, gathered on every rank (a collective:
+    /// every rank calls it after the loop).
+    public func summary(_ comm: Communicator?) throws -> StepTimesRecord {
+        let n = Double(max(steps, 1))
+        let mine = totals.values.map { $0 / n } + [Double(steps)]
+        var all: [[Double]] = [mine]
+        if let c = comm, c.size > 1 {
+            let flat = try mine.withUnsafeBufferPointer { try c.allGather($0) }
+            all = stride(from: 0, to: flat.count, by: mine.count).map { Array(flat[$0..<$0 + mine.count]) }
+        }
+        return StepTimesRecord.make(perRank: all.map { Array($0.dropLast()) }, steps: all.map { Int($0.last!) },
+                                    diagnose: diagnose, time: Date().timeIntervalSince1970)
+    }
+}
+
+/// "step_times": where the step time went on each rank over a run, summarised across ranks.
+public struct StepTimesRecord: Codable, Equatable, Sendable {
+    public struct Spread: Codable, Equatable, Sendable { public var min, median, max: Double }
+    public var time: Double
+    public var steps: Int                       // steps this run on rank 0
+    public var worldSize: Int
+    /// "barrier" (train.diagnoseImbalance: measured) or "estimate" (from the ranks' ready times).
+    public var imbalance: String
+    /// Mean seconds per step of each part: min, median, max over the ranks.
+    public var parts: [String: Spread]
+    /// Mean seconds per step of each part, one entry per rank.
+    public var ranks: [String: [Double]]
+    /// Mean step wall time per rank, and its spread.
+    public var stepSeconds: Spread
+
+    enum CodingKeys: String, CodingKey {
+        case time, steps, worldSize = "world_size", imbalance, parts, ranks, stepSeconds = "step_s"
+    }
+
+    static func spread(_ v: [Double]) -> Spread {
+        let s = v.sorted()
+        // The median of an even count is the mean of the middle two.
+        let med = s.isEmpty ? 0 : (s.count % 2 == 1 ? s[s.count / 2] : (s[s.count / 2 - 1] + s[s.count / 2]) / 2)
+        return Spread(min: s.first ?? 0, median: med, max: s.last ?? 0)
+    }
+
+    public static func make(perRank: [[Double]], steps: [Int], diagnose: Bool, time: Double) -> StepTimesRecord {
+        var parts: [String: Spread] = [:], ranks: [String: [Double]] = [:]
+        for (i, n) in StepBreakdown.partNames.enumerated() {
+            let v = perRank.map { $0[i] }
+            ranks[n] = v
+            parts[n] = spread(v)
+        }
+        return StepTimesRecord(time: time, steps: steps.first ?? 0, worldSize: perRank.count,
+                               imbalance: diagnose ? "barrier" : "estimate", parts: parts, ranks: ranks,
+                               stepSeconds: spread(perRank.map { $0.reduce(0, +) }))
+    }
+
+    /// The table printed at the end of a run.
+    public var text: String {
+        var s = String(format: "step time by part, mean per step over %d steps (min / median / max over %d rank%@; imbalance %@):\n",
+                       steps, worldSize, worldSize == 1 ? "" : "s", imbalance == "barrier" ? "measured with a barrier" : "estimated")
+        let med = max(stepSeconds.median, 1e-12)
+        for n in StepBreakdown.partNames {
+            let p = parts[n]!
+            s += "  " + n.padding(toLength: 10, withPad: " ", startingAt: 0)
+                + String(format: "%9.2f %9.2f %9.2f ms  %5.1f%%\n", 1e3 * p.min, 1e3 * p.median, 1e3 * p.max, 100 * p.median / med)
+        }
+        s += "  " + "step".padding(toLength: 10, withPad: " ", startingAt: 0)
+            + String(format: "%9.2f %9.2f %9.2f ms", 1e3 * stepSeconds.min, 1e3 * stepSeconds.median, 1e3 * stepSeconds.max)
+        return s
+    }
+}

@@ -1,0 +1,120 @@
+// The per-rank step-time breakdown (StepTimer): the split of a gradient wait, the summary
+// record, and 2-rank runs whose straggler is planted with SKESL_FAULT_SLOW_RANK.
+import Foundation
+import XCTest
+import SKESLTraining
+
+final class StepTimeTests: XCTestCase {
+    func testSplitOfTheGradientWait() {
+        // Rank ready 0.1 s before the slowest: that much of a 0.15 s wait is imbalance.
+        XCTAssertEqual(StepTimer.splitWait(0.15, ready: 0.9, slowest: 1.0), 0.1, accuracy: 1e-12)
+        // The slowest rank itself waits only for the all-reduce.
+        XCTAssertEqual(StepTimer.splitWait(0.02, ready: 1.0, slowest: 1.0), 0)
+        // Never more than the wait (the all-reduce had finished by the time it looked).
+        XCTAssertEqual(StepTimer.splitWait(0.05, ready: 0.5, slowest: 1.0), 0.05)
+        XCTAssertEqual(StepTimer.splitWait(0.05, ready: 1.2, slowest: 1.0), 0)
+    }
+
+    func testSummaryRecordSpreadsAndRoundTrips() throws {
+        // 4 ranks: forward 1..4 ms, so min 1, median 2.5 (mean of the middle two), max 4.
+        let perRank = (1...4).map { r -> [Double] in
+            var v = [Double](repeating: 0, count: StepBreakdown.partNames.count)
+            v[1] = Double(r) * 1e-3
+            v[3] = Double(4 - r) * 1e-3
+            return v
+        }
+        let rec = StepTimesRecord.make(perRank: perRank, steps: [7, 7, 7, 7], diagnose: false, time: 1)
+        XCTAssertEqual(rec.worldSize, 4); XCTAssertEqual(rec.steps, 7); XCTAssertEqual(rec.imbalance, "estimate")
+        XCTAssertEqual(rec.parts["forward"]!.min, 1e-3, accuracy: 1e-15)
+        XCTAssertEqual(rec.parts["forward"]!.median, 2.5e-3, accuracy: 1e-15)
+        XCTAssertEqual(rec.parts["forward"]!.max, 4e-3, accuracy: 1e-15)
+        XCTAssertEqual(rec.ranks["imbalance"]!, [3e-3, 2e-3, 1e-3, 0])
+        XCTAssertEqual(rec.stepSeconds.median, 4e-3, accuracy: 1e-15)
+        let line = try MetricsRecord.stepTimes(rec).jsonLine()
+        XCTAssertTrue(line.hasPrefix("{\"kind\":\"step_times\""), line)
+        XCTAssertEqual(try MetricsRecord.parse(line: line), .stepTimes(rec))
+        XCTAssertTrue(rec.text.contains("forward"), rec.text)
+        // The report shows it.
+        let html = RunReport.render(RunReportData(records: [.stepTimes(rec)]), title: "t")
+        XCTAssertTrue(html.contains("<h2>Step time by part</h2>"), html)
+        XCTAssertTrue(html.contains("<tr><td>forward</td><td>1.00</td><td>2.50</td><td>4.00</td>"), html)
+    }
+
+    // MARK: 2 ranks
+
+    struct StepLine: Decodable { var step: Int; var rank: Int; var data, forward, backward, imbalance, allreduce, optimizer, other, total: Double }
+
+    func stepLines(_ dir: String, rank: Int) throws -> [StepLine] {
+        let text = try String(contentsOfFile: dir + String(format: "/step-times/rank-%05d.jsonl", rank), encoding: .utf8)
+        return try text.split(separator: "\n").map { try JSONDecoder().decode(StepLine.self, from: Data($0.utf8)) }
+    }
+
+    func stepTimes(_ dir: String) throws -> StepTimesRecord {
+        let recs = try MetricsLogReader.read(path: dir + "/metrics.jsonl").records
+        guard let r = recs.compactMap({ if case .stepTimes(let t) = $0 { return t } else { return nil } }).last else {
+            throw RunHarness.HarnessError("no step_times record in \(dir)/metrics.jsonl")
+        }
+        return r
+    }
+
+    /// Rank 1 sleeps 150 ms per step before its gradient wait: rank 0 must show that as
+    /// waiting for the slowest rank, not as all-reduce, in both modes.
+    func testTwoRanksAttributeAStragglerToImbalance() throws {
+        let h = try RunHarness("steptimes")
+        try h.synth(samples: 30)
+        let cfg = try h.writeConfig()
+        let slow = ["SKESL_FAULT_SLOW_RANK": "1", "SKESL_FAULT_SLOW_MS": "150"]
+        for (name, diagnose) in [("estimate", false), ("barrier", true)] {
+            let run = h.dir + "/" + name
+            let r = try h.run(["pretrain", "-c", cfg, "--run-dir", run, "--max-steps", "6",
+                               "--set", "train.diagnoseImbalance=\(diagnose)"], np: 2, environment: slow)
+            XCTAssertEqual(r.status, 0, r.err)
+            XCTAssertTrue(r.err.contains("step time by part"), r.err)
+            XCTAssertTrue(r.err.contains("blas: OpenBLAS core "), r.err)
+            let rec = try stepTimes(run)
+            XCTAssertEqual(rec.worldSize, 2); XCTAssertEqual(rec.steps, 6)
+            XCTAssertEqual(rec.imbalance, diagnose ? "barrier" : "estimate")
+            let imb = rec.ranks["imbalance"]!, ar = rec.ranks["allreduce"]!
+            XCTAssertGreaterThan(imb[0], 0.1, "\(name): rank 0 waits ~150 ms per step for rank 1: \(rec.text)")
+            XCTAssertLessThan(ar[0], imb[0], "\(name): the wait is not the all-reduce: \(rec.text)")
+            XCTAssertLessThan(imb[1], 0.05, "\(name): the straggler waits for nobody: \(rec.text)")
+            XCTAssertGreaterThan(rec.ranks["other"]![1], 0.14, "\(name): rank 1's sleep is outside every phase: \(rec.text)")
+            for rank in 0..<2 {
+                let lines = try stepLines(run, rank: rank)
+                XCTAssertEqual(lines.map(\.step), Array(1...6))
+                for l in lines {
+                    XCTAssertEqual(l.rank, rank)
+                    let parts = l.data + l.forward + l.backward + l.imbalance + l.allreduce + l.optimizer + l.other
+                    XCTAssertEqual(parts, l.total, accuracy: 1e-5, "parts add up to the step")
+                    XCTAssertGreaterThan(l.forward, 0); XCTAssertGreaterThan(l.backward, 0)
+                    XCTAssertGreaterThan(l.optimizer, 0); XCTAssertGreaterThan(l.data, 0)
+                }
+                // The summary is the mean of the per-step lines.
+                let mean = lines.map(\.forward).reduce(0, +) / 6
+                XCTAssertEqual(rec.ranks["forward"]![rank], mean, accuracy: 2e-6)
+            }
+            // The steps' totals on rank 0 are the trainer's own step clock (printed by the run).
+            let total = try stepLines(run, rank: 0).map(\.total).reduce(0, +)
+            let m = try XCTUnwrap(r.err.range(of: #"of ([0-9.]+) s of steps"#, options: .regularExpression))
+            let printed = Double(r.err[m].split(separator: " ")[1])!
+            XCTAssertEqual(total, printed, accuracy: 0.05 + 0.02 * printed, r.err)
+        }
+    }
+
+    func testOneRankHasNoWaitAndStepLogCanBeOff() throws {
+        let h = try RunHarness("steptimes1")
+        try h.synth(samples: 30)
+        let cfg = try h.writeConfig()
+        let r = try h.run(["pretrain", "-c", cfg, "--run-dir", h.dir + "/run", "--max-steps", "3", "--set", "train.stepTimeLog=false"])
+        XCTAssertEqual(r.status, 0, r.err)
+        let rec = try stepTimes(h.dir + "/run")
+        XCTAssertEqual(rec.worldSize, 1); XCTAssertEqual(rec.steps, 3)
+        XCTAssertEqual(rec.ranks["imbalance"]!, [0])
+        XCTAssertFalse(FileManager.default.fileExists(atPath: h.dir + "/run/step-times"))
+        // run_start names the kernel and its measured rate.
+        let start = try MetricsLogReader.read(path: h.dir + "/run/metrics.jsonl").records.compactMap { rec -> RunStartRecord? in
+            if case .runStart(let s) = rec { return s } else { return nil } }.first
+        let blas = try XCTUnwrap(start?.blas)
+        XCTAssertFalse(blas.core.isEmpty); XCTAssertGreaterThan(blas.sgemmGFLOPs, 0.1)
+    }
+}

@@ -1,0 +1,136 @@
+#!/usr/bin/env bash
+# Weak scaling of skesl at 1, 2, 4, 8, 16 MPI ranks (capped at this machine's CPUs unless told
+# otherwise) for the pretraining step, the fine-tuning step and the cached pretraining step, at
+# the reference shapes (BERT-base, L 39, audio 400x33, video 55x709), one OpenBLAS thread per
+# rank, bound to cores; then PyTorch DDP (gloo) on the same shapes in the same run. Prints one
+# table: samples/s, efficiency against 1 rank, and from skesl's step_times record the median
+# rank's share of the step spent waiting for the slowest rank and in the all-reduce proper.
+#
+#   scripts/bench_scaling.sh                     from a checkout (release build, system Open MPI)
+#   ./run scripts/bench_scaling.sh               from an unpacked bundle (scripts/bundle)
+#
+# Knobs (environment):
+#   SIZES="1 2 4 8 16"  MAX_RANKS=<CPUs>  TASKS="pretrain finetune cached"
+#   PER=16 (samples per rank per step; the cached step: CACHED_PER=64)  STEPS=6  CACHED_STEPS=12
+#   DIAGNOSE=0 (1: train.diagnoseImbalance, the imbalance measured with a barrier)
+#   DDP=1 (0: no PyTorch peer)  PYTHON=<python with torch>  MPIRUN_ARGS="--bind-to core"  EXTRA_SET=""
+#   OUT=<directory for results.jsonl and the runs' logs> (default: a temporary one, removed)
+#   SKESL=<skesl binary> (checkout only: skip the release build)
+# Ranks beyond the CPU count are skipped: oversubscribed figures are not scaling figures.
+# MAX_RANKS=N raises the cap (for correctness runs only).
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+if [ -f "$here/../MANIFEST" ] && [ -x "$here/../bin/skesl" ]; then
+  # Inside a bundle: `run` has set PATH and the libraries up (or do it now).
+  [ -n "${OPAL_PREFIX:-}" ] || exec "$here/../run" bash "$0" "$@"
+  SKESL=$here/../bin/skesl; MPIRUN=$here/../usr/bin/mpirun; LEX=$here/../share/vader_lexicon.txt
+  PY=${PYTHON:-python3}
+  py() { env -u LD_LIBRARY_PATH "$PY" "$@"; }   # the machine's Python with its own libraries, not the bundle's
+else
+  cd "$here/.."
+  if [ -z "${SKESL:-}" ]; then
+    swift build -c release --product skesl 2>&1 | tail -1
+    SKESL=$(swift build -c release --show-bin-path)/skesl
+  fi
+  MPIRUN=mpirun; LEX=auto
+  PY=${PYTHON:-.venv/bin/python}
+  py() { "$PY" "$@"; }
+  export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+fi
+export OPENBLAS_NUM_THREADS=1
+CPUS=$(nproc)
+SIZES=${SIZES:-1 2 4 8 16}; MAX=${MAX_RANKS:-$CPUS}; TASKS=${TASKS:-pretrain finetune cached}
+PER=${PER:-16}; STEPS=${STEPS:-6}; CPER=${CACHED_PER:-64}; CSTEPS=${CACHED_STEPS:-12}
+W=$(mktemp -d /tmp/skesl-scaling.XXXXXX)
+if [ -n "${OUT:-}" ]; then mkdir -p "$OUT"; trap 'cp -r "$W"/*.err "$W"/*.out "$W"/results.jsonl "$OUT"/ 2>/dev/null; rm -rf "$W"' EXIT
+else trap 'rm -rf "$W"' EXIT; fi
+RES=$W/results.jsonl; : > "$RES"
+sizes=(); for n in $SIZES; do if [ "$n" -le "$MAX" ]; then sizes+=("$n"); else echo "{\"skipped_ranks\": $n, \"why\": \"more ranks than the $MAX CPUs allowed (MAX_RANKS)\"}" >> "$RES"; fi; done
+NMAX=1; for n in "${sizes[@]}"; do [ "$n" -gt "$NMAX" ] && NMAX=$n; done
+over=(); [ "$NMAX" -gt "$CPUS" ] && over=(--oversubscribe)
+
+echo "bench_scaling: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), $CPUS CPUs ($(lscpu 2>/dev/null | awk -F: '/Thread\(s\) per core/ {gsub(/ /, "", $2); print $2}') thread(s) per core); ranks ${sizes[*]}; tasks $TASKS"
+"$SKESL" bench --task pretrain --steps 1 --batch 2 2>/dev/null | grep -E '^(machine|blas):' || true
+
+# One labeled store for every run: fine-tuning trains on its 70% train split.
+need=$(( PER * NMAX * (STEPS + 2) )); cneed=$(( CPER * NMAX * (CSTEPS + 2) ))
+[[ " $TASKS " == *" cached "* ]] && [ $cneed -gt $need ] && need=$cneed
+SAMPLES=$(( (need * 10 + 6) / 7 ))
+"$SKESL" synth --out "$W/store" --samples $SAMPLES --labeled --seed 1 >/dev/null
+"$SKESL" synth --write-vocab "$W/vocab.txt" --out "$W/unused" --samples 1 >/dev/null 2>&1 || true
+[ -s "$W/vocab.txt" ] || { echo "bench_scaling: skesl synth --write-vocab wrote nothing"; exit 1; }
+echo "store: $SAMPLES samples ($(du -sh "$W/store" | cut -f1))"
+
+run() {  # task ranks
+  local task=$1 np=$2 per=$PER steps=$STEPS cmd=$1
+  local extra=(--set data.tokenizer="$W/vocab.txt" --set train.epochs=100 --set logEverySeconds=0.001
+               --set data.lexicon="$LEX" --store "$W/store" --resume none ${EXTRA_SET:-})
+  case $task in
+    finetune) extra+=(--set model.freezeBert=false --set train.optimizer.groupLR.bert=5.0e-6) ;;
+    cached) cmd=pretrain; per=$CPER; steps=$CSTEPS; extra+=(--set data.bertCache=true) ;;
+  esac
+  [ "${DIAGNOSE:-0}" = 1 ] && extra+=(--set train.diagnoseImbalance=true)
+  extra+=(--set train.globalBatch=$(( per * np )) --set train.maxSteps=$steps)
+  local rd=$W/$task-$np
+  # shellcheck disable=SC2086
+  if ! "$MPIRUN" -np "$np" ${over[@]+"${over[@]}"} ${MPIRUN_ARGS:---bind-to core} "$SKESL" "$cmd" "${extra[@]}" --run-dir "$rd" > "$rd.out" 2> "$rd.err"; then
+    echo "{\"skesl\": \"$task\", \"ranks\": $np, \"error\": \"failed, see $task-$np.err\"}" >> "$RES"
+    echo "  $task $np ranks FAILED:"; tail -5 "$rd.err" | sed 's/^/    /'; return
+  fi
+  py - "$rd/metrics.jsonl" "$task" "$np" "$per" <<'PY' >> "$RES"
+import json, sys
+recs = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+train = [r for r in recs if r["kind"] == "train"]
+timed = train[1:] if len(train) > 1 else train          # the first step warms up
+samples = sum(r["samples"] for r in timed); secs = sum(r["samples"] / r["samples_per_s"] for r in timed)
+st = [r for r in recs if r["kind"] == "step_times"][-1]
+start = [r for r in recs if r["kind"] == "run_start"][-1]
+med = st["step_s"]["median"]
+out = {"skesl": sys.argv[2], "ranks": int(sys.argv[3]), "per_rank_batch": int(sys.argv[4]),
+       "samples_per_s": round(samples / secs, 3), "step_ms_median_rank": round(1e3 * med, 1),
+       "imbalance_share": round(st["parts"]["imbalance"]["median"] / med, 4),
+       "allreduce_share": round(st["parts"]["allreduce"]["median"] / med, 4),
+       "allreduce_share_max": round(st["parts"]["allreduce"]["max"] / med, 4), "imbalance_from": st["imbalance"],
+       "blas": start.get("blas", {}).get("core"), "sgemm_gflops": start.get("blas", {}).get("sgemm_gflops")}
+print(json.dumps(out))
+PY
+  tail -1 "$RES"
+}
+for task in $TASKS; do for np in "${sizes[@]}"; do run "$task" "$np"; done; done
+
+if [ "${DDP:-1}" = 1 ] && py -c "import torch, transformers" 2>/dev/null; then
+  worlds=$(IFS=,; echo "${sizes[*]}")
+  for task in $TASKS; do
+    per=$PER; steps=4; [ "$task" = cached ] && { per=$CPER; steps=10; }
+    OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 py "$here/bench_torch_ddp.py" --task "$task" --worlds "$worlds" \
+      --per-rank "$per" --steps "$steps" 2> "$W/ddp-$task.err" | grep '"bench"' >> "$RES" \
+      || { echo "pytorch DDP $task failed:"; tail -5 "$W/ddp-$task.err"; }
+  done
+else
+  echo "pytorch DDP: skipped (DDP=0, or $PY lacks torch and transformers: scripts/setup --torch)"
+fi
+
+py - "$RES" <<'PY'
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+ddp_name = {"pretrain": "ddp_pretrain_reference", "finetune": "ddp_finetune_reference", "cached": "ddp_pretrain_cached"}
+print("\n%-9s %5s %7s | %11s %6s %10s %10s | %11s %6s %9s" % ("step", "ranks", "batch/r", "skesl s/s", "eff",
+      "imbalance", "all-reduce", "DDP s/s", "eff", "skesl/DDP"))
+for task in ("pretrain", "finetune", "cached"):
+    mine = {r["ranks"]: r for r in rows if r.get("skesl") == task and "samples_per_s" in r}
+    ddp = {r["world"]: r for r in rows if r.get("bench") == ddp_name[task]}
+    base = mine.get(1, {}).get("samples_per_s")
+    for n in sorted(set(mine) | set(ddp)):
+        m, d = mine.get(n), ddp.get(n)
+        s = "%11.2f %6s %9.1f%% %9.1f%%" % (m["samples_per_s"], "%.0f%%" % (100 * m["samples_per_s"] / (n * base)) if base else "-",
+                                            100 * m["imbalance_share"], 100 * m["allreduce_share"]) if m else "%11s %6s %10s %10s" % ("-", "-", "-", "-")
+        t = "%11.2f %6s" % (d["samples_per_s"], "%.0f%%" % (100 * d["weak_scaling_efficiency"]) if d.get("weak_scaling_efficiency") else "-") if d else "%11s %6s" % ("-", "-")
+        ratio = "%8.2fx" % (m["samples_per_s"] / d["samples_per_s"]) if m and d else "%9s" % "-"
+        per = m["per_rank_batch"] if m else d["per_rank_batch"]
+        print("%-9s %5d %7d | %s | %s %s" % (task, n, per, s, t, ratio))
+for r in rows:
+    if "error" in r or "skipped_ranks" in r:
+        print("note:", json.dumps(r))
+print("imbalance and all-reduce: the median rank's share of its step (skesl's step_times record; %s)" %
+      next((r["imbalance_from"] for r in rows if "imbalance_from" in r), "estimate"))
+PY

@@ -79,3 +79,39 @@ public enum StoreBench {
                           peakRSS: peakRSS(), poolBytes: pool)
     }
 }
+
+/// Resident memory of a process from /proc (Linux): anonymous and file-backed pages, and
+/// the file-backed pages of a store's row table and shard files (from smaps).
+public struct ProcessMemory: Codable, Sendable {
+    public var rssAnon = 0, rssFile = 0, peak = 0
+    public var tableRss = 0, shardRss = 0
+    public init() {}
+
+    /// RssAnon, RssFile and VmHWM of `pid`, in bytes (nil once it has exited).
+    public static func status(_ pid: Int32) -> ProcessMemory? {
+        guard let s = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8) else { return nil }
+        var m = ProcessMemory()
+        for line in s.split(separator: "\n") {
+            let kb = (line.split(separator: " ").compactMap { Int($0) }.first ?? 0) * 1024
+            if line.hasPrefix("RssAnon:") { m.rssAnon = kb } else if line.hasPrefix("RssFile:") { m.rssFile = kb } else if line.hasPrefix("VmHWM:") { m.peak = kb }
+        }
+        return m
+    }
+
+    /// Resident bytes of `pid`'s mappings of the row table and of shard files.
+    public static func storeMappings(_ pid: Int32) -> (table: Int, shards: Int)? {
+        guard let s = try? String(contentsOfFile: "/proc/\(pid)/smaps", encoding: .utf8) else { return nil }
+        var table = 0, shards = 0
+        var current = 0   // 1: table, 2: shard, 0: other
+        for line in s.split(separator: "\n") {
+            let head = line.prefix(while: { $0 != " " })
+            if head.contains("-") && head.allSatisfy({ $0.isHexDigit || $0 == "-" }) {
+                current = line.hasSuffix("/" + RowTableFormat.fileName) ? 1 : (line.hasSuffix(".h5") ? 2 : 0)
+            } else if line.hasPrefix("Rss:") && current != 0 {
+                let kb = (line.split(separator: " ").compactMap { Int($0) }.first ?? 0) * 1024
+                if current == 1 { table += kb } else { shards += kb }
+            }
+        }
+        return (table, shards)
+    }
+}

@@ -51,6 +51,20 @@ final class MappedRows: @unchecked Sendable {
         return m
     }
 
+    private static let pageSize = Int(sysconf(Int32(_SC_PAGESIZE)))
+
+    /// Drops this process's page-table entries for the pages of a feature row just copied.
+    /// The pages stay in the kernel's page cache (a later read maps them again, a minor
+    /// fault), but the process's file-backed resident memory (RssFile, which Slurm's RSS
+    /// accounting counts) stays at the rows in flight instead of growing to every shard
+    /// page read so far, the whole corpus after an epoch.
+    @inline(__always)
+    private func release(_ m: FileMapping, _ offset: Int, _ bytes: Int) {
+        let page = MappedRows.pageSize
+        let lo = offset & ~(page - 1), hi = min(m.size, (offset + bytes + page - 1) & ~(page - 1))
+        if hi > lo { madvise(UnsafeMutableRawPointer(mutating: m.base + lo), hi - lo, MADV_DONTNEED) }
+    }
+
     /// Copies one feature row out of its chunk. 1: verified and all finite; 0: the
     /// checksum matched but finiteness is left to the batch's check; -1: HDF5 must decide.
     @inline(__always)
@@ -90,9 +104,12 @@ final class MappedRows: @unchecked Sendable {
         let aDst = b.audio.baseAddress! + slot * spec.audioRow, vDst = b.video.baseAddress! + slot * spec.videoRow
         let bit: UInt64 = 1 << UInt64(gi & 63)
         var finite = false
+        let aAt = row.rowAudioChunk + (r % sh.audioRowsPerChunk) * 4 * spec.audioRow
+        let vAt = row.rowVideoChunk + (r % sh.videoRowsPerChunk) * 4 * spec.videoRow
         if !verifyEveryRead && verified[gi >> 6] & bit != 0 {
-            UnsafeMutableRawPointer(aDst).copyMemory(from: m.base + row.rowAudioChunk + (r % sh.audioRowsPerChunk) * 4 * spec.audioRow, byteCount: 4 * spec.audioRow)
-            UnsafeMutableRawPointer(vDst).copyMemory(from: m.base + row.rowVideoChunk + (r % sh.videoRowsPerChunk) * 4 * spec.videoRow, byteCount: 4 * spec.videoRow)
+            UnsafeMutableRawPointer(aDst).copyMemory(from: m.base + aAt, byteCount: 4 * spec.audioRow)
+            UnsafeMutableRawPointer(vDst).copyMemory(from: m.base + vAt, byteCount: 4 * spec.videoRow)
+            release(m, aAt, 4 * spec.audioRow); release(m, vAt, 4 * spec.videoRow)
             finite = true
         } else {
             let a = feature(m, chunk: row.rowAudioChunk, rowsPerChunk: sh.audioRowsPerChunk, row: r, rowBytes: 4 * spec.audioRow,
@@ -105,12 +122,16 @@ final class MappedRows: @unchecked Sendable {
                 return
             }
             finite = a == 1 && v == 1
+            // Whole chunks were read (their checksums cover them).
+            release(m, row.rowAudioChunk, sh.audioRowsPerChunk * 4 * spec.audioRow + 4)
+            release(m, row.rowVideoChunk, sh.videoRowsPerChunk * 4 * spec.videoRow + 4)
         }
         b.audioLengths[slot] = row.rowAudioLength
         b.videoLengths[slot] = row.rowVideoLength
         if let l = b.labels, let sp = b.splits { l[slot] = row.rowLabel; sp[slot] = row.rowSplit }
         var uid: String? = nil
         if text || spec.tokens != nil {
+            // Text entries (and token ids) are read with pread (RowTable.text).
             let t = try table.text(gi, row: row, shard: s)
             if let L = spec.tokens, let tok = b.tokens, let tl = b.tokenLengths {
                 UnsafeMutableRawPointer(tok.baseAddress! + slot * L).copyMemory(from: t.tokens, byteCount: 4 * L)

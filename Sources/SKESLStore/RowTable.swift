@@ -68,6 +68,10 @@ public final class RowTable {
     let shards: [RowTableShard]
     private let rowsStart: Int, textStart: Int, crcStart: Int
     private var blockChecked: [UInt64]
+    /// Text entries are read with pread, not through the mapping: they are read once per
+    /// sample and epoch, and mapped pages would stay resident (RssFile) for the whole run.
+    private let fd: Int32
+    private var textBuffer = [UInt8](repeating: 0, count: 4096)
 
     /// Opens `directory`'s table, or returns nil when the store has none. Throws, naming
     /// the file and the command that rebuilds it, when the table is damaged or belongs to
@@ -84,6 +88,8 @@ public final class RowTable {
             StoreError("\(path): \(why). The row table is damaged or out of date: rebuild it with `\(RowTableFormat.rebuildHint(directory))` (or delete it to read through HDF5)")
         }
         do { mapping = try FileMapping(path: path) } catch { throw bad("cannot be mapped (\(error))") }
+        fd = Glibc.open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw bad("cannot be opened (\(String(cString: strerror(errno))))") }
         let b = mapping.base
         guard mapping.size >= RowTableFormat.headerBytes else { throw bad("\(mapping.size) bytes, shorter than its header") }
         guard (0..<8).allSatisfy({ b.load(fromByteOffset: $0, as: UInt8.self) == RowTableFormat.magic[$0] }) else { throw bad("not a skesl row table (wrong magic)") }
@@ -123,6 +129,8 @@ public final class RowTable {
         blockChecked = [UInt64](repeating: 0, count: (RowTableFormat.blocks(rows) + 63) / 64)
     }
 
+    deinit { close(fd) }
+
     /// Row `g` (a global sample id), its block's CRC-32 checked on first use.
     @inline(__always)
     func row(_ g: Int) throws -> UnsafeRawPointer {
@@ -145,24 +153,35 @@ public final class RowTable {
     /// Checks every block (verify).
     func checkAllBlocks() throws { for b in 0..<RowTableFormat.blocks(rows) { try checkBlock(b) } }
 
-    /// The text entry of row `g` (id, transcript, token ids), its CRC-32 checked.
+    /// The text entry of row `g`: id, transcript and token ids (int32, `tokens` of them,
+    /// valid until the next call), its CRC-32 checked.
     func text(_ g: Int, row r: UnsafeRawPointer, shard: Int) throws -> (id: String, transcript: String, tokens: UnsafeRawPointer) {
         let off = shards[shard].textBase + Int(UInt32(littleEndian: r.loadUnaligned(fromByteOffset: 16, as: UInt32.self)))
-        let b = mapping.base
         func damaged() -> StoreError {
             StoreError("\(path): the text entry of global sample id \(g) is damaged (CRC-32 or bounds). Rebuild the table with `\(RowTableFormat.rebuildHint((path as NSString).deletingLastPathComponent))`")
         }
+        func read(_ n: Int, at o: Int) throws {
+            if textBuffer.count < n { textBuffer = [UInt8](repeating: 0, count: n) }
+            let got = textBuffer.withUnsafeMutableBytes { pread(fd, $0.baseAddress, n, off_t(o)) }
+            guard got == n else { throw StoreError("\(path): reading the text entry of global sample id \(g) failed (\(got < 0 ? String(cString: strerror(errno)) : "short read"): truncated?)") }
+        }
         guard off + RowTableFormat.textHeaderBytes <= crcStart else { throw damaged() }
-        let idLen = Int(UInt32(littleEndian: b.loadUnaligned(fromByteOffset: off + 4, as: UInt32.self)))
-        let textLen = Int(UInt32(littleEndian: b.loadUnaligned(fromByteOffset: off + 8, as: UInt32.self)))
+        try read(RowTableFormat.textHeaderBytes, at: off)
+        let (stored, idLen, textLen) = textBuffer.withUnsafeBytes { p in
+            (UInt32(littleEndian: p.loadUnaligned(as: UInt32.self)), Int(UInt32(littleEndian: p.loadUnaligned(fromByteOffset: 4, as: UInt32.self))),
+             Int(UInt32(littleEndian: p.loadUnaligned(fromByteOffset: 8, as: UInt32.self))))
+        }
         let body = 8 + 4 * tokens + idLen + textLen
         guard idLen <= crcStart, textLen <= crcStart, off + 4 + body <= crcStart else { throw damaged() }
-        var c = CRC32(); c.update(UnsafeRawBufferPointer(start: b + off + 4, count: body))
-        guard c.value == UInt32(littleEndian: b.loadUnaligned(fromByteOffset: off, as: UInt32.self)) else { throw damaged() }
-        let p = b + off + RowTableFormat.textHeaderBytes + 4 * tokens
-        let id = String(decoding: UnsafeRawBufferPointer(start: p, count: idLen), as: UTF8.self)
-        let tr = String(decoding: UnsafeRawBufferPointer(start: p + idLen, count: textLen), as: UTF8.self)
-        return (id, tr, b + off + RowTableFormat.textHeaderBytes)
+        try read(4 + body, at: off)
+        return try textBuffer.withUnsafeBytes { p in
+            var c = CRC32(); c.update(UnsafeRawBufferPointer(rebasing: p[4..<(4 + body)]))
+            guard c.value == stored else { throw damaged() }
+            let s = RowTableFormat.textHeaderBytes + 4 * tokens
+            let id = String(decoding: UnsafeRawBufferPointer(rebasing: p[s..<(s + idLen)]), as: UTF8.self)
+            let tr = String(decoding: UnsafeRawBufferPointer(rebasing: p[(s + idLen)..<(s + idLen + textLen)]), as: UTF8.self)
+            return (id, tr, p.baseAddress! + RowTableFormat.textHeaderBytes)
+        }
     }
 }
 

@@ -120,7 +120,7 @@ struct StoreBenchCommand: ParsableCommand {
             if let m = ProcessMemory.status(p.processIdentifier) {
                 f.mem.rssAnon = max(f.mem.rssAnon, m.rssAnon); f.mem.rssFile = max(f.mem.rssFile, m.rssFile); f.mem.peak = max(f.mem.peak, m.peak)
             }
-            if polls % 10 == 0, let s = ProcessMemory.storeMappings(p.processIdentifier) {
+            if let s = ProcessMemory.storeMappings(p.processIdentifier) {
                 f.mem.tableRss = max(f.mem.tableRss, s.table); f.mem.shardRss = max(f.mem.shardRss, s.shards)
             }
             polls += 1

@@ -17,6 +17,7 @@ final class MappedRows: @unchecked Sendable {
     let store: FeatureStore
     let table: RowTable
     let verifyEveryRead: Bool
+    let residentLimit: Int
     private var mappings: [FileMapping?]
     private var verified: [UInt64]
     /// Reads are serialised: the table's block checks, the mappings and the bits change.
@@ -24,8 +25,9 @@ final class MappedRows: @unchecked Sendable {
     /// Shard files mapped so far (for figures and tests).
     private(set) var mappedShards = 0
 
-    init(store: FeatureStore, table: RowTable, verifyEveryRead: Bool) {
-        self.store = store; self.table = table; self.verifyEveryRead = verifyEveryRead
+    init(store: FeatureStore, table: RowTable, verifyEveryRead: Bool, residentLimit: Int) {
+        self.store = store; self.table = table; self.verifyEveryRead = verifyEveryRead; self.residentLimit = residentLimit
+        isTouched = [Bool](repeating: false, count: store.shardCount)
         mappings = [FileMapping?](repeating: nil, count: store.shardCount)
         verified = [UInt64](repeating: 0, count: (store.count + 63) / 64)
     }
@@ -51,19 +53,35 @@ final class MappedRows: @unchecked Sendable {
         return m
     }
 
-    private static let pageSize = Int(sysconf(Int32(_SC_PAGESIZE)))
+    static let pageSize = Int(sysconf(Int32(_SC_PAGESIZE)))
 
-    /// Drops this process's page-table entries for the pages of a feature row just copied.
-    /// The pages stay in the kernel's page cache (a later read maps them again, a minor
-    /// fault), but the process's file-backed resident memory (RssFile, which Slurm's RSS
-    /// accounting counts) stays at the rows in flight instead of growing to every shard
-    /// page read so far, the whole corpus after an epoch.
+    /// Bytes of shard pages mapped since the last release (an upper bound), and the shards
+    /// they lie in.
+    private var residentBytes = 0
+    private var touched: [Int] = []
+    private var isTouched: [Bool]
+
+    /// Keeps the shard pages this process has mapped in (RssFile) under `residentLimit`:
+    /// once the rows read since the last release exceed it, every shard touched since
+    /// is released with one madvise(MADV_DONTNEED) each. The pages stay in the kernel's
+    /// page cache (a later read maps them again: minor faults), but the process's
+    /// file-backed resident memory, which RSS-based job limits (Slurm) count, stays
+    /// bounded instead of growing to every shard page read so far.
     @inline(__always)
-    private func release(_ m: FileMapping, _ offset: Int, _ bytes: Int) {
-        let page = MappedRows.pageSize
-        let lo = offset & ~(page - 1), hi = min(m.size, (offset + bytes + page - 1) & ~(page - 1))
-        if hi > lo { madvise(UnsafeMutableRawPointer(mutating: m.base + lo), hi - lo, MADV_DONTNEED) }
+    private func account(_ s: Int, _ bytes: Int) {
+        residentBytes += bytes
+        if !isTouched[s] { isTouched[s] = true; touched.append(s) }
+        guard residentBytes > residentLimit else { return }
+        for t in touched {
+            if let m = mappings[t] { madvise(UnsafeMutableRawPointer(mutating: m.base), m.size, MADV_DONTNEED) }
+            isTouched[t] = false
+        }
+        touched.removeAll(keepingCapacity: true)
+        residentBytes = 0
+        releases += 1
     }
+    /// Times the shard pages were released (figures, tests).
+    private(set) var releases = 0
 
     /// Copies one feature row out of its chunk. 1: verified and all finite; 0: the
     /// checksum matched but finiteness is left to the batch's check; -1: HDF5 must decide.
@@ -109,7 +127,6 @@ final class MappedRows: @unchecked Sendable {
         if !verifyEveryRead && verified[gi >> 6] & bit != 0 {
             UnsafeMutableRawPointer(aDst).copyMemory(from: m.base + aAt, byteCount: 4 * spec.audioRow)
             UnsafeMutableRawPointer(vDst).copyMemory(from: m.base + vAt, byteCount: 4 * spec.videoRow)
-            release(m, aAt, 4 * spec.audioRow); release(m, vAt, 4 * spec.videoRow)
             finite = true
         } else {
             let a = feature(m, chunk: row.rowAudioChunk, rowsPerChunk: sh.audioRowsPerChunk, row: r, rowBytes: 4 * spec.audioRow,
@@ -122,10 +139,10 @@ final class MappedRows: @unchecked Sendable {
                 return
             }
             finite = a == 1 && v == 1
-            // Whole chunks were read (their checksums cover them).
-            release(m, row.rowAudioChunk, sh.audioRowsPerChunk * 4 * spec.audioRow + 4)
-            release(m, row.rowVideoChunk, sh.videoRowsPerChunk * 4 * spec.videoRow + 4)
         }
+        // Pages this read may have mapped: its two chunks (small rows share a chunk of
+        // many rows) and the kernel's fault-around (up to 16 pages about a faulting page).
+        account(s, sh.audioRowsPerChunk * 4 * spec.audioRow + sh.videoRowsPerChunk * 4 * spec.videoRow + 2 * 16 * MappedRows.pageSize)
         b.audioLengths[slot] = row.rowAudioLength
         b.videoLengths[slot] = row.rowVideoLength
         if let l = b.labels, let sp = b.splits { l[slot] = row.rowLabel; sp[slot] = row.rowSplit }

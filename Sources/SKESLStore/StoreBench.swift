@@ -87,9 +87,23 @@ public struct ProcessMemory: Codable, Sendable {
     public var tableRss = 0, shardRss = 0
     public init() {}
 
+    /// The whole of a /proc file (they report size 0, so read until the end).
+    static func procFile(_ path: String) -> String? {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        var out = [UInt8](), buf = [UInt8](repeating: 0, count: 1 << 16)
+        while true {
+            let n = buf.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            if n <= 0 { break }
+            out += buf[0..<n]
+        }
+        return String(decoding: out, as: UTF8.self)
+    }
+
     /// RssAnon, RssFile and VmHWM of `pid`, in bytes (nil once it has exited).
     public static func status(_ pid: Int32) -> ProcessMemory? {
-        guard let s = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8) else { return nil }
+        guard let s = procFile("/proc/\(pid)/status"), !s.isEmpty else { return nil }
         var m = ProcessMemory()
         for line in s.split(separator: "\n") {
             let kb = (line.split(separator: " ").compactMap { Int($0) }.first ?? 0) * 1024
@@ -100,7 +114,7 @@ public struct ProcessMemory: Codable, Sendable {
 
     /// Resident bytes of `pid`'s mappings of the row table and of shard files.
     public static func storeMappings(_ pid: Int32) -> (table: Int, shards: Int)? {
-        guard let s = try? String(contentsOfFile: "/proc/\(pid)/smaps", encoding: .utf8) else { return nil }
+        guard let s = procFile("/proc/\(pid)/smaps"), !s.isEmpty else { return nil }
         var table = 0, shards = 0
         var current = 0   // 1: table, 2: shard, 0: other
         for line in s.split(separator: "\n") {

@@ -37,6 +37,10 @@ public struct LoaderConfig: Sendable {
     /// costs the same whatever the shard count (docs/feature-store.md, "Row table").
     /// Off: every read goes through HDF5 shard readers, as for stores without a table.
     public var useRowTable = true
+    /// Shard-file pages a row-table loader keeps mapped in this process (RssFile) before
+    /// releasing them (they stay in the page cache): bounds the file-backed resident
+    /// memory of a run over a corpus larger than this (MappedRows.account).
+    public var residentShardBytes = 2048 << 20
     public init(globalBatchSize: Int = 32, microBatches: Int = 1, seed: UInt64 = 0, shuffle: Bool = true,
                 split: Split? = nil, prefetchDepth: Int = 2, skipBadSamples: Bool = false, dropRemainder: Bool = false,
                 maxOpenShards: Int = 2) {
@@ -60,6 +64,8 @@ public final class StoreLoader: @unchecked Sendable {
     public var readsRowTable: Bool { mapped != nil }
     /// Shard files mapped so far by the row-table reads.
     public var mappedShards: Int { mapped?.mappedShards ?? 0 }
+    /// Times the mapped shard pages were released (residentShardBytes).
+    public var residentReleases: Int { mapped?.releases ?? 0 }
     /// Open shard readers, most recently used last (at most maxOpenShards).
     private var open: [ShardReader] = []
     private let openLock = NSLock()
@@ -110,7 +116,7 @@ public final class StoreLoader: @unchecked Sendable {
                 }
             }
             if stale.isEmpty {
-                rows = MappedRows(store: store, table: table, verifyEveryRead: config.verifyEveryRead)
+                rows = MappedRows(store: store, table: table, verifyEveryRead: config.verifyEveryRead, residentLimit: config.residentShardBytes)
                 if let split = config.split {
                     for (g, c) in try rows!.splitCodes().enumerated() where c == split.rawValue && !bad.contains(store.locate(Int64(g)).shard) {
                         ids!.append(Int64(g))

@@ -70,6 +70,7 @@ struct StoreBenchCommand: ParsableCommand {
     @Option(help: "Batches the loader-only runs pull (batch 32).") var batches = 3000
     @Option(help: "Optimiser steps of the training runs (batch 32, a tiny model: the loader's share is then at its largest).") var trainSteps = 2000
     @Flag(help: "Skip the training runs through HDF5 (the store without its row table), shown for comparison.") var noHdf5Comparison = false
+    @Option(help: "data.residentShardMB of a second training run per store: the bound on mapped shard pages, below the stores' size.") var residentShardMb = 64
     @Option(help: "Utterances of the reference-shape store (0: skip that part).") var referenceSamples = 8000
     @Option(help: "Batches pulled at reference shapes.") var referenceBatches = 150
     @Option(help: "Model step time in seconds to compare with (default: estimate from FLOPs).") var stepSeconds: Double?
@@ -85,7 +86,7 @@ struct StoreBenchCommand: ParsableCommand {
 
     /// A tiny pretraining run (BERT 1 layer of 16, encoder of width 8) on `store`, whose
     /// features have the small dims `d`: everything a real run does, the loader included.
-    func train(_ store: String, dims d: [Int], steps: Int) throws -> TrainFigures {
+    func train(_ store: String, dims d: [Int], steps: Int, residentMB: Int? = nil) throws -> TrainFigures {
         let work = "\(dir)/train-run"
         try? FileManager.default.removeItem(atPath: work)
         try FileManager.default.createDirectory(atPath: work, withIntermediateDirectories: true)
@@ -101,7 +102,7 @@ struct StoreBenchCommand: ParsableCommand {
                  intermediate_size: 32, max_position_embeddings: 24}
           crossmodal: {layers: 2, attentionDim: 8, audioDim: \(d[1]), videoDim: \(d[3]), dropout: 0.5}
           head: {hidden: 8, dropout: 0.5}
-        data: {store: \(store), tokenizer: \(work)/vocab.txt, lexicon: \(work)/lexicon.txt, textLength: 16}
+        data: {store: \(store), tokenizer: \(work)/vocab.txt, lexicon: \(work)/lexicon.txt, textLength: 16\(residentMB.map { ", residentShardMB: \($0)" } ?? "")}
         train: {epochs: 1000, maxSteps: \(steps), globalBatch: 32, seed: 1, threads: 1, optimizer: {lr: 1.0e-3}}
         checkpoint: {keepLast: 1}
         """
@@ -157,8 +158,13 @@ struct StoreBenchCommand: ParsableCommand {
                 let table = (try? FileManager.default.attributesOfItem(atPath: out + "/" + RowTableFormat.fileName)[.size] as? Int) ?? 0
                 print("  \(n) utterances: \(mb(size)) MB + row table \(mb(table)) MB (\(fmt(Double(table) / Double(n))) bytes/sample), build \(fmt(build)) s (\(fmt(Double(n) / build, 0))/s), verify \(fmt(verify)) s (\(fmt(Double(n) / verify, 0))/s)")
                 print("    loader alone: \(fmt(load.samplesPerSecond, 0)) samples/s over \(load.samples) samples (cold cache), peak RSS \(mb(load.peakRSS)) MB")
-                let t = try train(out, dims: d, steps: trainSteps)
-                print("    training run (skesl pretrain, tiny model, \(trainSteps) steps of 32, \(fmt(t.seconds)) s): loader \(fmt(t.loaderMicros)) µs CPU per sample = \(fmt(t.loaderShare))% of the steps; peak RssAnon \(mb(t.mem.rssAnon)) MB, RssFile \(mb(t.mem.rssFile)) MB (row table \(mb(t.mem.tableRss)) MB, shard files \(mb(t.mem.shardRss)) MB), VmHWM \(mb(t.mem.peak)) MB")
+                func show(_ what: String, _ t: TrainFigures) {
+                    print("    \(what): loader \(fmt(t.loaderMicros)) µs CPU per sample = \(fmt(t.loaderShare))% of the steps; peak RssAnon \(mb(t.mem.rssAnon)) MB, RssFile \(mb(t.mem.rssFile)) MB (row table \(mb(t.mem.tableRss)) MB, shard files \(mb(t.mem.shardRss)) MB), VmHWM \(mb(t.mem.peak)) MB")
+                }
+                let t0 = try train(out, dims: d, steps: trainSteps)
+                show("training run (skesl pretrain, tiny model, \(trainSteps) steps of 32, \(fmt(t0.seconds)) s, default data.residentShardMB)", t0)
+                let t = try train(out, dims: d, steps: trainSteps, residentMB: residentShardMb)
+                show("same run, data.residentShardMB \(residentShardMb)", t)
                 if !noHdf5Comparison {
                     // The same run without the table: every read through HDF5 shard readers.
                     let tablePath = out + "/" + RowTableFormat.fileName, aside = out + "/row-table.aside"
@@ -175,7 +181,7 @@ struct StoreBenchCommand: ParsableCommand {
             let anon = Double(rows[1].train.mem.rssAnon - rows[0].train.mem.rssAnon) / dn
             let file = Double(rows[1].train.mem.rssFile - rows[0].train.mem.rssFile) / dn
             let tableB = Double(rows[1].train.mem.tableRss - rows[0].train.mem.tableRss) / dn
-            print("  training run memory from \(small) to \(samples) utterances, per added sample: anonymous \(fmt(anon)) bytes, file-backed \(fmt(file)) bytes, of which the row table \(fmt(tableB)) bytes (target: at most about 32 bytes per sample)")
+            print("  training run memory (data.residentShardMB \(residentShardMb)) from \(small) to \(samples) utterances, per added sample: anonymous \(fmt(anon)) bytes, file-backed \(fmt(file)) bytes, of which the row table \(fmt(tableB)) bytes (target: at most about 32 bytes per sample)")
 
             guard referenceSamples > 0 else { return }
             let ref = FeatureSpec.reference

@@ -26,11 +26,13 @@ final class RowTableTests: XCTestCase {
     }
 
     /// Everything a loader hands over for one shuffled epoch, batch by batch.
-    func epoch(_ dir: String, table: Bool, split: Split? = nil, text: Bool = true) throws -> [String] {
+    func epoch(_ dir: String, table: Bool, split: Split? = nil, text: Bool = true, residentBytes: Int? = nil) throws -> [String] {
         var cfg = LoaderConfig(globalBatchSize: 4, seed: 9, split: split, maxOpenShards: 2)
         cfg.useRowTable = table; cfg.readText = text
+        if let r = residentBytes { cfg.residentShardBytes = r }
         let loader = try StoreLoader(store: FeatureStore(directory: dir), config: cfg, log: { _ in })
         XCTAssertEqual(loader.readsRowTable, table)
+        defer { if residentBytes != nil { XCTAssertGreaterThan(loader.residentReleases, 0) } }
         let it = try loader.batches(rank: 0, worldSize: 1, untilEpoch: 1)
         var out: [String] = []
         while let b = try it.next() {
@@ -56,6 +58,8 @@ final class RowTableTests: XCTestCase {
             XCTAssertEqual(viaTable, try epoch(dir, table: false))
             XCTAssertEqual(try epoch(dir, table: true, split: .train), try epoch(dir, table: false, split: .train))
             XCTAssertEqual(try epoch(dir, table: true, text: false), try epoch(dir, table: false, text: false))
+            // Releasing the mapped shard pages (here after every few rows) changes nothing read.
+            XCTAssertEqual(try epoch(dir, table: true, residentBytes: 200), viaTable)
             // verify checks it byte for byte; --rebuild-row-table writes the same bytes.
             XCTAssertEqual(try verifyStore(directory: dir).rowTable, "matches the shards")
             try FileManager.default.removeItem(atPath: path)

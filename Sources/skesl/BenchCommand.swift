@@ -22,7 +22,8 @@ struct Bench: ParsableCommand {
         `scripts/setup --torch`) and every figure gets its ratio, plus the 100-epoch pretraining cost.
         The cached step also prints the data loader's CPU time per sample and its share of the step
         (what the prefetch thread adds when it shares the training core), after an untimed pass over
-        the store; pin the run to one core (taskset -c 1) for the figures docs/performance.md gives.
+        the store; pin the run to one core (taskset -c 1) for the figures docs/performance.md gives. Its default
+        store has 256 shards (--shards), more than a run keeps open, as a full corpus does.
 
         Example: swift build -c release && .build/release/skesl bench --torch --steps 5
         """)

@@ -1,8 +1,10 @@
 // The loader's reads through the row table: a sample is its 32-byte table row, its
 // feature rows copied out of a mapping of its shard file (mapped once per run, on the
-// shard's first read), and, when asked for, its text entry. No HDF5 call, no system call
-// after a shard's first read, nothing in memory per shard beyond the mapping; so the
-// cost of a read does not depend on the number of shards or of samples.
+// shard's first read), and, when asked for, its text entry (one pread). No HDF5 call, no
+// system call for the features after a shard's first read (but one madvise per touched
+// shard when the mapped pages are released, see `account`), nothing in memory per shard
+// beyond the mapping; so the cost of a read does not depend on the number of shards or
+// of samples.
 //
 // Verification is today's: a sample's audio and video chunks pass Fletcher32 and a
 // NaN/Inf test on the sample's first read in the run (a bit per sample remembers it), or

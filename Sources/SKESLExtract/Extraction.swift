@@ -237,6 +237,9 @@ public final class Extraction {
             try writeJSON(report, to: output + "/extract-report.json")
             let m = Manifest(name: options.name, features: spec, labelRange: labels == nil ? nil : [-3, 3], shards: entries,
                              splits: splitCounts, createdBy: options.createdBy)
+            // The row table before the manifest, as the store writer does: a store is
+            // complete once its manifest exists (docs/feature-store.md, "Row table").
+            try RowTableBuilder.write(directory: output, manifest: m)
             try m.save(directory: output)
             try? fm.removeItem(atPath: work)
         }

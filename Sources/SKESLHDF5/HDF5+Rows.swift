@@ -88,6 +88,20 @@ extension H5Dataset {
         return (Int(addr), Int(size))
     }
 
+    /// Rows per chunk and whether chunks end with a Fletcher32 checksum, when every chunk
+    /// holds whole rows of native Float32 stored as is or with Fletcher32 only (chunk
+    /// shape [k, rest of the row]): a row's bytes then lie at a fixed offset of its chunk,
+    /// and can be read from a mapping of the file. Nil for other layouts.
+    public func rowChunkLayout() throws -> (rowsPerChunk: Int, checksum: Bool)? {
+        let shape = try self.shape()
+        let st = storage
+        guard let c = st.chunk, c.count == shape.count, c.count >= 1, c[0] >= 1, Array(c.dropFirst()) == Array(shape.dropFirst()),
+              st.filters.allSatisfy({ $0 == "fletcher32" }), st.filters.count <= 1 else { return nil }
+        let t = H5Dget_type(id); defer { H5Tclose(t) }
+        guard H5Tequal(t, skesl_h5t_native_float()) > 0 else { return nil }
+        return (c[0], !st.filters.isEmpty)
+    }
+
     /// True when the dataset's element type is an integer type.
     public var isInteger: Bool {
         let t = H5Dget_type(id); defer { H5Tclose(t) }

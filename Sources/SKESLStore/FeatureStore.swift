@@ -75,13 +75,7 @@ public final class ShardReader {
         self.labelRange = labelRange; self.globalOffset = globalOffset
         bytes = entry.bytes
         sizeFD = Glibc.open(path, O_RDONLY | O_CLOEXEC)
-        var st = stat()
-        guard stat(path, &st) == 0 else {
-            throw StoreError("\(path): missing; the manifest names it as shard \(index) with \(entry.samples) samples. Restore the file or rebuild the store")
-        }
-        if Int(st.st_size) != entry.bytes {
-            throw StoreError("\(path): \(st.st_size) bytes, the manifest says \(entry.bytes): the shard is truncated or was replaced. Restore it or rebuild the store")
-        }
+        _ = try ShardReader.checkFile(path: path, index: index, entry: entry)
         let f: H5File
         do { f = try H5File.open(path) } catch {
             throw StoreError("\(path): cannot be opened as HDF5 (truncated or corrupt: \(error)). Restore it or rebuild the store")
@@ -139,6 +133,19 @@ public final class ShardReader {
         audioLength.preload(as: Int32.self); videoLength.preload(as: Int32.self)
         tokenLength?.preload(as: Int32.self)
         label?.preload(as: Float.self); split?.preload(as: UInt8.self)
+    }
+
+    /// Checks that a shard file exists and has the manifest's size; returns its status
+    /// (the loader compares its modification time with the row table's).
+    static func checkFile(path: String, index: Int, entry: ShardEntry) throws -> stat {
+        var st = stat()
+        guard stat(path, &st) == 0 else {
+            throw StoreError("\(path): missing; the manifest names it as shard \(index) with \(entry.samples) samples. Restore the file or rebuild the store")
+        }
+        if Int(st.st_size) != entry.bytes {
+            throw StoreError("\(path): \(st.st_size) bytes, the manifest says \(entry.bytes): the shard is truncated or was replaced. Restore it or rebuild the store")
+        }
+        return st
     }
 
     /// Split codes of all rows (labeled shards): small, read whole to select a split.

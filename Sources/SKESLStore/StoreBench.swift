@@ -79,3 +79,53 @@ public enum StoreBench {
                           peakRSS: peakRSS(), poolBytes: pool)
     }
 }
+
+/// Resident memory of a process from /proc (Linux): anonymous and file-backed pages, and
+/// the file-backed pages of a store's row table and shard files (from smaps).
+public struct ProcessMemory: Codable, Sendable {
+    public var rssAnon = 0, rssFile = 0, peak = 0
+    public var tableRss = 0, shardRss = 0
+    public init() {}
+
+    /// The whole of a /proc file (they report size 0, so read until the end).
+    static func procFile(_ path: String) -> String? {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        var out = [UInt8](), buf = [UInt8](repeating: 0, count: 1 << 16)
+        while true {
+            let n = buf.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            if n <= 0 { break }
+            out += buf[0..<n]
+        }
+        return String(decoding: out, as: UTF8.self)
+    }
+
+    /// RssAnon, RssFile and VmHWM of `pid`, in bytes (nil once it has exited).
+    public static func status(_ pid: Int32) -> ProcessMemory? {
+        guard let s = procFile("/proc/\(pid)/status"), !s.isEmpty else { return nil }
+        var m = ProcessMemory()
+        for line in s.split(separator: "\n") {
+            let kb = (line.split(separator: " ").compactMap { Int($0) }.first ?? 0) * 1024
+            if line.hasPrefix("RssAnon:") { m.rssAnon = kb } else if line.hasPrefix("RssFile:") { m.rssFile = kb } else if line.hasPrefix("VmHWM:") { m.peak = kb }
+        }
+        return m
+    }
+
+    /// Resident bytes of `pid`'s mappings of the row table and of shard files.
+    public static func storeMappings(_ pid: Int32) -> (table: Int, shards: Int)? {
+        guard let s = procFile("/proc/\(pid)/smaps"), !s.isEmpty else { return nil }
+        var table = 0, shards = 0
+        var current = 0   // 1: table, 2: shard, 0: other
+        for line in s.split(separator: "\n") {
+            let head = line.prefix(while: { $0 != " " })
+            if head.contains("-") && head.allSatisfy({ $0.isHexDigit || $0 == "-" }) {
+                current = line.hasSuffix("/" + RowTableFormat.fileName) ? 1 : (line.hasSuffix(".h5") ? 2 : 0)
+            } else if line.hasPrefix("Rss:") && current != 0 {
+                let kb = (line.split(separator: " ").compactMap { Int($0) }.first ?? 0) * 1024
+                if current == 1 { table += kb } else { shards += kb }
+            }
+        }
+        return (table, shards)
+    }
+}

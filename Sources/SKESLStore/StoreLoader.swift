@@ -33,6 +33,14 @@ public struct LoaderConfig: Sendable {
     /// Recompute each feature row's Fletcher32 on every read, rather than on its first
     /// read after its shard is opened (docs/feature-store.md, "Reading rows").
     public var verifyEveryRead = false
+    /// Read through the store's row table when it has one (row-table.bin): a read then
+    /// costs the same whatever the shard count (docs/feature-store.md, "Row table").
+    /// Off: every read goes through HDF5 shard readers, as for stores without a table.
+    public var useRowTable = true
+    /// Shard-file pages a row-table loader keeps mapped in this process (RssFile) before
+    /// releasing them (they stay in the page cache): bounds the file-backed resident
+    /// memory of a run over a corpus larger than this (MappedRows.account).
+    public var residentShardBytes = 2048 << 20
     public init(globalBatchSize: Int = 32, microBatches: Int = 1, seed: UInt64 = 0, shuffle: Bool = true,
                 split: Split? = nil, prefetchDepth: Int = 2, skipBadSamples: Bool = false, dropRemainder: Bool = false,
                 maxOpenShards: Int = 2) {
@@ -50,6 +58,14 @@ public final class StoreLoader: @unchecked Sendable {
     public let count: Int
     private let selected: [Int64]?          // global ids of the split, when filtering
     private let badShards: Set<Int>
+    /// Reads through the row table (nil: through HDF5 shard readers).
+    let mapped: MappedRows?
+    /// True when reads go through the store's row table.
+    public var readsRowTable: Bool { mapped != nil }
+    /// Shard files mapped so far by the row-table reads.
+    public var mappedShards: Int { mapped?.mappedShards ?? 0 }
+    /// Times the mapped shard pages were released (residentShardBytes).
+    public var residentReleases: Int { mapped?.releases ?? 0 }
     /// Open shard readers, most recently used last (at most maxOpenShards).
     private var open: [ShardReader] = []
     private let openLock = NSLock()
@@ -68,12 +84,56 @@ public final class StoreLoader: @unchecked Sendable {
             throw StoreError("\(store.directory): the store is unlabeled and has no splits; drop the split option")
         }
         self.store = store; self.config = config; self.log = log
-        // Every shard is opened once here to check its structure (and read its split
-        // codes); afterwards at most maxOpenShards stay open.
         var ids: [Int64]? = config.split == nil ? nil : []
         var skippedAtOpen = 0
         var bad = Set<Int>()
-        for i in 0..<store.shardCount {
+        var rows: MappedRows? = nil
+        var table: RowTable? = nil
+        if config.useRowTable {
+            do { table = try RowTable.open(directory: store.directory, manifest: store.manifest) } catch let e as RowTableStale {
+                log("\(e): reading through HDF5")
+            }
+        }
+        if let table {
+            // With a table, a shard is checked here by its size (one stat each); its
+            // structure was checked when the table was built, and its rows are verified
+            // on first read. A shard changed after the table was written (edited in
+            // place, restored from elsewhere) makes the table stale: read through HDF5.
+            var tableStat = stat()
+            _ = stat(table.path, &tableStat)
+            var stale: [String] = []
+            for i in 0..<store.shardCount {
+                do {
+                    let st = try ShardReader.checkFile(path: store.shardPath(i), index: i, entry: store.manifest.shards[i])
+                    if (st.st_mtim.tv_sec, st.st_mtim.tv_nsec) > (tableStat.st_mtim.tv_sec, tableStat.st_mtim.tv_nsec) {
+                        stale.append(store.manifest.shards[i].file)
+                    }
+                } catch {
+                    guard config.skipBadSamples else { throw error }
+                    bad.insert(i)
+                    skippedAtOpen += store.manifest.shards[i].samples
+                    log("skipping all \(store.manifest.shards[i].samples) samples of shard \(i): \(error)")
+                }
+            }
+            if stale.isEmpty {
+                rows = MappedRows(store: store, table: table, verifyEveryRead: config.verifyEveryRead, residentLimit: config.residentShardBytes)
+                if let split = config.split {
+                    for (g, c) in try rows!.splitCodes().enumerated() where c == split.rawValue && !bad.contains(store.locate(Int64(g)).shard) {
+                        ids!.append(Int64(g))
+                    }
+                }
+            } else {
+                log("\(table.path): \(stale.count) shard file(s) changed after it was written (\(stale.prefix(3).joined(separator: ", "))\(stale.count > 3 ? ", …" : "")): reading through HDF5. Check the store and rebuild the table with `\(RowTableFormat.rebuildHint(store.directory))`")
+                bad = []; skippedAtOpen = 0
+            }
+        } else if config.useRowTable && store.shardCount > config.maxOpenShards
+                    && !FileManager.default.fileExists(atPath: store.directory + "/" + RowTableFormat.fileName) {
+            log("\(store.directory): no row table (\(RowTableFormat.fileName)); reading through HDF5, which reopens shards when more than \(config.maxOpenShards) are in use. Add one with `\(RowTableFormat.rebuildHint(store.directory))`")
+        }
+        mapped = rows
+        // Without a table, every shard is opened once here to check its structure (and
+        // read its split codes); afterwards at most maxOpenShards stay open.
+        for i in 0..<store.shardCount where rows == nil {
             let r: ShardReader
             do { r = try store.openShard(i, verifyEveryRead: config.verifyEveryRead) } catch {
                 guard config.skipBadSamples else { throw error }
@@ -146,6 +206,11 @@ public final class StoreLoader: @unchecked Sendable {
         var ids = [Int64](); ids.reserveCapacity(positions.count)
         for p in positions { let i = order.element(p); ids.append(selected?[i] ?? Int64(i)) }
         var slot = 0, k = 0
+        if let m = mapped {
+            for g in ids { slot += try readMapped(m, g, into: batch, slot: slot) }
+            batch.setCount(slot)
+            return
+        }
         while k < ids.count {
             let (shard, row) = store.locate(ids[k])
             var n = 1
@@ -188,12 +253,29 @@ public final class StoreLoader: @unchecked Sendable {
                 for k in 0..<n { kept += try readRun(shard: shard, row: row + k, count: 1, into: b, slot: slot + kept) }
                 return kept
             }
-            guard config.skipBadSamples else { throw p }
-            lock.lock(); skippedCount += 1; lock.unlock()
-            b.skipped += 1
-            log("skipped bad sample: \(p.file): row \(p.row), global id \(p.globalId)\(p.utteranceId.map { " (\"\($0)\")" } ?? ""): \(p.reason)")
+            try skip(p, b)
             return 0
         }
+    }
+
+    /// One sample through the row table; returns 1, or 0 when it was skipped.
+    private func readMapped(_ m: MappedRows, _ g: Int64, into b: StoreBatch, slot: Int) throws -> Int {
+        if !badShards.isEmpty && badShards.contains(store.locate(g).shard) { b.skipped += 1; return 0 }
+        do {
+            try m.read(g, into: b, slot: slot, text: config.readText)
+            return 1
+        } catch let p as SampleProblem {
+            try skip(p, b)
+            return 0
+        }
+    }
+
+    /// Counts and logs a bad sample with skipBadSamples, else throws it.
+    private func skip(_ p: SampleProblem, _ b: StoreBatch) throws {
+        guard config.skipBadSamples else { throw p }
+        lock.lock(); skippedCount += 1; lock.unlock()
+        b.skipped += 1
+        log("skipped bad sample: \(p.file): row \(p.row), global id \(p.globalId)\(p.utteranceId.map { " (\"\($0)\")" } ?? ""): \(p.reason)")
     }
 
     /// A prefetching iterator over this rank's micro-batches, from `cursor` on, for

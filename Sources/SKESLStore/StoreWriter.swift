@@ -87,6 +87,8 @@ public final class StoreWriter {
             guard overwrite else { throw StoreError("\(directory): a store exists there already; choose another directory or pass --overwrite") }
             try fm.removeItem(atPath: directory + "/" + manifestFileName)
         }
+        // A table left from an earlier store there would describe other shards.
+        try? fm.removeItem(atPath: directory + "/" + RowTableFormat.fileName)
         do { try fm.createDirectory(atPath: directory, withIntermediateDirectories: true) } catch {
             throw StoreError("\(directory): cannot create the store directory (\(error.localizedDescription))")
         }
@@ -253,6 +255,9 @@ public final class StoreWriter {
         if spec.labeled { splitsOut = Dictionary(uniqueKeysWithValues: Split.allCases.map { ($0.name, splitCounts[$0] ?? 0) }) }
         let m = Manifest(name: name, features: spec, labelRange: labelRange, shards: shards,
                          splits: splitsOut, createdBy: createdBy)
+        // The row table before the manifest: a store with a manifest is complete. (A
+        // store whose features cannot be mapped gets none and is read through HDF5.)
+        try RowTableBuilder.write(directory: directory, manifest: m)
         try m.save(directory: directory)
         return m
     }

@@ -11,14 +11,17 @@ public struct VerifyReport: Sendable {
     public var bytesHashed = 0
     public var problems: [String] = []
     public var problemsNotListed = 0
-    public var ok: Bool { badSamples == 0 && badShards == 0 }
+    /// What became of the row table: "matches the shards", "absent …", "rebuilt", or the problem.
+    public var rowTable = "not checked"
+    public var rowTableBad = false
+    public var ok: Bool { badSamples == 0 && badShards == 0 && !rowTableBad }
 
     mutating func add(_ p: String, limit: Int) {
         if problems.count < limit { problems.append(p) } else { problemsNotListed += 1 }
     }
 }
 
-public func verifyStore(directory: String, checksums: Bool = true, maxProblems: Int = 50,
+public func verifyStore(directory: String, checksums: Bool = true, maxProblems: Int = 50, rebuildRowTable: Bool = false,
                         progress: ((String) -> Void)? = nil) throws -> VerifyReport {
     let store = try FeatureStore(directory: directory)
     var report = VerifyReport()
@@ -77,5 +80,46 @@ public func verifyStore(directory: String, checksums: Bool = true, maxProblems: 
         }
         progress?("\(entry.file): \(entry.samples) samples checked")
     }
+    try checkRowTable(store, &report, rebuild: rebuildRowTable, maxProblems: maxProblems)
     return report
+}
+
+/// Checks the row table against the shards (by building it afresh and comparing every
+/// byte), and rebuilds it when asked and the shards passed.
+private func checkRowTable(_ store: FeatureStore, _ report: inout VerifyReport, rebuild: Bool, maxProblems: Int) throws {
+    let path = store.directory + "/" + RowTableFormat.fileName
+    let exists = FileManager.default.fileExists(atPath: path)
+    let shardsOK = report.badShards == 0 && report.badSamples == 0
+    if exists && shardsOK {
+        let fresh = path + ".verify"
+        defer { unlink(fresh) }
+        do {
+            _ = try RowTable(path: path, directory: store.directory, manifest: store.manifest)
+            if try !RowTableBuilder.write(directory: store.directory, manifest: store.manifest, to: fresh) {
+                throw StoreError("\(path): the store's features cannot be read from mappings (compressed or filtered chunks), so it should have no row table; delete it")
+            }
+            guard FileManager.default.contentsEqual(atPath: path, andPath: fresh) else {
+                throw StoreError("\(path): differs from the table the shard files give (damaged, or the shards changed after it was written). Rebuild it with `\(RowTableFormat.rebuildHint(store.directory))`")
+            }
+            report.rowTable = "matches the shards"
+        } catch {
+            report.rowTable = "damaged or out of date"
+            report.rowTableBad = !rebuild
+            if !rebuild { report.add("\(error)", limit: maxProblems) }
+        }
+    } else if exists {
+        report.rowTable = "not checked (the shards have problems)"
+    } else {
+        report.rowTable = "absent (loads read through HDF5; add one with --rebuild-row-table)"
+    }
+    guard rebuild else { return }
+    guard shardsOK else {
+        report.rowTable += "; not rebuilt: fix the problems above first"
+        return
+    }
+    if try RowTableBuilder.write(directory: store.directory, manifest: store.manifest) {
+        report.rowTable = "rebuilt (\(path))"
+    } else {
+        report.rowTable = "not built: the store's features cannot be read from mappings (compressed or filtered chunks); loads read through HDF5"
+    }
 }

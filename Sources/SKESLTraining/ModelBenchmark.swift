@@ -150,6 +150,7 @@ extension ModelBenchmark {
         var lc = LoaderConfig(globalBatchSize: batch, seed: 1, prefetchDepth: 2, maxOpenShards: 64)
         lc.readText = false   // the cache gives the text side
         let loader = try StoreLoader(store: store, config: lc)
+        log("  store: \(store.count) samples in \(store.shardCount) shard(s); reads \(loader.readsRowTable ? "through the row table, shard files mapped once" : "through HDF5, at most \(lc.maxOpenShards) shards open")")
         let H = c.bert.hiddenSize
         let rows = UnsafeMutablePointer<Float>.allocate(capacity: batch * H); defer { rows.deallocate() }
         KeyedRandom(seed: 3, stream: "rows").fillUniform(rows, batch * H, lo: -1, hi: 1)
@@ -164,7 +165,7 @@ extension ModelBenchmark {
             opt.update(params: net.params + net.layout.trainableStart, grads: net.grads) { _ in 1e-4 }
         }
         // Streamed: every step reads its batch from the store (prefetched in the background).
-        // Untimed first: one pass over the store (at most 4x the timed steps), as every
+        // Untimed first: one pass over the store (at most 160 steps or 4x the timed steps), as every
         // epoch after a run's first finds it: shard files mapped, rows verified once.
         // The held batch is read before the prefetch thread starts: a loader's shard
         // readers serve one thread at a time.
@@ -172,7 +173,9 @@ extension ModelBenchmark {
         try loader.fill(held, epoch: 0, positions: 0..<batch)
         let it = try loader.batches(rank: 0, worldSize: 1)
         defer { it.close() }
-        let warm = max(2, min(loader.stepsPerEpoch, 4 * steps))
+        // The whole first epoch when it is short (stores of many shards: every shard mapped
+        // and every row verified before timing, as in a run's later epochs).
+        let warm = max(2, min(loader.stepsPerEpoch, max(4 * steps, 160)))
         for _ in 0..<warm { if let b = try it.next() { try step(b, epoch: b.epoch) } }
         let first = it.fillCost
         let firstPassCPU = first.cpuSeconds / Double(max(first.samples, 1))

@@ -33,6 +33,9 @@ public struct DataConfig: Codable, Equatable, Sendable {
     /// Recompute each feature row's Fletcher32 on every read instead of on its first read
     /// after its shard is opened (docs/feature-store.md, "Reading rows").
     public var verifyEveryRead = false
+    /// Shard-file pages (MB) a rank keeps mapped before releasing them to the page cache:
+    /// bounds its file-backed resident memory (docs/feature-store.md, "Memory").
+    public var residentShardMB = 2048
     /// Pretraining with a frozen BERT: encode every sample's [MASK] row once (BERT in eval
     /// mode, unlike the reference) and read it in later epochs (docs/performance.md).
     public var bertCache = false
@@ -133,6 +136,7 @@ public struct RunConfig: Codable, Equatable, Sendable {
         }
         guard data.prefetch >= 1 else { throw bad("data.prefetch must be at least 1") }
         guard data.maxOpenShards >= 1 else { throw bad("data.maxOpenShards must be at least 1") }
+        guard data.residentShardMB >= 0 else { throw bad("data.residentShardMB must be at least 0") }
         if data.bertCache && !(task == .pretrain && model.freezeBert) {
             throw bad("data.bertCache needs pretraining with a frozen BERT (model.freezeBert: true)")
         }

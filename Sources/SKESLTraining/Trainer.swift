@@ -165,6 +165,7 @@ public final class Trainer {
                                         maxOpenShards: rc.data.maxOpenShards)
         loaderConfig.readText = !rc.data.bertCache   // the cache gives the text side
         loaderConfig.verifyEveryRead = rc.data.verifyEveryRead
+        loaderConfig.residentShardBytes = rc.data.residentShardMB << 20
         let loader = try StoreLoader(store: store, config: loaderConfig, log: { m in FileHandle.standardError.write(("rank \(self.rank): " + m + "\n").data(using: .utf8)!) })
         guard loader.count > 0 else { throw ConfigError("\(rc.data.store): no samples to train on\(rc.task == .finetune ? " in split \(rc.data.trainSplit)" : "")") }
         let stepsPerEpoch = loader.stepsPerEpoch

@@ -22,7 +22,8 @@ struct Bench: ParsableCommand {
         `scripts/setup --torch`) and every figure gets its ratio, plus the 100-epoch pretraining cost.
         The cached step also prints the data loader's CPU time per sample and its share of the step
         (what the prefetch thread adds when it shares the training core), after an untimed pass over
-        the store; pin the run to one core (taskset -c 1) for the figures docs/performance.md gives.
+        the store; pin the run to one core (taskset -c 1) for the figures docs/performance.md gives. Its default
+        store has 256 shards (--shards), more than a run keeps open, as a full corpus does.
 
         Example: swift build -c release && .build/release/skesl bench --torch --steps 5
         """)
@@ -34,8 +35,10 @@ struct Bench: ParsableCommand {
     @Option(help: "OpenBLAS threads (and torch threads).") var threads = 1
     @Flag(help: "Also run the PyTorch peer (scripts/bench_torch.py) in the same run.") var torch = false
     @Option(help: "Python with torch for --torch.") var python = ".venv/bin/python"
-    @Option(help: "Store for the cached step (default: a synthetic store at reference shapes in a temporary directory).")
+    @Option(help: "Store for the cached step (default: a synthetic store at reference shapes in a temporary directory, of --shards shards).")
     var store: String?
+    @Option(help: "Shards of the default store for the cached step: more than a run keeps open, as a full corpus has (VoxCeleb at 5,000 samples per shard: 257).")
+    var shards = 256
     @Option(help: "Fraction of samples without a lexicon word (random mask) and their mean candidate count, for the 100-epoch cost.")
     var randomFraction = 0.15
     @Option(help: "Mean random-mask candidates per such sample (min(n, 37) tokens).") var candidates = 20.0
@@ -75,12 +78,16 @@ struct Bench: ParsableCommand {
             var dir = store
             var tmp: String? = nil
             if dir == nil {
+                guard shards >= 1 else { throw ValidationError("--shards must be at least 1") }
                 tmp = NSTemporaryDirectory() + "skesl-bench-store-\(getpid())"
-                // Small enough for the untimed first pass to cover it, so that the timed
-                // steps read it as later epochs do (ModelBenchmark.runCached).
-                var sc = SynthConfig(samples: batch * 16, spec: FeatureSpec(audioFrames: 400, audioDim: 33, videoFrames: 55, videoDim: 709), seed: 1)
+                // Small enough for the untimed first pass to cover most of it, so that the
+                // timed steps read it as later epochs do (ModelBenchmark.runCached), in
+                // `shards` shards: more than stay open (the loader's case at full-corpus scale).
+                let samples = max(batch * 16, shards)
+                var sc = SynthConfig(samples: samples, spec: FeatureSpec(audioFrames: 400, audioDim: 33, videoFrames: 55, videoDim: 709), seed: 1)
                 sc.neutralFraction = Float(randomFraction)
-                _ = try writeSynthStore(directory: tmp!, config: sc, samplesPerShard: 256, overwrite: true)
+                print("skesl cached: writing a synthetic store of \(samples) samples in \(shards) shard(s) at reference shapes")
+                _ = try writeSynthStore(directory: tmp!, config: sc, samplesPerShard: (samples + shards - 1) / shards, overwrite: true)
                 dir = tmp
             }
             defer { if let t = tmp { try? FileManager.default.removeItem(atPath: t) } }

@@ -31,14 +31,17 @@ struct StoreVerify: ParsableCommand {
     @Argument(help: "Store directory.") var store: String
     @Flag(help: "Skip the CRC-32 of whole shard files.") var noChecksums = false
     @Option(help: "Problems to list at most.") var maxProblems = 50
+    @Flag(help: "Write the store's row table (row-table.bin) when the store passes: adds it to stores written without one (older skesl, other tools) or replaces a damaged one.")
+    var rebuildRowTable = false
 
     func run() throws {
         let t0 = Date()
-        let r = try reportingErrors { try verifyStore(directory: store, checksums: !noChecksums, maxProblems: maxProblems) }
+        let r = try reportingErrors { try verifyStore(directory: store, checksums: !noChecksums, maxProblems: maxProblems, rebuildRowTable: rebuildRowTable) }
         let secs = Date().timeIntervalSince(t0)
         for p in r.problems { print("problem: \(p)") }
         if r.problemsNotListed > 0 { print("... and \(r.problemsNotListed) more problems") }
         print("verify: \(r.samplesChecked) samples checked in \(fmt(secs, 2)) s (\(fmt(Double(r.bytesHashed) / 1e6)) MB hashed): \(r.badSamples) bad samples, \(r.badShards) bad shards")
+        print("verify: row table: \(r.rowTable)")
         if !r.ok { throw ExitCode.failure }
         print("verify: ok")
     }

@@ -6,6 +6,7 @@ import XCTest
 import Foundation
 import SKESLHDF5
 import SKESLTraining
+import SKESLStore
 
 final class DistributedTrainingTests: XCTestCase {
     func pretrain(_ h: RunHarness, _ cfg: String, np: Int = 0, run: String = "run", _ extra: [String] = [],
@@ -127,9 +128,11 @@ final class DistributedTrainingTests: XCTestCase {
                              when: truncateShards(once: "trunc"))
         XCTAssertEqual(t.status, 135, t.err)
         XCTAssertTrue(t.err.contains("bus error reading a memory-mapped store file"), t.err)
-        // Rows read through HDF5 (several to a chunk): HDF5 would read zeros past the new
-        // end of the file, and zeros pass Fletcher32; the size check stops the run instead.
+        // Rows read through HDF5 (a store without a row table, several rows to a chunk):
+        // HDF5 would read zeros past the new end of the file, and zeros pass Fletcher32;
+        // the size check stops the run instead.
         try h.synth(samples: 30)
+        try FileManager.default.removeItem(atPath: h.dir + "/store/" + RowTableFormat.fileName)
         let z = try pretrain(h, cfg, run: "trunc-hdf5", ["--epochs", "5000"], signal: 0, when: truncateShards(once: "trunc-hdf5"))
         XCTAssertNotEqual(z.status, 0, z.err)
         XCTAssertTrue(z.err.contains("truncated or replaced while this run was reading it"), z.err)

@@ -3,6 +3,8 @@
 // and the reference recipes' configs (docs/model.md, reference quirks).
 import Foundation
 import XCTest
+import SKESLDistributed
+import SKESLHDF5
 import SKESLKernels
 import SKESLModel
 @testable import SKESLTraining
@@ -77,6 +79,43 @@ final class ReferenceRecipeTests: XCTestCase {
         // The order is a permutation of the split: every sample counted once.
         let order = SelectionLoss.order(ids: e.ids, shuffle: true, seed: 3, epoch: 0)
         XCTAssertEqual(order.sorted(), Array(0..<n))
+    }
+
+    /// The trainer itself: a fine-tuning on 2 ranks keeps the epoch whose per-batch-mean
+    /// validation loss (batches of 4, shuffled per epoch) is lowest, and best.h5 holds that
+    /// loss, which the reloaded model's validation predictions reproduce.
+    func testTrainerSelectsByTheBatchMeanLoss() throws {
+        let h = try RunHarness("selection")
+        try h.synth(samples: 60, labeled: true)
+        let cfg = try h.writeConfig(extra: "task: finetune")
+        let sel = ["--set", "train.selection.loss=batch_mean", "--set", "train.selection.batch=4", "--set", "train.selection.shuffle=true"]
+        let ft = try h.run(["finetune", "-c", cfg, "--run-dir", h.dir + "/ft", "--epochs", "4"] + sel, np: 2)
+        XCTAssertEqual(ft.status, 0, ft.err)
+        // "epoch N done: …, valid batch_mean X" for every epoch.
+        var perEpoch: [Int: Double] = [:]
+        for line in ft.err.split(separator: "\n") where line.contains(" done: ") {
+            guard let n = line.split(separator: " ").dropFirst().first.flatMap({ Int($0) }),
+                  let r = line.range(of: "valid batch_mean ") else { continue }
+            perEpoch[n] = Double(line[r.upperBound...].prefix { "0123456789.".contains($0) })
+        }
+        XCTAssertEqual(perEpoch.count, 4, ft.err)
+        let best = h.dir + "/ft/checkpoints/best.h5"
+        let f = try H5File.open(best)
+        let stored = try f.attribute("best_valid_loss", as: Double.self)
+        let epoch = Int(try f.attribute("best_epoch", as: Int64.self))
+        // The kept epoch is the first with the lowest printed loss (printed to 4 decimals).
+        let lowest = perEpoch.values.min()!
+        XCTAssertEqual(perEpoch[epoch + 1]!, lowest, accuracy: 1e-9, "\(perEpoch)")
+        XCTAssertTrue(perEpoch.filter { $0.key < epoch + 1 }.values.allSatisfy { $0 > lowest }, "\(perEpoch)")
+        XCTAssertEqual(stored, lowest, accuracy: 1e-4)
+        // Recompute it from the kept model's validation predictions.
+        let rc = try RunConfigLoader.load(path: cfg, overrides: ["initialize.checkpoint=\(best)", "initialize.bert="])
+        let ctx = try Trainer.inferenceContext(checkpoint: best, config: rc, comm: try Communicator.world())
+        let valid = try ctx.evaluate(split: "valid")
+        var sc = SelectionConfig()
+        sc.loss = "batch_mean"; sc.batch = 4; sc.shuffle = true
+        XCTAssertEqual(SelectionLoss.value(valid, config: sc, seed: 11, epoch: epoch), stored, accuracy: 1e-5)
+        XCTAssertGreaterThan(abs(valid.loss - stored), 1e-6, "the per-sample MAE would be another number")
     }
 
     // MARK: the recipes

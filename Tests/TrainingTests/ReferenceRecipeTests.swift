@@ -3,7 +3,6 @@
 // and the reference recipes' configs (docs/model.md, reference quirks).
 import Foundation
 import XCTest
-import SKESLDistributed
 import SKESLHDF5
 import SKESLKernels
 import SKESLModel
@@ -108,10 +107,20 @@ final class ReferenceRecipeTests: XCTestCase {
         XCTAssertEqual(perEpoch[epoch + 1]!, lowest, accuracy: 1e-9, "\(perEpoch)")
         XCTAssertTrue(perEpoch.filter { $0.key < epoch + 1 }.values.allSatisfy { $0 > lowest }, "\(perEpoch)")
         XCTAssertEqual(stored, lowest, accuracy: 1e-4)
-        // Recompute it from the kept model's validation predictions.
-        let rc = try RunConfigLoader.load(path: cfg, overrides: ["initialize.checkpoint=\(best)", "initialize.bert="])
-        let ctx = try Trainer.inferenceContext(checkpoint: best, config: rc, comm: try Communicator.world())
-        let valid = try ctx.evaluate(split: "valid")
+        // Recompute it from the kept model's validation predictions (`skesl predict`: this test
+        // process must not become an MPI singleton, whose variables would reach later mpiruns).
+        let pr = try h.run(["predict", "--checkpoint", best, "--store", h.dir + "/store", "--split", "valid"])
+        XCTAssertEqual(pr.status, 0, pr.err)
+        var preds: [Float] = [], labels: [Float] = [], ids: [Int64] = []
+        for line in pr.out.split(separator: "\n").dropFirst() {
+            let f = line.split(separator: ",").suffix(3).map(String.init)
+            ids.append(Int64(f[0])!); preds.append(Float(f[1])!); labels.append(Float(f[2])!)
+        }
+        XCTAssertGreaterThan(ids.count, 4)
+        var mae = 0.0
+        for i in preds.indices { mae += Double(abs(preds[i] - labels[i])) }
+        let valid = Trainer.Evaluation(loss: mae / Double(preds.count), metrics: nil, predictions: preds, labels: labels, ids: ids,
+                                       utterances: ids.map { "\($0)" })
         var sc = SelectionConfig()
         sc.loss = "batch_mean"; sc.batch = 4; sc.shuffle = true
         XCTAssertEqual(SelectionLoss.value(valid, config: sc, seed: 11, epoch: epoch), stored, accuracy: 1e-5)

@@ -170,3 +170,78 @@ class SKESLModel(nn.Module):
 
 def l1_loss(prediction, targets):
     return nn.functional.l1_loss(prediction, targets.to(prediction.dtype))
+
+
+# ---- The released SKESL code's own data paths (github qianfan1996/SKESL) -------------------
+# skesl departs from these on purpose or offers them as settings; each departure is a
+# "reference quirk" in docs/text.md or docs/model.md. These functions restate the released
+# code's behaviour (data_loader.py, main.py) so make_reference_fixtures.py can record what it
+# gives; they are the reference side of the parity tests, not part of the model above.
+
+def released_load_lexicon(path):
+    """data_loader.load_lexicon: every line split on whitespace, key = first field, value =
+    second field (a string; float() is applied only when a transcript holds the key); a
+    repeated key keeps its last value. `fed up<TAB>-1.8` thus gives fed -> 'up'."""
+    lexicon = {}
+    with open(path, "r", encoding="utf-8") as f:
+        for line in f.readlines():
+            fields = line.split()
+            lexicon[fields[0]] = fields[1]
+    return lexicon
+
+
+WINDOW_PAST, WINDOW_BEFORE, WINDOW_AFTER = 36, 20, 19   # mask_text_bert's constants (length 39)
+
+
+def released_mask_text(text, lexicon, tokenizer, length=39):
+    """data_loader.mask_text_bert for a transcript that holds a lexicon word (its other
+    branch draws the position with Python's random). Returns (input_ids, token_type_ids,
+    attention_mask, target, mask position). Raises ValueError where the released code does:
+    when any lexicon word of the transcript has a value that is not a number.
+    - the attention mask and token types are those of the *unmasked* text;
+    - every occurrence of the strongest word becomes [MASK]; the masked tokens are joined
+      back into a string and tokenised again;
+    - when the first [MASK] lies past position 36, the tokens [i-20, i+19) are kept, and the
+      attention mask stays the unmasked text's (all ones), also over the window's padding."""
+    assert length == 39, "the released code fixes the length at 39"
+    tokens = tokenizer.tokenize(text)
+    whole = tokenizer(text, padding="max_length", truncation=True, max_length=length)
+    words = [t for t in tokens if t in lexicon]
+    if not words:
+        raise LookupError("no lexicon word: the released code draws the position with Python's random")
+    scores = [float(lexicon[w]) for w in words]          # ValueError on 'up', "'}{'", ...
+    strongest = words[scores.index(max(scores, key=abs))]
+    masked = ["[MASK]" if t == strongest else t for t in tokens]
+    first = masked.index("[MASK]")
+    if first > WINDOW_PAST:
+        masked = masked[first - WINDOW_BEFORE:first + WINDOW_AFTER]
+        first = WINDOW_BEFORE
+    ids = tokenizer.encode(tokenizer.convert_tokens_to_string(masked), padding="max_length",
+                           truncation=True, max_length=length)
+    target = round(float(lexicon[strongest]) * 0.75, 3)
+    return ids, whole["token_type_ids"], whole["attention_mask"], target, first + 1
+
+
+def released_valid_loss(predictions, labels, batch_size=32):
+    """main.valid_epoch: a DataLoader of batch_size (shuffle=False, last batch partial) over
+    [N, 1] outputs and labels, nn.L1Loss (mean) per batch, summed as Python floats, divided
+    by the number of batches. Inputs are float32, as the released model computes them."""
+    from torch.utils.data import DataLoader, TensorDataset
+    data = TensorDataset(torch.as_tensor(predictions, dtype=torch.float32)[:, None],
+                         torch.as_tensor(labels, dtype=torch.float32)[:, None])
+    loader = DataLoader(data, batch_size=batch_size, shuffle=False)
+    criterion = nn.L1Loss()
+    total = 0.0
+    for output, label in loader:
+        total += criterion(output, label).item()
+    return total / len(loader)
+
+
+def released_best_epoch(valid_losses):
+    """main.py's choice: starting from 999, an epoch is saved when its loss is strictly lower
+    than the best so far (ties keep the earlier epoch). Returns the 0-based epoch."""
+    best, chosen = 999, None
+    for epoch, loss in enumerate(valid_losses):
+        if loss < best:
+            best, chosen = loss, epoch
+    return chosen

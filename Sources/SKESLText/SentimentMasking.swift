@@ -12,6 +12,9 @@
 // The output is [CLS] … [SEP], padded; the mask position counts [CLS] as 0.
 // Unlike the reference we do not re-tokenise the masked text (which can re-split the
 // neighbours of the masked word): the ids are masked in place.
+// `windowAttendsPadding` reproduces a reference quirk: its windowed samples keep the
+// attention mask of the whole (unmasked) text, all ones, so BERT also attends to the
+// window's [PAD] positions. Off by default: padding is masked (docs/text.md).
 import SKESLKernels
 
 public struct MaskedSample: Equatable, Sendable {
@@ -29,11 +32,14 @@ public final class SentimentMasker: @unchecked Sendable {
     /// Tokens kept before the first mask when it lies past the window (20 in the reference).
     public let windowBefore: Int
     public let maskId: Int32
+    /// Windowed samples get an attention mask of all ones, as the reference gives them.
+    public let windowAttendsPadding: Bool
     /// Per token id: round(0.75 × score, 3), NaN when the token is not a lexicon key.
     private let targets: [Double]
     private let absScores: [Double]
 
-    public init(tokenizer: BertTokenizer, lexicon: VaderLexicon, maxLength: Int = 39, windowBefore: Int = 20) throws {
+    public init(tokenizer: BertTokenizer, lexicon: VaderLexicon, maxLength: Int = 39, windowBefore: Int = 20,
+                windowAttendsPadding: Bool = false) throws {
         guard let m = tokenizer.maskId else {
             throw TextError("\(tokenizer.source): the vocabulary has no [MASK] token, which sentiment word masking needs")
         }
@@ -42,6 +48,7 @@ public final class SentimentMasker: @unchecked Sendable {
         self.maxLength = maxLength
         self.windowBefore = min(windowBefore, maxLength - 3)
         self.maskId = m
+        self.windowAttendsPadding = windowAttendsPadding
         var t = [Double](repeating: .nan, count: tokenizer.vocabularySize)
         var a = [Double](repeating: -1, count: tokenizer.vocabularySize)
         var cache: [Double: Double] = [:]
@@ -109,17 +116,21 @@ public final class SentimentMasker: @unchecked Sendable {
         }
         inputIds[k] = tokenizer.sepId
         k += 1
+        // The reference's window keeps the unmasked text's mask, which is all ones there
+        // (a mask past position w - 1 means the text had more than w tokens).
+        let attended = windowAttendsPadding && start > 0 ? maxLength : k
         for j in 0..<maxLength {
-            attentionMask[j] = j < k ? 1 : 0
+            attentionMask[j] = j < attended ? 1 : 0
             tokenTypeIds[j] = 0
             if j >= k { inputIds[j] = tokenizer.padId }
         }
         return (first - start + 1, Float(target), chosen)
     }
 
-    /// Identifies the lexicon as applied to this vocabulary (for caches keyed on it).
+    /// Identifies the lexicon as applied to this vocabulary, and the window's mask rule
+    /// (for caches keyed on them).
     public var lexiconFingerprint: UInt64 {
-        var h: UInt64 = 0xCBF2_9CE4_8422_2325
+        var h: UInt64 = windowAttendsPadding ? 0x5EED_0F_A77E_2D : 0xCBF2_9CE4_8422_2325
         for (i, a) in absScores.enumerated() where a >= 0 {
             h = (h ^ UInt64(i)) &* 0x100_0000_01B3
             h = (h ^ UInt64(bitPattern: Int64(targets[i] * 1000))) &* 0x100_0000_01B3

@@ -106,12 +106,26 @@ public enum ModelSetup {
     }
 
     public static func lexicon(_ rc: RunConfig) throws -> VaderLexicon {
-        let p = rc.data.lexicon == "auto" ? try VaderLexicon.locateDefault() : rc.data.lexicon
-        return try VaderLexicon.load(p)
+        let p: String
+        switch rc.data.lexicon {
+        case "auto": p = try VaderLexicon.locateDefault()
+        case "reference": p = try VaderLexicon.locateReference()
+        default: p = rc.data.lexicon
+        }
+        return try VaderLexicon.load(p, rule: lexiconRule(rc))
+    }
+
+    static func lexiconRule(_ rc: RunConfig) -> VaderLexicon.Rule {
+        switch rc.data.lexiconRule {
+        case "vader": return .vader
+        case "reference": return .reference
+        default: return rc.data.lexicon == "reference" ? .reference : .vader
+        }
     }
 
     public static func textPipeline(_ rc: RunConfig, pretraining: Bool) throws -> TextPipeline {
         let tok = try tokenizer(rc)
-        return try TextPipeline(tokenizer: tok, lexicon: pretraining ? try lexicon(rc) : nil, length: rc.data.textLength)
+        return try TextPipeline(tokenizer: tok, lexicon: pretraining ? try lexicon(rc) : nil, length: rc.data.textLength,
+                                windowAttendsPadding: rc.data.windowAttendsPadding)
     }
 }

@@ -23,8 +23,16 @@ public struct DataConfig: Codable, Equatable, Sendable {
     public var textLength = 39
     /// vocab.txt, tokenizer.json or a model directory; "" = the one that came with the BERT weights.
     public var tokenizer = ""
-    /// VADER lexicon file; "auto" = vader_lexicon.txt of the vaderSentiment package in the project's venv.
+    /// VADER lexicon file; "auto" = vader_lexicon.txt of the vaderSentiment package in the
+    /// project's venv; "reference" = the released SKESL code's file (scripts/setup writes it).
     public var lexicon = "auto"
+    /// How lexicon lines are read: "vader" (tab-separated, as vaderSentiment), "reference"
+    /// (whitespace-separated, as the released code's load_lexicon), "auto" = reference
+    /// exactly when `lexicon` is "reference" (docs/text.md, reference quirks).
+    public var lexiconRule = "auto"
+    /// Reference quirk: a pretraining sample whose mask lies past the text length keeps an
+    /// attention mask of all ones over its window, so BERT attends to [PAD] (docs/text.md).
+    public var windowAttendsPadding = false
     public var skipBadSamples = false
     public var prefetch = 2
     /// Shard files each rank keeps open (a global shuffle reads from all of them; each
@@ -76,6 +84,23 @@ public struct TrainConfig: Codable, Equatable, Sendable {
     public var stepTimeLog = true
     /// Evaluate the validation (and test) split every this many epochs (fine-tuning).
     public var evalEveryEpochs = 1
+    /// How the best epoch (checkpoints/best.h5) is chosen.
+    public var selection = SelectionConfig()
+    public init() {}
+}
+
+/// The validation loss that picks the best epoch. The reported metric stays the
+/// per-sample MAE whatever this says.
+public struct SelectionConfig: Codable, Equatable, Sendable {
+    /// "sample_mean": the per-sample MAE (skesl's default). "batch_mean": the released
+    /// code's valid_epoch, the mean over batches of `batch` samples (the last one partial)
+    /// of each batch's mean L1 loss, so the last batch weighs as much as a full one.
+    public var loss = "sample_mean"
+    public var batch = 32
+    /// Batches drawn from a fresh permutation of the split each evaluation (keyed by seed
+    /// and epoch), as the reference's ablation scripts do (their validation loader has
+    /// shuffle=True); false = split order, as main.py.
+    public var shuffle = false
     public init() {}
 }
 
@@ -130,6 +155,13 @@ public struct RunConfig: Codable, Equatable, Sendable {
         guard train.bucketMB > 0 else { throw bad("train.bucketMB must be > 0") }
         guard ["thread", "poll", "deferred"].contains(train.allreduce) else { throw bad("train.allreduce must be thread, poll or deferred") }
         guard train.evalEveryEpochs >= 1 else { throw bad("train.evalEveryEpochs must be at least 1") }
+        guard ["sample_mean", "batch_mean"].contains(train.selection.loss) else {
+            throw bad("train.selection.loss must be sample_mean or batch_mean (got \(train.selection.loss))")
+        }
+        guard train.selection.batch >= 1 else { throw bad("train.selection.batch must be at least 1") }
+        guard ["auto", "vader", "reference"].contains(data.lexiconRule) else {
+            throw bad("data.lexiconRule must be auto, vader or reference (got \(data.lexiconRule))")
+        }
         guard (2...512).contains(data.textLength) else { throw bad("data.textLength must lie in 2...512") }
         guard data.textLength <= model.bert.maxPositionEmbeddings else {
             throw bad("data.textLength \(data.textLength) exceeds model.bert.max_position_embeddings \(model.bert.maxPositionEmbeddings)")

@@ -32,12 +32,15 @@ public final class TextBatch {
 public final class TextPipeline {
     public let tokenizer: BertTokenizer
     public let masker: SentimentMasker?
+    public let lexicon: VaderLexicon?
     public let length: Int
 
-    public init(tokenizer: BertTokenizer, lexicon: VaderLexicon?, length: Int) throws {
+    public init(tokenizer: BertTokenizer, lexicon: VaderLexicon?, length: Int, windowAttendsPadding: Bool = false) throws {
         self.tokenizer = tokenizer
         self.length = length
-        masker = try lexicon.map { try SentimentMasker(tokenizer: tokenizer, lexicon: $0, maxLength: length) }
+        self.lexicon = lexicon
+        masker = try lexicon.map { try SentimentMasker(tokenizer: tokenizer, lexicon: $0, maxLength: length,
+                                                       windowAttendsPadding: windowAttendsPadding) }
     }
 
     /// Fills `t` for the samples of `b`. Pretraining (a masker) sets mask positions and

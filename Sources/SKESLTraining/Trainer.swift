@@ -65,6 +65,9 @@ public final class Trainer {
             throw ConfigError("\(rc.data.store): fine-tuning needs a labeled store (labels and splits); this one is unlabeled")
         }
         text = try ModelSetup.textPipeline(rc, pretraining: rc.task == .pretrain)
+        if let u = text.lexicon?.unscorable, !u.isEmpty {   // the reference rule's odd entries (docs/text.md)
+            self.say("lexicon: \(u.count) key(s) whose value is not a number are not lexicon words: " + u.keys.sorted().map { "\($0) (\(u[$0]!))" }.joined(separator: ", "))
+        }
         guard text.tokenizer.vocabularySize <= mc.bert.vocabSize else {
             throw ConfigError("the tokenizer has \(text.tokenizer.vocabularySize) tokens but BERT's vocabulary is \(mc.bert.vocabSize): use the tokenizer that belongs to the BERT weights")
         }
@@ -353,8 +356,11 @@ public final class Trainer {
                         try log?.eval(epoch: stepEpoch + 1, split: "test", loss: test.loss, samples: test.predictions.count, metrics: test.metrics)
                     }
                     summary += String(format: ", valid MAE %.4f, test MAE %.4f", valid.loss, test.loss)
-                    if valid.loss < state.bestValidLoss {
-                        state.bestValidLoss = valid.loss
+                    // The best epoch by train.selection (Selection.swift); the metric stays the MAE.
+                    let criterion = SelectionLoss.value(valid, config: rc.train.selection, seed: rc.train.seed, epoch: stepEpoch)
+                    if rc.train.selection.loss != "sample_mean" { summary += String(format: ", valid \(rc.train.selection.loss) %.4f", criterion) }
+                    if SelectionLoss.improves(criterion, over: state.bestValidLoss) {
+                        state.bestValidLoss = criterion
                         state.bestEpoch = stepEpoch
                         summary += " (best)"
                         newBest = true

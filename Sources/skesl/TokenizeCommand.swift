@@ -26,8 +26,11 @@ struct Tokenize: ParsableCommand {
     @Flag(help: "Keep case and accents (a vocab.txt without tokenizer_config.json; tokenizer.json says this itself).")
     var cased = false
 
-    @Option(help: "VADER lexicon file (vader_lexicon.txt), or `vader` for the one the project's venv holds; turns on masking.")
+    @Option(help: "VADER lexicon file (vader_lexicon.txt), `vader` for the one the project's venv holds, or `reference` for the released SKESL code's (read by its rule, docs/text.md); turns on masking.")
     var lexicon: String?
+
+    @Flag(help: "A windowed sample's attention mask is all ones, as the released code gives it (docs/text.md, reference quirks).")
+    var windowAttendsPadding = false
 
     @Option(help: "Seed of the random mask positions.")
     var seed: UInt64 = 0
@@ -45,8 +48,14 @@ struct Tokenize: ParsableCommand {
         let tok = try BertTokenizer.load(tokenizer, options: cased ? .cased : .uncased)
         var masker: SentimentMasker? = nil
         if let l = lexicon {
-            let path = (l == "vader" && !FileManager.default.fileExists(atPath: l)) ? try VaderLexicon.locateDefault() : l
-            masker = try SentimentMasker(tokenizer: tok, lexicon: try VaderLexicon.load(path), maxLength: maxLength)
+            let named = !FileManager.default.fileExists(atPath: l)
+            let lex: VaderLexicon
+            if named && l == "reference" {
+                lex = try VaderLexicon.load(try VaderLexicon.locateReference(), rule: .reference)
+            } else {
+                lex = try VaderLexicon.load(named && l == "vader" ? try VaderLexicon.locateDefault() : l)
+            }
+            masker = try SentimentMasker(tokenizer: tok, lexicon: lex, maxLength: maxLength, windowAttendsPadding: windowAttendsPadding)
         }
         var out = ""
         out.reserveCapacity(1 << 16)

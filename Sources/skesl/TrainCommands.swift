@@ -20,7 +20,7 @@ struct RunOptions: ParsableArguments {
     @Option(help: "OpenBLAS threads per rank (train.threads).") var threads: Int?
     @Option(help: "Pretrained BERT: Hugging Face directory or skesl weights file (initialize.bert).") var initBert: String?
     @Option(help: "Tokenizer: vocab.txt, tokenizer.json or model directory (data.tokenizer).") var tokenizer: String?
-    @Option(help: "VADER lexicon file, or auto (data.lexicon).") var lexicon: String?
+    @Option(help: "VADER lexicon file, auto (the venv's vaderSentiment) or reference (the released SKESL code's) (data.lexicon).") var lexicon: String?
     @Flag(help: "Skip and count unreadable samples instead of stopping (data.skipBadSamples).") var skipBadSamples = false
     @Option(name: .customLong("set"), help: "Override any config key, e.g. --set train.optimizer.lr=2e-4 (repeatable).")
     var overrides: [String] = []

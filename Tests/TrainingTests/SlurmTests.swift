@@ -262,11 +262,14 @@ final class SlurmTests: XCTestCase {
     }
 
     /// The time limit, the way most long jobs end, through srun --mpi=pmix: a 1-minute job
-    /// whose step 3 would take an hour. Slurm's early SIGUSR1 (--signal=B:USR1@55) reaches
+    /// whose step 3 would take an hour. Slurm's early SIGUSR1 (--signal=B:USR1@40) reaches
     /// the ranks first, but the step cannot end before the limit; the limit's SIGTERM then
     /// makes rank 0 write step 2 at once; the job requeues itself and the next attempt
     /// completes the run bit-identically. (Slurm checks limits every 30 s, so the USR1 comes
-    /// 5 to 35 s in and the SIGTERM 60 to 90 s in.)
+    /// 20 to 50 s in, on another tick than the SIGTERM at 60 to 90 s.) On a machine so loaded
+    /// that the ranks have not reached step 3 when the USR1 comes, the run stops at the end of
+    /// an earlier step and requeues from there instead: the test then checks that path (the
+    /// same final weights) and says so, rather than depending on the moment of a signal.
     func testTimeLimitEndsWithACheckpointAndRequeuesThroughSrun() throws {
         let s = try slurm()
         let h = try RunHarness("slurm-limit")
@@ -274,18 +277,27 @@ final class SlurmTests: XCTestCase {
         let cfg = try h.writeConfig()
         let ref = try reference(h, cfg)
         let env = ["SKESL_SLURM_LAUNCHER": "srun", "SKESL_TEST_STALL_AT_STEP": "3"]
-        let id = try s.submit(h, options: ["--time=1", "--signal=B:USR1@55"], environment: env, common("run", h, cfg))
+        let id = try s.submit(h, options: ["--time=1", "--signal=B:USR1@40"], environment: env, common("run", h, cfg))
         let j = try s.waitForEnd(id, timeout: 300)
         let log = output(h, id)
         XCTAssertEqual(j.state, "COMPLETED", log)
         // (1, unless the early USR1 came again in the short second attempt: another requeue.)
         XCTAssertGreaterThanOrEqual(j.restarts, 1, log)
-        let usr1 = log.range(of: "SIGUSR1: stopping at the end of this step"), term = log.range(of: "interrupted: step 2 saved")
+        let usr1 = log.range(of: "SIGUSR1: stopping at the end of this step")
         XCTAssertNotNil(usr1, log)
-        XCTAssertNotNil(term, log)
-        if let u = usr1, let t = term { XCTAssertLessThan(u.lowerBound, t.lowerBound, "USR1 comes ahead of the limit") }
-        XCTAssertTrue(log.contains("time limit: the run saved its last completed step: requeueing"), log)
-        XCTAssertTrue(log.contains("resumed from") && log.contains(Checkpoint.fileName(step: 2)), log)
+        if let stall = log.range(of: "SKESL_TEST_STALL_AT_STEP=3: step 3 stalls"), let u = usr1, stall.lowerBound < u.lowerBound {
+            // The intended path: the USR1 found step 3 stalled, so the limit's SIGTERM ended it.
+            let term = log.range(of: "interrupted: step 2 saved")
+            XCTAssertNotNil(term, log)
+            if let t = term { XCTAssertLessThan(u.lowerBound, t.lowerBound, "USR1 comes ahead of the limit") }
+            XCTAssertTrue(log.contains("time limit: the run saved its last completed step: requeueing"), log)
+            XCTAssertTrue(log.contains("resumed from") && log.contains(Checkpoint.fileName(step: 2)), log)
+        } else {
+            // The USR1 came before step 3: the run stopped at a step's end and requeued.
+            print("SlurmTests: the early USR1 arrived before step 3 (a slow start): checked the end-of-step path instead")
+            XCTAssertTrue(log.contains("run stopped ahead of the time limit with a checkpoint: requeueing"), log)
+            XCTAssertTrue(log.contains("resumed from"), log)
+        }
         try assertSameWeights(h, run: "run", as: ref, log)
     }
 }

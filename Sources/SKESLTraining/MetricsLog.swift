@@ -108,7 +108,7 @@ public final class MetricsLog: @unchecked Sendable {
                                                reason: reason, bytes: bytes)))
     }
 
-    public func runEnd(status: String, epochs: Int, steps: Int, elapsedSeconds: Double,
+    public func runEnd(status: RunStatus, epochs: Int, steps: Int, elapsedSeconds: Double,
                        bestEpoch: Int? = nil, message: String? = nil) throws {
         try write(.runEnd(RunEndRecord(time: wallClock(), status: status, epochs: epochs, steps: steps,
                                        elapsedSeconds: elapsedSeconds, bestEpoch: bestEpoch, message: message)))

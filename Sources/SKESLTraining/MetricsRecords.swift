@@ -94,14 +94,14 @@ public struct CheckpointRecord: Codable, Equatable, Sendable {
 /// "run_end": the run stopped (normally or not).
 public struct RunEndRecord: Codable, Equatable, Sendable {
     public var time: Double
-    public var status: String           // "completed", "failed" or "interrupted"
+    public var status: RunStatus
     public var epochs: Int              // epochs completed
     public var steps: Int               // optimizer steps done
     public var elapsedSeconds: Double
     public var bestEpoch: Int?          // epoch with the lowest validation loss, if any
     public var message: String?         // the error, for a failed run
 
-    public init(time: Double, status: String, epochs: Int, steps: Int, elapsedSeconds: Double,
+    public init(time: Double, status: RunStatus, epochs: Int, steps: Int, elapsedSeconds: Double,
                 bestEpoch: Int? = nil, message: String? = nil) {
         self.time = time; self.status = status; self.epochs = epochs; self.steps = steps
         self.elapsedSeconds = elapsedSeconds; self.bestEpoch = bestEpoch; self.message = message

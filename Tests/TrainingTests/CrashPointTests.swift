@@ -46,7 +46,7 @@ final class CrashPointTests: XCTestCase {
                                "\(p.rawValue): \(name) holds another step")
             }
             let end = try MetricsLogReader.read(runDirectory: h.dir + "/" + run).records.compactMap { r -> Int? in
-                if case .runEnd(let e) = r, e.status == "completed" { return e.bestEpoch }
+                if case .runEnd(let e) = r, e.status == .completed { return e.bestEpoch }
                 return nil
             }
             let fullEnd = log.records.compactMap { r -> Int? in if case .runEnd(let e) = r { return e.bestEpoch }; return nil }

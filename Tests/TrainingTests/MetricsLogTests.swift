@@ -32,7 +32,7 @@ final class MetricsLogTests: XCTestCase {
         try log.eval(epoch: 1, split: "valid", loss: 0.81, samples: 4, metrics: try sampleMetrics())
         try log.eval(epoch: 1, split: "pretrain-valid", loss: 0.5, samples: 10)
         try log.checkpoint(epoch: 1, step: 41, path: "checkpoints/epoch-1.h5", reason: "best", bytes: 123456)
-        try log.runEnd(status: "completed", epochs: 3, steps: 123, elapsedSeconds: 3600.5, bestEpoch: 1)
+        try log.runEnd(status: .completed, epochs: 3, steps: 123, elapsedSeconds: 3600.5, bestEpoch: 1)
         log.close()
         return try MetricsLogReader.read(runDirectory: dir).records
     }

@@ -103,7 +103,7 @@ public final class Trainer {
 
     static func fingerprint(_ s: FeatureStore) -> String {
         var h = fnv1a64(s.manifest.name)
-        for sh in s.manifest.shards { h ^= fnv1a64("\(sh.file):\(sh.samples):\(sh.crc32)"); h = h &* 0x100_0000_01B3 }
+        for sh in s.manifest.shards { h = FNV1a64.fold(h, fnv1a64("\(sh.file):\(sh.samples):\(sh.crc32)")) }
         return String(format: "%016llx", h)
     }
 

@@ -205,6 +205,10 @@ public enum RunConfigLoader {
     /// As `load(path:)`, from the text of a YAML or JSON config (`source` names it in errors).
     static func load(text: String?, source: String, overrides: [String], validate: Bool) throws -> RunConfig {
         var tree = try defaultsTree()
+        // Where model.task was written, if anywhere: it follows from task and variant, so a
+        // value that disagrees with them is an error (see checkModelTask) rather than being
+        // replaced without a word.
+        var modelTaskSource: String? = nil
         if let text {
             let parsed: Any?
             do { parsed = try Yams.load(yaml: text) } catch {
@@ -213,6 +217,7 @@ public enum RunConfigLoader {
             if let parsed {
                 guard let dict = parsed as? [String: Any] else { throw ConfigError("\(source): the top level must be a mapping of keys") }
                 try merge(&tree, dict, path: "", file: source)
+                if (dict["model"] as? [String: Any])?["task"] != nil { modelTaskSource = source }
             }
         }
         for o in overrides {
@@ -225,6 +230,7 @@ public enum RunConfigLoader {
             for part in key.split(separator: ".").reversed() { nested = [String(part): nested] }
             guard let d = nested as? [String: Any] else { throw ConfigError("--set \(o): empty key") }
             try merge(&tree, d, path: "", file: "--set \(key)")
+            if key == "model.task" { modelTaskSource = "--set model.task" }
         }
         let data = try JSONSerialization.data(withJSONObject: tree)
         let config: RunConfig
@@ -232,9 +238,20 @@ public enum RunConfigLoader {
             throw ConfigError("\(source): \(describe(e))")
         }
         if validate {
+            if let where_ = modelTaskSource { try checkModelTask(config, setIn: where_) }
             do { try config.validate() } catch { throw ConfigError("\(source): \(error)") }
         }
         return config
+    }
+
+    /// `model.task` is derived (RunConfig.resolvedModel): a run's own config.yaml holds the
+    /// derived value, so it loads back; a value that contradicts `task` and `variant` is
+    /// an error, since the run would silently build another model than the file says.
+    static func checkModelTask(_ c: RunConfig, setIn source: String) throws {
+        let derived = c.resolvedModel.task
+        guard c.model.task == derived else {
+            throw ConfigError("\(source): model.task is \(c.model.task.rawValue), but task \(c.task.rawValue) with variant \(c.variant.rawValue) builds the \(derived.rawValue) model; model.task follows from task and variant: remove it, or set task/variant instead")
+        }
     }
 
     /// Parses a config given as text (the YAML stored in a checkpoint), without validation.

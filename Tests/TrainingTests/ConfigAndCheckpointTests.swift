@@ -63,6 +63,21 @@ final class RunConfigTests: XCTestCase {
         XCTAssertEqual(RunStatus.allCases.map(\.rawValue), ["completed", "max_steps", "stopped", "interrupted", "failed"])
     }
 
+    /// model.task follows from task and variant: a contradicting value is an error that names
+    /// the key; the derived value (as a run's config.yaml records it) loads.
+    func testModelTaskMustAgreeWithTaskAndVariant() throws {
+        let bad = try write("task: finetune\nvariant: text_only\ndata: {store: /x}\nmodel: {task: finetune}\n")
+        XCTAssertThrowsError(try RunConfigLoader.load(path: bad)) { e in
+            XCTAssertTrue("\(e)".contains("\(bad): model.task is finetune, but task finetune with variant text_only builds the text_only model"), "\(e)")
+        }
+        XCTAssertThrowsError(try RunConfigLoader.load(path: nil, overrides: ["data.store=/x", "model.task=finetune"])) { e in
+            XCTAssertTrue("\(e)".contains("--set model.task: model.task is finetune"), "\(e)")
+        }
+        var ft = RunConfig(); ft.task = .finetune; ft.data.store = "/x"; ft.model = ft.resolvedModel
+        let recorded = try write(try RunConfigLoader.yaml(ft))
+        XCTAssertEqual(try RunConfigLoader.load(path: recorded).model.task, .finetune)
+    }
+
     func testShippedConfigsLoad() throws {
         let dir = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
             .appendingPathComponent("Configs").path

@@ -42,6 +42,18 @@ public enum Loss: String, ConfigChoice {
 }
 }
 
+extension DataConfig {
+/// How lexicon lines are read (data.lexiconRule; ModelSetup.lexiconRule).
+public enum LexiconRule: String, ConfigChoice {
+    /// `reference` exactly when data.lexicon is "reference", else `vader`.
+    case auto
+    /// Tab-separated, as vaderSentiment reads it.
+    case vader
+    /// Whitespace-separated, as the released code's load_lexicon.
+    case reference
+}
+}
+
 /// How a run ended: the `status` of the metrics log's run_end record, of the
 /// SKESL_STATUS_FILE, of RunSummary and of the CLI's last line.
 public enum RunStatus: String, Codable, Sendable, CaseIterable {

@@ -30,7 +30,7 @@ public struct DataConfig: Codable, Equatable, Sendable {
     /// How lexicon lines are read: "vader" (tab-separated, as vaderSentiment), "reference"
     /// (whitespace-separated, as the released code's load_lexicon), "auto" = reference
     /// exactly when `lexicon` is "reference" (docs/text.md, reference quirks).
-    public var lexiconRule = "auto"
+    public var lexiconRule = LexiconRule.auto
     /// Reference quirk: a pretraining sample whose mask lies past the text length keeps an
     /// attention mask of all ones over its window, so BERT attends to [PAD] (docs/text.md).
     public var windowAttendsPadding = false
@@ -157,9 +157,6 @@ public struct RunConfig: Codable, Equatable, Sendable {
         guard train.bucketMB > 0 else { throw bad("train.bucketMB must be > 0") }
         guard train.evalEveryEpochs >= 1 else { throw bad("train.evalEveryEpochs must be at least 1") }
         guard train.selection.batch >= 1 else { throw bad("train.selection.batch must be at least 1") }
-        guard ["auto", "vader", "reference"].contains(data.lexiconRule) else {
-            throw bad("data.lexiconRule must be auto, vader or reference (got \(data.lexiconRule))")
-        }
         guard (2...512).contains(data.textLength) else { throw bad("data.textLength must lie in 2...512") }
         guard data.textLength <= model.bert.maxPositionEmbeddings else {
             throw bad("data.textLength \(data.textLength) exceeds model.bert.max_position_embeddings \(model.bert.maxPositionEmbeddings)")

@@ -3,6 +3,7 @@
 // same text as a String did, while the code switches over cases the compiler checks.
 // Decoding an unknown value fails with the choices in the message, which
 // RunConfigLoader.describe turns into "KEY must be A, B or C (got X)".
+import Foundation
 import SKESLDistributed
 
 public protocol ConfigChoice: RawRepresentable, CaseIterable, Codable, Sendable where RawValue == String {}
@@ -67,4 +68,33 @@ public enum RunStatus: String, Codable, Sendable, CaseIterable {
     case interrupted
     /// An error ended the run (written by rank 0 before it rethrows).
     case failed
+}
+
+/// Why a checkpoint file was written: the `reason` of the metrics log's checkpoint record.
+public enum CheckpointReason: String, Codable, Sendable, CaseIterable {
+    /// The end of an epoch.
+    case epoch
+    /// checkpoint.everySteps.
+    case interval
+    /// The end of a run that ran every epoch.
+    case final
+    /// The end of a run stopped by train.maxSteps, by a caller's step limit, or by a stop signal.
+    case maxSteps = "max_steps", stopped, interrupted
+    /// Copies of an epoch's checkpoint: the lowest validation loss so far, a milestone epoch.
+    case best, milestone
+
+    /// The copy a file name stands for (best.h5, or a milestone).
+    public init(copy path: String) {
+        self = (path as NSString).lastPathComponent == "best.h5" ? .best : .milestone
+    }
+
+    /// The checkpoint written when a run ends with `status` (a failed run throws before it).
+    public init(endOf status: RunStatus) {
+        switch status {
+        case .completed: self = .final
+        case .maxSteps: self = .maxSteps
+        case .stopped: self = .stopped
+        case .interrupted, .failed: self = .interrupted
+        }
+    }
 }

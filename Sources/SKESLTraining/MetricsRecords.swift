@@ -82,7 +82,9 @@ public struct CheckpointRecord: Codable, Equatable, Sendable {
     public var epoch: Int
     public var step: Int
     public var path: String             // relative to the run directory when inside it
-    public var reason: String           // "snapshot" (scheduled), "best" (lowest valid loss), "last"
+    /// A CheckpointReason's word when skesl wrote it; read as text, so that a log from
+    /// another writer (the report's fixtures say "snapshot") still reads.
+    public var reason: String
     public var bytes: Int?
 
     public init(time: Double, epoch: Int, step: Int, path: String, reason: String, bytes: Int? = nil) {

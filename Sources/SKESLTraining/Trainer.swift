@@ -205,7 +205,7 @@ public final class Trainer {
                               versions: ["skesl": skeslCodeVersion, "openblas": blasConfig], blas: blas)
             for dst in copiesCompletedOnResume {
                 try log?.checkpoint(epoch: state.cursorPosition == 0 ? max(state.cursorEpoch, 1) : state.cursorEpoch + 1, step: state.step,
-                                    path: dst, reason: (dst as NSString).lastPathComponent == "best.h5" ? "best" : "milestone")
+                                    path: dst, reason: CheckpointReason(copy: dst))
             }
             progress = ProgressReporter(options: ProgressOptions(totalEpochs: rc.train.epochs, stepsPerEpoch: stepsPerEpoch,
                                                                  plainEverySeconds: rc.logEverySeconds))
@@ -371,7 +371,7 @@ public final class Trainer {
                     try endOfEpochCheckpoint(epoch: stepEpoch + 1, newBest: newBest)
                 }
             } else if rc.checkpoint.everySteps > 0 && state.step % rc.checkpoint.everySteps == 0 && isRoot {
-                try writeCheckpoint(reason: "interval")
+                try writeCheckpoint(reason: .interval)
             }
             timer.end()
             if stats[2] > 0 { status = .interrupted; break }
@@ -380,7 +380,7 @@ public final class Trainer {
         if !holding { commit.lock(); holding = true }
         // A final checkpoint unless the last step wrote one.
         if isRoot && state.step > 0 && lastCheckpoint.map({ !$0.hasSuffix(Checkpoint.fileName(step: state.step)) }) ?? true {
-            try writeCheckpoint(reason: status == .completed ? "final" : status.rawValue)
+            try writeCheckpoint(reason: CheckpointReason(endOf: status))
         }
         if worldSize > 1 { try comm.barrier() }
         progress?.finish()
@@ -428,10 +428,10 @@ public final class Trainer {
         // The last step may have written this step's checkpoint already (an interval), but
         // without the owed copies recorded: write it again then.
         let p = lastCheckpoint.map { $0.hasSuffix(Checkpoint.fileName(step: state.step)) } == true && owed.isEmpty
-            ? lastCheckpoint! : try writeCheckpoint(reason: "epoch", owedCopies: owed)
+            ? lastCheckpoint! : try writeCheckpoint(reason: .epoch, owedCopies: owed)
         for dst in try Checkpoint.completeOwedCopies(of: p) {
             try log?.checkpoint(epoch: epoch, step: state.step, path: dst,
-                                reason: (dst as NSString).lastPathComponent == "best.h5" ? "best" : "milestone")
+                                reason: CheckpointReason(copy: dst))
         }
     }
 
@@ -453,7 +453,7 @@ public final class Trainer {
         let current = Checkpoint.fileName(step: state.step)
         var path = lastCheckpoint
         if state.step > 0 && !(lastCheckpoint?.hasSuffix(current) ?? false) {
-            do { path = try writeCheckpoint(reason: "interrupted") } catch {
+            do { path = try writeCheckpoint(reason: .interrupted) } catch {
                 say("error: the checkpoint for the stop could not be written: \(error)")
                 return
             }
@@ -468,7 +468,7 @@ public final class Trainer {
     }
 
     @discardableResult
-    func writeCheckpoint(reason: String, owedCopies: [String] = []) throws -> String {
+    func writeCheckpoint(reason: CheckpointReason, owedCopies: [String] = []) throws -> String {
         let path = config.checkpointDir + "/" + Checkpoint.fileName(step: state.step)
         let bytes = try Checkpoint.save(path: path, net: net, optimizer: optimizer, state: state, runConfigYAML: yaml,
                                         owedCopies: owedCopies)

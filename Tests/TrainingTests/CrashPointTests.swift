@@ -22,7 +22,7 @@ final class CrashPointTests: XCTestCase {
         // The step of the last epoch checkpoint that owed both best.h5 and a milestone.
         let log = try MetricsLogReader.read(runDirectory: h.dir + "/full")
         let bestSteps = log.records.compactMap { r -> Int? in
-            if case .checkpoint(let c) = r, c.reason == "best" { return c.step }
+            if case .checkpoint(let c) = r, c.reason == CheckpointReason.best.rawValue { return c.step }
             return nil
         }
         let step = try XCTUnwrap(bestSteps.last, "the full run logged no best checkpoint: \(full.err)")

@@ -67,7 +67,7 @@ let package = Package(
                           dependencies: ["SKESLTraining", "SKESLText", "SKESLStore", "SKESLExtract", "SKESLModel", "SKESLDistributed", "SKESLKernels", "SKESLHDF5",
                                          .product(name: "ArgumentParser", package: "swift-argument-parser")]),
         // Multi-rank checks and MPI benchmarks, run under mpirun by DistributedTests.
-        .executableTarget(name: "skesl-mpitest", dependencies: ["SKESLDistributed", "COpenBLAS"],
+        .executableTarget(name: "skesl-mpitest", dependencies: ["SKESLDistributed", "SKESLKernels", "COpenBLAS"],
                           swiftSettings: fast),
 
         // Helpers shared by test targets (busy load for race tests).

@@ -9,7 +9,8 @@
 // MPI_Iallreduce only advances while some thread is inside an MPI call. So the
 // reductions run on a communication thread of their own, on a duplicated
 // communicator (collectives of the main thread, e.g. a loss all-reduce, never
-// interleave with them). Two ways to drive it (docs/cluster.md has the figures):
+// interleave with them). Three ways to progress the reductions, two of them on that
+// thread (train.allreduce; docs/cluster.md has the figures):
 //   .poll    — (default) starts MPI_Iallreduce for every ready bucket and polls
 //              MPI_Test, yielding the core between polls: backward keeps its CPU;
 //   .thread  — runs one blocking MPI_Allreduce per bucket, in order (Open MPI
@@ -23,6 +24,7 @@ import CShim
 import Foundation
 
 public final class GradientReducer: @unchecked Sendable {
+    /// Config files name a case by its raw value (train.allreduce; SKESLTraining's ConfigChoice).
     public enum Progress: String, Sendable, CaseIterable {
         case thread, poll, deferred
     }

@@ -50,13 +50,23 @@ public func philox4x32x8(_ c0: SIMD8<UInt32>, _ c1: UInt32, _ c2: UInt32, _ c3: 
     return (x0, x1, x2, x3)
 }
 
-/// FNV-1a 64-bit hash: turns a name (a parameter, a dropout site) into a stream id.
+/// FNV-1a 64-bit: the starting value and one step, which folds a unit (a byte, a
+/// character, a word: whatever the caller hashes) into the hash. The one definition of
+/// FNV in the project: names, the store fingerprint, the vocabulary key, the lexicon
+/// table and the mpitest replica check all fold through it.
+public enum FNV1a64 {
+    public static let offsetBasis: UInt64 = 0xCBF2_9CE4_8422_2325
+    public static let prime: UInt64 = 0x0000_0100_0000_01B3
+
+    @inline(__always)
+    public static func fold(_ h: UInt64, _ unit: UInt64) -> UInt64 { (h ^ unit) &* prime }
+}
+
+/// FNV-1a 64-bit hash of a string's UTF-8 bytes: turns a name (a parameter, a dropout
+/// site) into a stream id.
 public func fnv1a64(_ s: String) -> UInt64 {
-    var h: UInt64 = 0xCBF2_9CE4_8422_2325
-    for b in s.utf8 {
-        h ^= UInt64(b)
-        h = h &* 0x0000_0100_0000_01B3
-    }
+    var h = FNV1a64.offsetBasis
+    for b in s.utf8 { h = FNV1a64.fold(h, UInt64(b)) }
     return h
 }
 

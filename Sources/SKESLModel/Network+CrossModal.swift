@@ -46,12 +46,11 @@ extension SKESLNetwork {
         return out
     }
 
-    /// `rows`: text rows per sample in x0 (L, or 1 when only the [MASK] row is computed;
-    /// then `rowOffsets[b]` is that row's position, which keys its dropout mask exactly as
-    /// the full computation's).
-    func crossModalForward(_ x0: FPtr, _ b: Batch, rows: Int? = nil, rowOffsets: UnsafePointer<Int32>? = nil) -> FPtr {
+    /// Every text row of every sample (B x L rows of x0). The [MASK]-row-only path is
+    /// Network+CrossModalRows.swift; it shares layerTail, keyed by each row's position.
+    func crossModalForward(_ x0: FPtr, _ b: Batch) -> FPtr {
         let c = config.crossmodal, e = c.attentionDim
-        let B = b.size, L = rows ?? b.textLength, N = B * L, H = config.bert.hiddenSize
+        let B = b.size, L = b.textLength, N = B * L, H = config.bert.hiddenSize
         let Ta = b.audioFrames, Tv = b.videoFrames
         var acts = CrossModalActs()
         for s in cmaSets {
@@ -78,7 +77,7 @@ extension SKESLNetwork {
             }
             let ma = attend(o.a, acts.kvA[si], frames: Ta)
             let mv = attend(o.v, acts.kvV[si], frames: Tv)
-            let r = layerTail(x, ctxA: ma.ctx, ctxV: mv.ctx, o: o, layer: l, rows: N, perSample: L, rowOffsets: rowOffsets)
+            let r = layerTail(x, ctxA: ma.ctx, ctxV: mv.ctx, o: o, layer: l, rows: N, perSample: L, rowOffsets: nil)
             let (y, z, meanZ, rstdZ, mask, out) = (r.y, r.z, r.meanZ, r.rstdZ, r.mask, r.out)
             acts.layers.append(CMLayerActs(xIn: x, a: ma, v: mv, y: y, z: z, meanZ: meanZ, rstdZ: rstdZ, mask: mask, out: out))
             x = out
@@ -88,9 +87,9 @@ extension SKESLNetwork {
     }
 
     /// Backward through the encoder; returns the gradient of its input (BERT's output).
-    func crossModalBackward(_ dTop: FPtr, _ b: Batch, rows: Int? = nil) -> FPtr {
+    func crossModalBackward(_ dTop: FPtr, _ b: Batch) -> FPtr {
         let c = config.crossmodal, e = c.attentionDim
-        let B = b.size, L = rows ?? b.textLength, N = B * L, H = config.bert.hiddenSize
+        let B = b.size, L = b.textLength, N = B * L, H = config.bert.hiddenSize
         let Ta = b.audioFrames, Tv = b.videoFrames
         let scale = 1 / Float(e).squareRoot()
         var acts = state.cm

@@ -1,6 +1,7 @@
 // Vocabulary lookup keyed by runs of Unicode scalars, so that WordPiece can probe
 // "does the vocabulary hold text[s..<e]?" straight from the normalised buffer
 // without building a String per probe. Open addressing over FNV-1a hashes.
+import SKESLKernels
 
 struct ScalarTable: Sendable {
     fileprivate var keys: [UInt32] = []        // all keys, concatenated
@@ -18,12 +19,10 @@ struct ScalarTable: Sendable {
         mask = n - 1
     }
 
-    static let hashSeed: UInt64 = 0xCBF2_9CE4_8422_2325
+    static let hashSeed = FNV1a64.offsetBasis
 
     @inline(__always)
-    static func step(_ h: UInt64, _ c: UInt32) -> UInt64 {
-        (h ^ UInt64(c)) &* 0x0000_0100_0000_01B3
-    }
+    static func step(_ h: UInt64, _ c: UInt32) -> UInt64 { FNV1a64.fold(h, UInt64(c)) }
 
     @inline(__always)
     static func finish(_ h: UInt64) -> Int {

@@ -32,8 +32,7 @@ public enum BertCache {
     public static func key(net: SKESLNetwork, store: FeatureStore, text: TextPipeline, storeFingerprint: String) -> BertCacheKey {
         let bertCount = net.layout.entries.filter { $0.group == "bert" }.reduce(0) { $0 + $1.count }
         let bert = Checkpoint.checksum([(UnsafePointer(net.params), bertCount)])
-        var v: UInt64 = 0xCBF2_9CE4_8422_2325
-        for t in text.tokenizer.tokens { v = (v ^ fnv1a64(t)) &* 0x100_0000_01B3 }
+        let v = text.tokenizer.tokens.reduce(FNV1a64.offsetBasis) { FNV1a64.fold($0, fnv1a64($1)) }
         return BertCacheKey(store: storeFingerprint, bert: String(format: "%016llx", bert), vocabulary: String(format: "%016llx", v),
                             lexicon: text.masker.map { String(format: "%016llx", $0.lexiconFingerprint) } ?? "",
                             textLength: text.length, hidden: net.config.bert.hiddenSize)

@@ -103,19 +103,19 @@ public enum Checkpoint {
             try fsyncPath(tmp)
         } catch {
             unlink(tmp)
-            throw ConfigError("writing checkpoint \(path) failed: \(error); the previous checkpoints are intact (check free disk space and permissions)")
+            throw CheckpointError("writing checkpoint \(path) failed: \(error); the previous checkpoints are intact (check free disk space and permissions)")
         }
         FaultInjection.at(.beforeRename, step: state.step)
         guard rename(tmp, path) == 0 else {
             let e = String(cString: strerror(errno))
             unlink(tmp)
-            throw ConfigError("writing checkpoint \(path) failed: rename: \(e); the previous checkpoints are intact")
+            throw CheckpointError("writing checkpoint \(path) failed: rename: \(e); the previous checkpoints are intact")
         }
         let dir = (path as NSString).deletingLastPathComponent
         try? fsyncPath(dir.isEmpty ? "." : dir)
         FaultInjection.at(.afterRename, step: state.step)
         guard FileManager.default.createFile(atPath: path + ".done", contents: Data("ok\n".utf8)) else {
-            throw ConfigError("writing checkpoint \(path): cannot create its .done marker; the previous checkpoints are intact")
+            throw CheckpointError("writing checkpoint \(path): cannot create its .done marker; the previous checkpoints are intact")
         }
         try? fsyncPath(path + ".done")
         FaultInjection.at(.afterDone, step: state.step)
@@ -124,15 +124,15 @@ public enum Checkpoint {
 
     static func fsyncPath(_ path: String) throws {
         let fd = open(path, O_RDONLY)
-        guard fd >= 0 else { throw ConfigError("cannot open \(path) to fsync") }
+        guard fd >= 0 else { throw CheckpointError("cannot open \(path) to fsync") }
         defer { close(fd) }
-        if fsync(fd) != 0 { throw ConfigError("fsync \(path) failed: \(String(cString: strerror(errno)))") }
+        if fsync(fd) != 0 { throw CheckpointError("fsync \(path) failed: \(String(cString: strerror(errno)))") }
     }
 
     /// Reads the training state stored in a checkpoint (no tensors).
     public static func readState(_ f: H5File) throws -> TrainingState {
         guard f.hasAttribute("format"), try f.stringAttribute("format") == format else {
-            throw ConfigError("\(f.path): not a skesl checkpoint (no format attribute)")
+            throw CheckpointError("\(f.path): not a skesl checkpoint (no format attribute)")
         }
         var s = TrainingState()
         s.step = Int(try f.attribute("step", as: Int64.self))
@@ -157,12 +157,12 @@ public enum Checkpoint {
         }
         try WeightsFile.read(into: net, from: f)
         if let o = optimizer {
-            guard f.exists("/optimizer") else { throw ConfigError("\(path): holds no optimiser state") }
+            guard f.exists("/optimizer") else { throw CheckpointError("\(path): holds no optimiser state") }
             for e in net.layout.entries where e.offset >= net.layout.trainableStart {
                 let off = e.offset - net.layout.trainableStart
                 for (g, buf) in [("exp_avg", o.m), ("exp_avg_sq", o.v)] {
                     let ds = try f.dataset("/optimizer/\(g)/" + e.name)
-                    guard try ds.shape() == e.shape else { throw ConfigError("\(path): /optimizer/\(g)/\(e.name) has the wrong shape") }
+                    guard try ds.shape() == e.shape else { throw CheckpointError("\(path): /optimizer/\(g)/\(e.name) has the wrong shape") }
                     try ds.read(into: UnsafeMutableBufferPointer(start: buf + off, count: e.count))
                 }
             }
@@ -170,9 +170,14 @@ public enum Checkpoint {
         }
         let want = try f.stringAttribute("checksum")
         let have = String(format: "%016llx", optimizer.map { checksum(net: net, optimizer: $0) } ?? checksum([(UnsafePointer(net.params), net.layout.count)]))
+        // The stored checksum covers every tensor written: the parameters, plus the optimiser
+        // moments when the file has them. Loading parameters only (fine-tuning from a
+        // pretraining checkpoint, evaluation) from a file that holds moments reads a part
+        // of what was summed, so the sum cannot be checked and is skipped; every other
+        // load (a resume, or a file without optimiser state) is checked.
         if optimizer != nil || !f.exists("/optimizer") {
             guard want == have else {
-                throw ConfigError("\(path): checksum mismatch (stored \(want), computed \(have)): the file is damaged")
+                throw CheckpointError("\(path): checksum mismatch (stored \(want), computed \(have)): the file is damaged")
             }
         }
         return state
@@ -257,25 +262,27 @@ public enum Checkpoint {
         FaultInjection.at(isBest ? .beforeBestCopy : .beforeMilestoneCopy, step: step)
         unlink(tmp)
         do { try FileManager.default.copyItem(atPath: src, toPath: tmp) } catch {
-            throw CheckpointFileError("copying checkpoint to \(dst) failed: \(error)")
+            throw CheckpointError("copying checkpoint to \(dst) failed: \(error)")
         }
         try fsyncPath(tmp)
         FaultInjection.at(isBest ? .duringBestCopy : .duringMilestoneCopy, step: step)
         // The marker of the old copy goes first, so no instant shows a `.done` beside a
         // file that is not the copy it vouches for.
         unlink(dst + ".done")
-        guard rename(tmp, dst) == 0 else { throw CheckpointFileError("copying checkpoint to \(dst) failed: rename: \(String(cString: strerror(errno)))") }
+        guard rename(tmp, dst) == 0 else { throw CheckpointError("copying checkpoint to \(dst) failed: rename: \(String(cString: strerror(errno)))") }
         let dir = (dst as NSString).deletingLastPathComponent
         try? fsyncPath(dir.isEmpty ? "." : dir)
         guard FileManager.default.createFile(atPath: dst + ".done", contents: Data("ok\n".utf8)) else {
-            throw CheckpointFileError("copying checkpoint to \(dst): cannot create its .done marker")
+            throw CheckpointError("copying checkpoint to \(dst): cannot create its .done marker")
         }
         try? fsyncPath(dst + ".done")
     }
 }
 
-/// A checkpoint file could not be written, copied or read back.
-public struct CheckpointFileError: Error, CustomStringConvertible {
+/// A checkpoint file could not be written, fsynced, copied or read back, or it is damaged
+/// (wrong format, missing optimiser state, checksum mismatch). A checkpoint that does not
+/// fit this run's config (a different model) is a ConfigError: the fix is in the config.
+public struct CheckpointError: Error, CustomStringConvertible {
     public let description: String
     public init(_ d: String) { description = d }
 }

@@ -103,12 +103,12 @@ public final class MetricsLog: @unchecked Sendable {
                                    samples: samples, metrics: metrics)))
     }
 
-    public func checkpoint(epoch: Int, step: Int, path: String, reason: String, bytes: Int? = nil) throws {
+    public func checkpoint(epoch: Int, step: Int, path: String, reason: CheckpointReason, bytes: Int? = nil) throws {
         try write(.checkpoint(CheckpointRecord(time: wallClock(), epoch: epoch, step: step, path: path,
-                                               reason: reason, bytes: bytes)))
+                                               reason: reason.rawValue, bytes: bytes)))
     }
 
-    public func runEnd(status: String, epochs: Int, steps: Int, elapsedSeconds: Double,
+    public func runEnd(status: RunStatus, epochs: Int, steps: Int, elapsedSeconds: Double,
                        bestEpoch: Int? = nil, message: String? = nil) throws {
         try write(.runEnd(RunEndRecord(time: wallClock(), status: status, epochs: epochs, steps: steps,
                                        elapsedSeconds: elapsedSeconds, bestEpoch: bestEpoch, message: message)))

@@ -82,7 +82,9 @@ public struct CheckpointRecord: Codable, Equatable, Sendable {
     public var epoch: Int
     public var step: Int
     public var path: String             // relative to the run directory when inside it
-    public var reason: String           // "snapshot" (scheduled), "best" (lowest valid loss), "last"
+    /// A CheckpointReason's word when skesl wrote it; read as text, so that a log from
+    /// another writer (the report's fixtures say "snapshot") still reads.
+    public var reason: String
     public var bytes: Int?
 
     public init(time: Double, epoch: Int, step: Int, path: String, reason: String, bytes: Int? = nil) {
@@ -94,14 +96,14 @@ public struct CheckpointRecord: Codable, Equatable, Sendable {
 /// "run_end": the run stopped (normally or not).
 public struct RunEndRecord: Codable, Equatable, Sendable {
     public var time: Double
-    public var status: String           // "completed", "failed" or "interrupted"
+    public var status: RunStatus
     public var epochs: Int              // epochs completed
     public var steps: Int               // optimizer steps done
     public var elapsedSeconds: Double
     public var bestEpoch: Int?          // epoch with the lowest validation loss, if any
     public var message: String?         // the error, for a failed run
 
-    public init(time: Double, status: String, epochs: Int, steps: Int, elapsedSeconds: Double,
+    public init(time: Double, status: RunStatus, epochs: Int, steps: Int, elapsedSeconds: Double,
                 bestEpoch: Int? = nil, message: String? = nil) {
         self.time = time; self.status = status; self.epochs = epochs; self.steps = steps
         self.elapsedSeconds = elapsedSeconds; self.bestEpoch = bestEpoch; self.message = message

@@ -117,9 +117,9 @@ public enum ModelSetup {
 
     static func lexiconRule(_ rc: RunConfig) -> VaderLexicon.Rule {
         switch rc.data.lexiconRule {
-        case "vader": return .vader
-        case "reference": return .reference
-        default: return rc.data.lexicon == "reference" ? .reference : .vader
+        case .vader: return .vader
+        case .reference: return .reference
+        case .auto: return rc.data.lexicon == "reference" ? .reference : .vader
         }
     }
 

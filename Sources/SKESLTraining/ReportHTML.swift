@@ -84,7 +84,7 @@ public enum RunReport {
             rows.append(("World size", "\(s.worldSize) rank\(s.worldSize == 1 ? "" : "s")"))
             if let b = s.batchSize { rows.append(("Global batch", "\(b)")) }
         }
-        let status = d.runEnd?.status ?? "running"
+        let status = d.runEnd?.status.rawValue ?? "running"
         var statusText = "<span class=\"status-\(htmlEscape(status))\">\(htmlEscape(status))</span>"
         if d.runEnd == nil { statusText += " (no run_end record: still running, or stopped without one)" }
         if let msg = d.runEnd?.message { statusText += ": " + htmlEscape(msg) }

@@ -3,13 +3,14 @@
 // the file), then flags (`--set a.b=value`) override. Key names: `model.bert` uses
 // Hugging Face config.json names; everything else is as written in Configs/*.yaml.
 import Foundation
+import SKESLDistributed
 import SKESLModel
 import Yams
 
 public enum RunTask: String, Codable, Sendable { case pretrain, finetune }
 
 /// The paper's ablations.
-public enum Variant: String, Codable, Sendable {
+public enum Variant: String, Codable, Sendable, CaseIterable {
     case full                       // BERT -> cross-modal encoder -> head
     case textOnly = "text_only"     // BERT -> mean pooling -> head
 }
@@ -29,14 +30,15 @@ public struct DataConfig: Codable, Equatable, Sendable {
     /// How lexicon lines are read: "vader" (tab-separated, as vaderSentiment), "reference"
     /// (whitespace-separated, as the released code's load_lexicon), "auto" = reference
     /// exactly when `lexicon` is "reference" (docs/text.md, reference quirks).
-    public var lexiconRule = "auto"
+    public var lexiconRule = LexiconRule.auto
     /// Reference quirk: a pretraining sample whose mask lies past the text length keeps an
     /// attention mask of all ones over its window, so BERT attends to [PAD] (docs/text.md).
     public var windowAttendsPadding = false
     public var skipBadSamples = false
     public var prefetch = 2
-    /// Shard files each rank keeps open (a global shuffle reads from all of them; each
-    /// open shard costs about 100 KB of HDF5 metadata, no chunk cache).
+    /// Shard files each rank keeps open when reading through HDF5 (a global shuffle reads
+    /// from all of them; each open shard costs about 1.2 MB of HDF5 per-file structures,
+    /// no chunk cache: docs/feature-store.md, "Memory"). StoreLoader's own default is 2.
     public var maxOpenShards = 64
     /// Recompute each feature row's Fletcher32 on every read instead of on its first read
     /// after its shard is opened (docs/feature-store.md, "Reading rows").
@@ -76,7 +78,7 @@ public struct TrainConfig: Codable, Equatable, Sendable {
     public var schedule = ScheduleConfig()
     /// Gradient all-reduce bucket size in MiB, and how the communication thread drives it.
     public var bucketMB: Double = 8
-    public var allreduce = "poll"
+    public var allreduce = GradientReducer.Progress.poll
     /// A barrier before the gradient wait on every step, to measure how long each rank
     /// waits for the slowest one apart from the all-reduce itself (costs one latency per step).
     public var diagnoseImbalance = false
@@ -95,7 +97,7 @@ public struct SelectionConfig: Codable, Equatable, Sendable {
     /// "sample_mean": the per-sample MAE (skesl's default). "batch_mean": the released
     /// code's valid_epoch, the mean over batches of `batch` samples (the last one partial)
     /// of each batch's mean L1 loss, so the last batch weighs as much as a full one.
-    public var loss = "sample_mean"
+    public var loss = Loss.sampleMean
     public var batch = 32
     /// Batches drawn from a fresh permutation of the split each evaluation (keyed by seed
     /// and epoch), as the reference's ablation scripts do (their validation loader has
@@ -153,15 +155,8 @@ public struct RunConfig: Codable, Equatable, Sendable {
         guard train.maxSteps >= 0 else { throw bad("train.maxSteps must be >= 0") }
         guard (1...256).contains(train.threads) else { throw bad("train.threads must be between 1 and 256") }
         guard train.bucketMB > 0 else { throw bad("train.bucketMB must be > 0") }
-        guard ["thread", "poll", "deferred"].contains(train.allreduce) else { throw bad("train.allreduce must be thread, poll or deferred") }
         guard train.evalEveryEpochs >= 1 else { throw bad("train.evalEveryEpochs must be at least 1") }
-        guard ["sample_mean", "batch_mean"].contains(train.selection.loss) else {
-            throw bad("train.selection.loss must be sample_mean or batch_mean (got \(train.selection.loss))")
-        }
         guard train.selection.batch >= 1 else { throw bad("train.selection.batch must be at least 1") }
-        guard ["auto", "vader", "reference"].contains(data.lexiconRule) else {
-            throw bad("data.lexiconRule must be auto, vader or reference (got \(data.lexiconRule))")
-        }
         guard (2...512).contains(data.textLength) else { throw bad("data.textLength must lie in 2...512") }
         guard data.textLength <= model.bert.maxPositionEmbeddings else {
             throw bad("data.textLength \(data.textLength) exceeds model.bert.max_position_embeddings \(model.bert.maxPositionEmbeddings)")
@@ -207,6 +202,10 @@ public enum RunConfigLoader {
     /// As `load(path:)`, from the text of a YAML or JSON config (`source` names it in errors).
     static func load(text: String?, source: String, overrides: [String], validate: Bool) throws -> RunConfig {
         var tree = try defaultsTree()
+        // Where model.task was written, if anywhere: it follows from task and variant, so a
+        // value that disagrees with them is an error (see checkModelTask) rather than being
+        // replaced without a word.
+        var modelTaskSource: String? = nil
         if let text {
             let parsed: Any?
             do { parsed = try Yams.load(yaml: text) } catch {
@@ -215,6 +214,7 @@ public enum RunConfigLoader {
             if let parsed {
                 guard let dict = parsed as? [String: Any] else { throw ConfigError("\(source): the top level must be a mapping of keys") }
                 try merge(&tree, dict, path: "", file: source)
+                if (dict["model"] as? [String: Any])?["task"] != nil { modelTaskSource = source }
             }
         }
         for o in overrides {
@@ -227,6 +227,7 @@ public enum RunConfigLoader {
             for part in key.split(separator: ".").reversed() { nested = [String(part): nested] }
             guard let d = nested as? [String: Any] else { throw ConfigError("--set \(o): empty key") }
             try merge(&tree, d, path: "", file: "--set \(key)")
+            if key == "model.task" { modelTaskSource = "--set model.task" }
         }
         let data = try JSONSerialization.data(withJSONObject: tree)
         let config: RunConfig
@@ -234,9 +235,20 @@ public enum RunConfigLoader {
             throw ConfigError("\(source): \(describe(e))")
         }
         if validate {
+            if let where_ = modelTaskSource { try checkModelTask(config, setIn: where_) }
             do { try config.validate() } catch { throw ConfigError("\(source): \(error)") }
         }
         return config
+    }
+
+    /// `model.task` is derived (RunConfig.resolvedModel): a run's own config.yaml holds the
+    /// derived value, so it loads back; a value that contradicts `task` and `variant` is
+    /// an error, since the run would silently build another model than the file says.
+    static func checkModelTask(_ c: RunConfig, setIn source: String) throws {
+        let derived = c.resolvedModel.task
+        guard c.model.task == derived else {
+            throw ConfigError("\(source): model.task is \(c.model.task.rawValue), but task \(c.task.rawValue) with variant \(c.variant.rawValue) builds the \(derived.rawValue) model; model.task follows from task and variant: remove it, or set task/variant instead")
+        }
     }
 
     /// Parses a config given as text (the YAML stored in a checkpoint), without validation.
@@ -278,7 +290,10 @@ public enum RunConfigLoader {
         case .typeMismatch(let t, let ctx): return "\(path(ctx.codingPath)) has the wrong type (expected \(t))"
         case .valueNotFound(let t, let ctx): return "\(path(ctx.codingPath)) is missing a value (expected \(t))"
         case .keyNotFound(let k, let ctx): return "\(path(ctx.codingPath + [k])) is missing"
-        case .dataCorrupted(let ctx): return "\(path(ctx.codingPath)): \(ctx.debugDescription)"
+        case .dataCorrupted(let ctx):
+            // A ConfigChoice's message continues the key: "train.allreduce must be thread, poll or deferred (got x)".
+            let joint = ctx.debugDescription.hasPrefix(ConfigChoiceMessage.prefix) ? " " : ": "
+            return path(ctx.codingPath) + joint + ctx.debugDescription
         @unknown default: return "\(e)"
         }
     }

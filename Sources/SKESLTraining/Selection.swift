@@ -8,7 +8,7 @@ import SKESLKernels
 public enum SelectionLoss {
     /// The criterion for one evaluation of the validation split at 0-based `epoch`.
     public static func value(_ e: Trainer.Evaluation, config: SelectionConfig, seed: UInt64, epoch: Int) -> Double {
-        guard config.loss == "batch_mean" else { return e.loss }
+        guard config.loss == .batchMean else { return e.loss }
         return batchMean(predictions: e.predictions, labels: e.labels,
                          order: order(ids: e.ids, shuffle: config.shuffle, seed: seed, epoch: epoch), batch: config.batch)
     }

@@ -211,18 +211,19 @@ public enum MappedFileFault {
 }
 
 /// `SKESL_STATUS_FILE=PATH`: rank 0 writes the run's end status there (one word and a
-/// newline: `completed`, `max_steps`, `interrupted` or `failed`, as in the run_end record),
+/// newline: a RunStatus, `completed`, `max_steps`, `stopped`, `interrupted` or `failed`, as in the
+/// run_end record),
 /// atomically, when it writes run_end. Cluster/slurm.sbatch reads it to tell a run that
 /// should continue (interrupted) from one that is done or failed, whatever the launcher's
 /// exit code says (a launcher killed at a time limit exits non-zero either way).
 public enum RunStatusFile {
     public static let path: String? = ProcessInfo.processInfo.environment["SKESL_STATUS_FILE"].flatMap { $0.isEmpty ? nil : $0 }
 
-    public static func write(_ status: String) {
+    public static func write(_ status: RunStatus) {
         guard let p = path else { return }
         let tmp = p + ".tmp"
         do {
-            try (status + "\n").write(toFile: tmp, atomically: false, encoding: .utf8)
+            try (status.rawValue + "\n").write(toFile: tmp, atomically: false, encoding: .utf8)
             guard rename(tmp, p) == 0 else { throw CocoaError(.fileWriteUnknown) }
         } catch {
             FileHandle.standardError.write("skesl: warning: could not write the run status to \(p) (SKESL_STATUS_FILE): \(error)\n".data(using: .utf8)!)

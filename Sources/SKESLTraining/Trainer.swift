@@ -19,7 +19,7 @@ public struct TrainingError: Error, CustomStringConvertible {
 }
 
 public struct RunSummary: Sendable {
-    public var status: String          // "completed", "max_steps", "interrupted"
+    public var status: RunStatus
     public var steps: Int
     public var epochsCompleted: Int
     public var lastCheckpoint: String?
@@ -93,7 +93,7 @@ public final class Trainer {
             state.step = Int(ints[0]); state.cursorEpoch = Int(ints[1]); state.cursorPosition = Int(ints[2])
             state.epochsCompleted = Int(ints[3]); state.bestEpoch = Int(ints[4]); optimizer.setStep(Int(ints[5]))
             state.bestValidLoss = try comm.broadcast(state.bestValidLoss)
-            let progress = GradientReducer.Progress(rawValue: rc.train.allreduce) ?? .thread
+            let progress = rc.train.allreduce
             reducer = try GradientReducer(communicator: comm, gradients: net.grads, count: net.layout.trainableCount,
                                           bucketBytes: Int(rc.train.bucketMB * 1_048_576), average: false, progress: progress)
         }
@@ -103,7 +103,7 @@ public final class Trainer {
 
     static func fingerprint(_ s: FeatureStore) -> String {
         var h = fnv1a64(s.manifest.name)
-        for sh in s.manifest.shards { h ^= fnv1a64("\(sh.file):\(sh.samples):\(sh.crc32)"); h = h &* 0x100_0000_01B3 }
+        for sh in s.manifest.shards { h = FNV1a64.fold(h, fnv1a64("\(sh.file):\(sh.samples):\(sh.crc32)")) }
         return String(format: "%016llx", h)
     }
 
@@ -205,7 +205,7 @@ public final class Trainer {
                               versions: ["skesl": skeslCodeVersion, "openblas": blasConfig], blas: blas)
             for dst in copiesCompletedOnResume {
                 try log?.checkpoint(epoch: state.cursorPosition == 0 ? max(state.cursorEpoch, 1) : state.cursorEpoch + 1, step: state.step,
-                                    path: dst, reason: (dst as NSString).lastPathComponent == "best.h5" ? "best" : "milestone")
+                                    path: dst, reason: CheckpointReason(copy: dst))
             }
             progress = ProgressReporter(options: ProgressOptions(totalEpochs: rc.train.epochs, stepsPerEpoch: stepsPerEpoch,
                                                                  plainEverySeconds: rc.logEverySeconds))
@@ -226,15 +226,15 @@ public final class Trainer {
         defer { if holding { commit.unlock() } }
         StopSignal.setWriteNow { [weak self] in self?.writeForStop() }
         defer { StopSignal.setWriteNow(nil) }
-        var status = "completed"
+        var status = RunStatus.completed
         var lastLoss = Double.nan
         var stepsThisRun = 0
         var stepSeconds = 0.0
         var epochLossSum = 0.0, epochSamples = 0
 
         stepLoop: while true {
-            if let m = stopAfterSteps, stepsThisRun >= m { status = "stopped"; break }
-            if rc.train.maxSteps > 0 && state.step >= rc.train.maxSteps { status = "max_steps"; break }
+            if let m = stopAfterSteps, stepsThisRun >= m { status = .stopped; break }
+            if rc.train.maxSteps > 0 && state.step >= rc.train.maxSteps { status = .maxSteps; break }
             let stepStart = MonotonicClock().now()
             defer { stepSeconds += MonotonicClock().now() - stepStart }
             timer.begin(step: state.step + 1)
@@ -296,7 +296,7 @@ public final class Trainer {
             if stats[4] > 0 {
                 // Some rank got SIGTERM: this step is dropped before its update, and rank 0
                 // saves the last completed step (unless its signal thread already has).
-                status = "interrupted"
+                status = .interrupted
                 break stepLoop
             }
             let stepLoss = stats[0] / Double(max(stepSamples, 1))
@@ -305,8 +305,8 @@ public final class Trainer {
                     FileHandle.standardError.write("rank \(rank): non-finite prediction at step \(state.step + 1) (epoch \(stepEpoch)) for samples \(nonFinite.prefix(20).map(String.init).joined(separator: ", "))\n".data(using: .utf8)!)
                 }
                 let msg = "loss is not finite at step \(state.step + 1) (epoch \(stepEpoch)); the parameters were not updated; the last good checkpoint is \(lastCheckpoint ?? "none")" + (isRoot && nonFinite.isEmpty ? "" : "; see the sample ids above")
-                try? log?.runEnd(status: "failed", epochs: state.epochsCompleted, steps: state.step, elapsedSeconds: MonotonicClock().now() - started, message: msg)
-                if isRoot { RunStatusFile.write("failed") }
+                try? log?.runEnd(status: .failed, epochs: state.epochsCompleted, steps: state.step, elapsedSeconds: MonotonicClock().now() - started, message: msg)
+                if isRoot { RunStatusFile.write(.failed) }
                 // Every rank fails here, in this step; the first to abort ends the job, so wait
                 // until rank 0 has recorded the failure.
                 if worldSize > 1 { try? comm.barrier() }
@@ -358,7 +358,7 @@ public final class Trainer {
                     summary += String(format: ", valid MAE %.4f, test MAE %.4f", valid.loss, test.loss)
                     // The best epoch by train.selection (Selection.swift); the metric stays the MAE.
                     let criterion = SelectionLoss.value(valid, config: rc.train.selection, seed: rc.train.seed, epoch: stepEpoch)
-                    if rc.train.selection.loss != "sample_mean" { summary += String(format: ", valid \(rc.train.selection.loss) %.4f", criterion) }
+                    if rc.train.selection.loss != .sampleMean { summary += String(format: ", valid \(rc.train.selection.loss.rawValue) %.4f", criterion) }
                     if SelectionLoss.improves(criterion, over: state.bestValidLoss) {
                         state.bestValidLoss = criterion
                         state.bestEpoch = stepEpoch
@@ -371,16 +371,16 @@ public final class Trainer {
                     try endOfEpochCheckpoint(epoch: stepEpoch + 1, newBest: newBest)
                 }
             } else if rc.checkpoint.everySteps > 0 && state.step % rc.checkpoint.everySteps == 0 && isRoot {
-                try writeCheckpoint(reason: "interval")
+                try writeCheckpoint(reason: .interval)
             }
             timer.end()
-            if stats[2] > 0 { status = "interrupted"; break }
+            if stats[2] > 0 { status = .interrupted; break }
             commit.unlock(); holding = false
         }
         if !holding { commit.lock(); holding = true }
         // A final checkpoint unless the last step wrote one.
         if isRoot && state.step > 0 && lastCheckpoint.map({ !$0.hasSuffix(Checkpoint.fileName(step: state.step)) }) ?? true {
-            try writeCheckpoint(reason: status == "completed" ? "final" : status)
+            try writeCheckpoint(reason: CheckpointReason(endOf: status))
         }
         if worldSize > 1 { try comm.barrier() }
         progress?.finish()
@@ -394,7 +394,7 @@ public final class Trainer {
             runEndWritten = true
         }
         log?.close()
-        say("\(status): \(state.step) steps, \(state.epochsCompleted) epochs" + (lastCheckpoint.map { ", checkpoint \($0)" } ?? ""))
+        say("\(status.rawValue): \(state.step) steps, \(state.epochsCompleted) epochs" + (lastCheckpoint.map { ", checkpoint \($0)" } ?? ""))
         if let m = commMessage(stepSeconds: stepSeconds) { say(m) }
         let loaderCost = iterator.fillCost
         if isRoot && stepSeconds > 0 && loaderCost.samples > 0 {
@@ -428,10 +428,10 @@ public final class Trainer {
         // The last step may have written this step's checkpoint already (an interval), but
         // without the owed copies recorded: write it again then.
         let p = lastCheckpoint.map { $0.hasSuffix(Checkpoint.fileName(step: state.step)) } == true && owed.isEmpty
-            ? lastCheckpoint! : try writeCheckpoint(reason: "epoch", owedCopies: owed)
+            ? lastCheckpoint! : try writeCheckpoint(reason: .epoch, owedCopies: owed)
         for dst in try Checkpoint.completeOwedCopies(of: p) {
             try log?.checkpoint(epoch: epoch, step: state.step, path: dst,
-                                reason: (dst as NSString).lastPathComponent == "best.h5" ? "best" : "milestone")
+                                reason: CheckpointReason(copy: dst))
         }
     }
 
@@ -453,22 +453,22 @@ public final class Trainer {
         let current = Checkpoint.fileName(step: state.step)
         var path = lastCheckpoint
         if state.step > 0 && !(lastCheckpoint?.hasSuffix(current) ?? false) {
-            do { path = try writeCheckpoint(reason: "interrupted") } catch {
+            do { path = try writeCheckpoint(reason: .interrupted) } catch {
                 say("error: the checkpoint for the stop could not be written: \(error)")
                 return
             }
         }
-        try? log?.runEnd(status: "interrupted", epochs: state.epochsCompleted, steps: state.step,
+        try? log?.runEnd(status: .interrupted, epochs: state.epochsCompleted, steps: state.step,
                          elapsedSeconds: MonotonicClock().now() - runStarted, bestEpoch: state.bestEpoch >= 0 ? state.bestEpoch + 1 : nil,
                          message: "stop requested during step \(state.step + 1): written at once, that step abandoned")
-        RunStatusFile.write("interrupted")
+        RunStatusFile.write(.interrupted)
         runEndWritten = true
         say(state.step == 0 ? "interrupted before the first step completed: nothing to save"
             : "interrupted: step \(state.step) saved" + (path.map { " in \($0)" } ?? "") + "; the step in progress is abandoned")
     }
 
     @discardableResult
-    func writeCheckpoint(reason: String, owedCopies: [String] = []) throws -> String {
+    func writeCheckpoint(reason: CheckpointReason, owedCopies: [String] = []) throws -> String {
         let path = config.checkpointDir + "/" + Checkpoint.fileName(step: state.step)
         let bytes = try Checkpoint.save(path: path, net: net, optimizer: optimizer, state: state, runConfigYAML: yaml,
                                         owedCopies: owedCopies)

@@ -1,6 +1,7 @@
 // The multi-rank checks DistributedTests runs under mpirun.
 import Foundation
 import SKESLDistributed
+import SKESLKernels
 
 private func say(_ world: Communicator, _ text: String) { print("rank \(world.rank)/\(world.size): \(text)") }
 
@@ -144,8 +145,8 @@ func checkReducer(_ world: Communicator, _ o: Options) throws {
                 }
             }
             // Replicas must agree bit for bit, or they drift apart.
-            var h: UInt64 = 1469598103934665603
-            for i in 0..<n { h = (h ^ UInt64(grads[i].bitPattern)) &* 1099511628211 }
+            var h = FNV1a64.offsetBasis
+            for i in 0..<n { h = FNV1a64.fold(h, UInt64(grads[i].bitPattern)) }
             let hashes = try world.allGather(h)
             expect(Set(hashes).count == 1, world, "ranks hold different reduced gradients (bucket \(bucketElements), step \(step))")
         }

@@ -8,6 +8,13 @@ import SKESLKernels
 import SKESLHDF5
 import SKESLText
 
+/// `bench --task`: which steps to time.
+enum BenchTask: String, CaseIterable, ExpressibleByArgument {
+    case pretrain
+    case pretrainFull = "pretrain-full"
+    case finetune, cached
+}
+
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Benchmark training steps at reference shapes against PyTorch (release builds give meaningful figures).",
@@ -29,7 +36,7 @@ struct Bench: ParsableCommand {
         """)
 
     @Option(help: "Steps to time: pretrain, pretrain-full, finetune, cached (repeatable).")
-    var task: [String] = ["pretrain", "pretrain-full", "finetune", "cached"]
+    var task: [BenchTask] = BenchTask.allCases
     @Option(help: "Batch size.") var batch = 32
     @Option(help: "Timed steps (median is reported).") var steps = 5
     @Option(help: "OpenBLAS threads (and torch threads).") var threads = 1
@@ -44,9 +51,6 @@ struct Bench: ParsableCommand {
     @Option(help: "Mean random-mask candidates per such sample (min(n, 37) tokens).") var candidates = 20.0
 
     func run() throws {
-        for t in task where !["pretrain", "pretrain-full", "finetune", "cached"].contains(t) {
-            throw ValidationError("--task \(t): expected pretrain, pretrain-full, finetune or cached")
-        }
         var peer: [String: Double] = [:]
         if torch { peer = try runTorch() }
         setBLASThreads(threads)
@@ -60,21 +64,22 @@ struct Bench: ParsableCommand {
                      check.passed ? "passed" : "FAILED", check.shapes, check.worstErrorRatio))
         var ours: [String: Double] = [:]
         var rows: [(String, Double, String, Double?, Double)] = []  // name, ours, peer name, peer, MFU
-        for t in task where t != "cached" {
+        for job in task where job != .cached {
+            let t = job.rawValue
             var b = ModelBenchmark()
-            b.task = t == "finetune" ? .finetune : .pretrain
-            b.rowPath = t == "pretrain"
+            b.task = job == .finetune ? .finetune : .pretrain
+            b.rowPath = job == .pretrain
             b.batch = batch; b.steps = steps; b.threads = threads
             print("skesl \(t): BERT-base, batch \(batch)")
             let r = try b.run()
             print(String(format: "skesl %@: %.1f ms/step, %.2f samples/s, %.1f GFLOP/s of needed work = MFU %.0f%%",
                          t, r.msPerStep, r.samplesPerSecond, r.usefulGFLOPs, 100 * r.usefulGFLOPs / sgemm))
             ours[t] = r.samplesPerSecond
-            let peerName = t == "finetune" ? "finetune_reference" : "pretrain_reference"
+            let peerName = job == .finetune ? "finetune_reference" : "pretrain_reference"
             rows.append((t, r.samplesPerSecond, peerName, peer[peerName], r.usefulGFLOPs / sgemm))
-            if t == "pretrain" { rows.append((t, r.samplesPerSecond, "pretrain_exact_rewrite", peer["pretrain_exact_rewrite"], r.usefulGFLOPs / sgemm)) }
+            if job == .pretrain { rows.append((t, r.samplesPerSecond, "pretrain_exact_rewrite", peer["pretrain_exact_rewrite"], r.usefulGFLOPs / sgemm)) }
         }
-        if task.contains("cached") {
+        if task.contains(.cached) {
             var dir = store
             var tmp: String? = nil
             if dir == nil {

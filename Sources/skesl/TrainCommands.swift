@@ -25,7 +25,7 @@ struct RunOptions: ParsableArguments {
     @Option(name: .customLong("set"), help: "Override any config key, e.g. --set train.optimizer.lr=2e-4 (repeatable).")
     var overrides: [String] = []
     @Option(help: "Resume: auto (newest complete checkpoint of the run, if any), a checkpoint path, or none.")
-    var resume: String = "auto"
+    var resume: ResumeChoice = .auto
 
     func load(task: RunTask, extra: [String] = []) throws -> RunConfig {
         var o = ["task=\(task.rawValue)"]
@@ -44,6 +44,29 @@ struct RunOptions: ParsableArguments {
         return try RunConfigLoader.load(path: config, overrides: o + extra + overrides)
     }
 }
+
+/// `--resume`: auto, none, or a checkpoint path (any other word).
+enum ResumeChoice: ExpressibleByArgument, Equatable {
+    case auto, none
+    case path(String)
+
+    init(argument: String) {
+        switch argument {
+        case "auto": self = .auto
+        case "none": self = .none
+        default: self = .path(argument)
+        }
+    }
+    var defaultValueDescription: String {
+        switch self { case .auto: return "auto"; case .none: return "none"; case .path(let p): return p }
+    }
+    /// Trainer's `resume`: nil starts fresh; "auto" or a path resumes.
+    var trainerArgument: String? {
+        switch self { case .auto: return "auto"; case .none: return nil; case .path(let p): return p }
+    }
+}
+
+extension Variant: ExpressibleByArgument {}
 
 /// Runs `body` with the world communicator; any error ends the whole job with a clear
 /// message (never a hang of the other ranks, never a crash trace).
@@ -79,7 +102,7 @@ struct Pretrain: ParsableCommand {
         StopSignal.install()
         let rc = try options.load(task: .pretrain)
         try withWorld { comm in
-            let t = try Trainer(config: rc, comm: comm, resume: options.resume == "none" ? nil : options.resume)
+            let t = try Trainer(config: rc, comm: comm, resume: options.resume.trainerArgument)
             let s = try t.run()
             if comm.rank == 0 { print("pretrain \(s.status): \(s.steps) steps, final loss \(String(format: "%.4f", s.finalLoss)), checkpoint \(s.lastCheckpoint ?? "none")") }
         }
@@ -101,15 +124,15 @@ struct Finetune: ParsableCommand {
         """)
     @OptionGroup var options: RunOptions
     @Option(help: "Pretraining checkpoint to start from (initialize.checkpoint).") var initCheckpoint: String?
-    @Option(help: "full, or text_only (ablation).") var variant: String?
+    @Option(help: "full, or text_only (ablation).") var variant: Variant?
     func run() throws {
         StopSignal.install()
         var extra: [String] = []
         if let c = initCheckpoint { extra.append("initialize.checkpoint=\(c)") }
-        if let v = variant { extra.append("variant=\(v)") }
+        if let v = variant { extra.append("variant=\(v.rawValue)") }
         let rc = try options.load(task: .finetune, extra: extra)
         try withWorld { comm in
-            let t = try Trainer(config: rc, comm: comm, resume: options.resume == "none" ? nil : options.resume)
+            let t = try Trainer(config: rc, comm: comm, resume: options.resume.trainerArgument)
             let s = try t.run()
             if comm.rank == 0 {
                 print("finetune \(s.status): \(s.steps) steps; best epoch \(s.bestEpoch + 1); best checkpoint \(rc.checkpointDir)/best.h5")

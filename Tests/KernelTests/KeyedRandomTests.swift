@@ -10,6 +10,15 @@ final class KeyedRandomTests: XCTestCase {
         XCTAssertEqual([f.0, f.1, f.2, f.3], [0x408f_276d, 0x41c8_3b0e, 0xa20b_c7c6, 0x6d54_51fd])
     }
 
+    /// FNV-1a 64's published test vectors: stream ids, the store fingerprint and the
+    /// vocabulary key are stored in checkpoints and caches, so the hash must not move.
+    func testFNV1aKnownAnswers() {
+        XCTAssertEqual(fnv1a64(""), 0xCBF2_9CE4_8422_2325)
+        XCTAssertEqual(fnv1a64("a"), 0xAF63_DC4C_8601_EC8C)
+        XCTAssertEqual(fnv1a64("foobar"), 0x8594_4171_F739_67E8)
+        XCTAssertEqual(FNV1a64.fold(FNV1a64.offsetBasis, UInt64(UInt8(ascii: "a"))), fnv1a64("a"))
+    }
+
     func testStreamsAreDeterministicAndDistinct() {
         let a = KeyedRandom(seed: 1, stream: "x", sample: 5, epoch: 2)
         let b = KeyedRandom(seed: 1, stream: "x", sample: 5, epoch: 2)

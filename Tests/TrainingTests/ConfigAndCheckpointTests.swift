@@ -47,6 +47,37 @@ final class RunConfigTests: XCTestCase {
         }
     }
 
+    /// Closed sets are enums that read and write the same words as the strings they replaced.
+    func testClosedSetsKeepTheirWords() throws {
+        let c = try RunConfigLoader.load(path: nil, overrides: ["data.store=/x", "train.allreduce=thread", "train.selection.loss=batch_mean"])
+        XCTAssertEqual(c.train.allreduce, .thread)
+        XCTAssertEqual(c.train.selection.loss, .batchMean)
+        let yaml = try RunConfigLoader.yaml(c)
+        XCTAssertTrue(yaml.contains("allreduce: thread\n"), yaml)
+        XCTAssertTrue(yaml.contains("loss: batch_mean\n"), yaml)
+        XCTAssertTrue(try RunConfigLoader.yaml(RunConfig()).contains("allreduce: poll\n"), "the default is poll")
+        XCTAssertThrowsError(try RunConfigLoader.load(path: nil, overrides: ["data.store=/x", "train.allreduce=spin"])) { e in
+            XCTAssertTrue("\(e)".contains("train.allreduce must be thread, poll or deferred (got spin)"), "\(e)")
+        }
+        // The run_end record and SKESL_STATUS_FILE hold these words (Cluster/slurm.sbatch reads them).
+        XCTAssertEqual(RunStatus.allCases.map(\.rawValue), ["completed", "max_steps", "stopped", "interrupted", "failed"])
+    }
+
+    /// model.task follows from task and variant: a contradicting value is an error that names
+    /// the key; the derived value (as a run's config.yaml records it) loads.
+    func testModelTaskMustAgreeWithTaskAndVariant() throws {
+        let bad = try write("task: finetune\nvariant: text_only\ndata: {store: /x}\nmodel: {task: finetune}\n")
+        XCTAssertThrowsError(try RunConfigLoader.load(path: bad)) { e in
+            XCTAssertTrue("\(e)".contains("\(bad): model.task is finetune, but task finetune with variant text_only builds the text_only model"), "\(e)")
+        }
+        XCTAssertThrowsError(try RunConfigLoader.load(path: nil, overrides: ["data.store=/x", "model.task=finetune"])) { e in
+            XCTAssertTrue("\(e)".contains("--set model.task: model.task is finetune"), "\(e)")
+        }
+        var ft = RunConfig(); ft.task = .finetune; ft.data.store = "/x"; ft.model = ft.resolvedModel
+        let recorded = try write(try RunConfigLoader.yaml(ft))
+        XCTAssertEqual(try RunConfigLoader.load(path: recorded).model.task, .finetune)
+    }
+
     func testShippedConfigsLoad() throws {
         let dir = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
             .appendingPathComponent("Configs").path
@@ -119,6 +150,7 @@ final class CheckpointTests: XCTestCase {
         let (net2, opt2) = try tinyModel()
         XCTAssertThrowsError(try Checkpoint.load(path: path, into: net2, optimizer: opt2)) { e in
             XCTAssertTrue("\(e)".contains("checksum mismatch"), "\(e)")
+            XCTAssertTrue(e is CheckpointError, "a damaged file is a CheckpointError, not a config error: \(type(of: e))")
         }
     }
 
@@ -131,6 +163,7 @@ final class CheckpointTests: XCTestCase {
         try FileManager.default.createDirectory(atPath: bad + ".tmp/x", withIntermediateDirectories: true)
         XCTAssertThrowsError(try Checkpoint.save(path: bad, net: net, optimizer: opt, state: TrainingState(), runConfigYAML: "")) { e in
             XCTAssertTrue("\(e)".contains("previous checkpoints are intact"), "\(e)")
+            XCTAssertTrue(e is CheckpointError, "\(type(of: e))")
         }
         XCTAssertFalse(FileManager.default.fileExists(atPath: bad))
         let list = Checkpoint.list(dir)

@@ -22,7 +22,7 @@ final class CrashPointTests: XCTestCase {
         // The step of the last epoch checkpoint that owed both best.h5 and a milestone.
         let log = try MetricsLogReader.read(runDirectory: h.dir + "/full")
         let bestSteps = log.records.compactMap { r -> Int? in
-            if case .checkpoint(let c) = r, c.reason == "best" { return c.step }
+            if case .checkpoint(let c) = r, c.reason == CheckpointReason.best.rawValue { return c.step }
             return nil
         }
         let step = try XCTUnwrap(bestSteps.last, "the full run logged no best checkpoint: \(full.err)")
@@ -46,7 +46,7 @@ final class CrashPointTests: XCTestCase {
                                "\(p.rawValue): \(name) holds another step")
             }
             let end = try MetricsLogReader.read(runDirectory: h.dir + "/" + run).records.compactMap { r -> Int? in
-                if case .runEnd(let e) = r, e.status == "completed" { return e.bestEpoch }
+                if case .runEnd(let e) = r, e.status == .completed { return e.bestEpoch }
                 return nil
             }
             let fullEnd = log.records.compactMap { r -> Int? in if case .runEnd(let e) = r { return e.bestEpoch }; return nil }

@@ -31,8 +31,8 @@ final class MetricsLogTests: XCTestCase {
                                          loss: .nan, lr: ["head": 1e-4], samplesPerSecond: 50)))
         try log.eval(epoch: 1, split: "valid", loss: 0.81, samples: 4, metrics: try sampleMetrics())
         try log.eval(epoch: 1, split: "pretrain-valid", loss: 0.5, samples: 10)
-        try log.checkpoint(epoch: 1, step: 41, path: "checkpoints/epoch-1.h5", reason: "best", bytes: 123456)
-        try log.runEnd(status: "completed", epochs: 3, steps: 123, elapsedSeconds: 3600.5, bestEpoch: 1)
+        try log.checkpoint(epoch: 1, step: 41, path: "checkpoints/epoch-1.h5", reason: .best, bytes: 123456)
+        try log.runEnd(status: .completed, epochs: 3, steps: 123, elapsedSeconds: 3600.5, bestEpoch: 1)
         log.close()
         return try MetricsLogReader.read(runDirectory: dir).records
     }
@@ -96,7 +96,7 @@ final class MetricsLogTests: XCTestCase {
     func testConcurrentWritersNeverInterleaveLines() throws {
         let log = try MetricsLog(path: logPath)
         DispatchQueue.concurrentPerform(iterations: 200) { i in
-            try! log.checkpoint(epoch: i, step: i, path: String(repeating: "p", count: 50 + i), reason: "snapshot")
+            try! log.checkpoint(epoch: i, step: i, path: String(repeating: "p", count: 50 + i), reason: .epoch)
         }
         let recs = try MetricsLogReader.read(path: logPath).records
         XCTAssertEqual(recs.count, 200)

@@ -50,7 +50,7 @@ final class ReferenceRecipeTests: XCTestCase {
         XCTAssertEqual(fx.labels.count, 229)
         XCTAssertNotEqual(fx.reference_best_epoch, fx.sample_mae_best_epoch, "the fixture must tell the two apart")
         var reference = SelectionConfig()
-        reference.loss = "batch_mean"
+        reference.loss = .batchMean
         reference.batch = fx.batch_size
         let r = choose(fx, reference)
         for e in fx.batch_mean.indices {
@@ -68,7 +68,7 @@ final class ReferenceRecipeTests: XCTestCase {
         let preds = (0..<n).map { labels[$0] + (($0 >= n - 5) ? 2.5 : 0.1 * Float($0 % 3)) }
         let e = evaluation(preds, labels)
         var c = SelectionConfig()
-        c.loss = "batch_mean"
+        c.loss = .batchMean
         let ordered = SelectionLoss.value(e, config: c, seed: 3, epoch: 0)
         c.shuffle = true
         let a = SelectionLoss.value(e, config: c, seed: 3, epoch: 0)
@@ -122,7 +122,7 @@ final class ReferenceRecipeTests: XCTestCase {
         let valid = Trainer.Evaluation(loss: mae / Double(preds.count), metrics: nil, predictions: preds, labels: labels, ids: ids,
                                        utterances: ids.map { "\($0)" })
         var sc = SelectionConfig()
-        sc.loss = "batch_mean"; sc.batch = 4; sc.shuffle = true
+        sc.loss = .batchMean; sc.batch = 4; sc.shuffle = true
         XCTAssertEqual(SelectionLoss.value(valid, config: sc, seed: 11, epoch: epoch), stored, accuracy: 1e-5)
         XCTAssertGreaterThan(abs(valid.loss - stored), 1e-6, "the per-sample MAE would be another number")
     }
@@ -137,11 +137,11 @@ final class ReferenceRecipeTests: XCTestCase {
     func testReferenceConfigsCarryTheReleasedCodesChoices() throws {
         let pre = try load("pretrain-reference.yaml")
         XCTAssertEqual(pre.data.lexicon, "reference")
-        XCTAssertEqual(pre.data.lexiconRule, "auto")
+        XCTAssertEqual(pre.data.lexiconRule, .auto)
         XCTAssertTrue(pre.data.windowAttendsPadding)
         for name in ["finetune-mosi.yaml", "finetune-mosei.yaml"] {
             let ft = try load(name)
-            XCTAssertEqual(ft.train.selection.loss, "batch_mean", name)
+            XCTAssertEqual(ft.train.selection.loss, .batchMean, name)
             XCTAssertEqual(ft.train.selection.batch, 32, name)
             XCTAssertFalse(ft.train.selection.shuffle, name)            // main.py: shuffle=False
             XCTAssertEqual(ft.train.schedule.kind, .cosine, name)
@@ -160,7 +160,7 @@ final class ReferenceRecipeTests: XCTestCase {
             XCTAssertEqual(c.train.schedule.kind, .constant, name)
             XCTAssertEqual(c.train.epochs, 200, name)
             XCTAssertEqual(c.train.globalBatch, 32, name)
-            XCTAssertEqual(c.train.selection.loss, "batch_mean", name)
+            XCTAssertEqual(c.train.selection.loss, .batchMean, name)
             XCTAssertTrue(c.train.selection.shuffle, name)
         }
         XCTAssertThrowsError(try load("ablation-text-only.yaml", ["train.selection.loss=batch"])) {

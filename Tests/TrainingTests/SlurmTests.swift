@@ -165,7 +165,7 @@ final class SlurmTests: XCTestCase {
     }
 
     func lastStatus(_ runDir: String) throws -> String? {
-        for r in try MetricsLogReader.read(runDirectory: runDir).records.reversed() { if case .runEnd(let e) = r { return e.status } }
+        for r in try MetricsLogReader.read(runDirectory: runDir).records.reversed() { if case .runEnd(let e) = r { return e.status.rawValue } }
         return nil
     }
 

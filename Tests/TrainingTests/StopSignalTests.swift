@@ -167,7 +167,7 @@ final class StopUnderMPIRunTests: XCTestCase {
         XCTAssertEqual(newest?.complete, true)
         XCTAssertFalse((try? FileManager.default.contentsOfDirectory(atPath: h.dir + "/cut/checkpoints"))?.contains { $0.hasSuffix(".tmp") } ?? true)
         let end = try lastRunEnd(h.dir + "/cut")
-        XCTAssertEqual(end?.status, "interrupted")
+        XCTAssertEqual(end?.status, .interrupted)
         XCTAssertEqual(end?.steps, 2)
         try resumeAndCompare(h, cfg, common, ref: ref)
     }
@@ -198,7 +198,7 @@ final class StopUnderMPIRunTests: XCTestCase {
         XCTAssertNotNil(newest)
         XCTAssertGreaterThanOrEqual(newest?.step ?? 0, 3)
         XCTAssertLessThan(newest?.step ?? 99, 12, "the run was meant to stop early")
-        XCTAssertEqual(try lastRunEnd(h.dir + "/cut")?.status, "interrupted")
+        XCTAssertEqual(try lastRunEnd(h.dir + "/cut")?.status, .interrupted)
         try resumeAndCompare(h, cfg, common, ref: ref)
     }
 }

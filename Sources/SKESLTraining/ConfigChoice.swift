@@ -1,0 +1,55 @@
+// A closed set of values in a config file (train.allreduce, train.selection.loss, …):
+// an enum whose raw strings are what the file holds, so the file reads and writes the
+// same text as a String did, while the code switches over cases the compiler checks.
+// Decoding an unknown value fails with the choices in the message, which
+// RunConfigLoader.describe turns into "KEY must be A, B or C (got X)".
+import SKESLDistributed
+
+public protocol ConfigChoice: RawRepresentable, CaseIterable, Codable, Sendable where RawValue == String {}
+
+extension ConfigChoice {
+    /// "a, b or c", in declaration order.
+    public static var choices: String {
+        let names = allCases.map(\.rawValue)
+        return names.count < 2 ? names.joined() : names.dropLast().joined(separator: ", ") + " or " + names.last!
+    }
+
+    public init(from decoder: Decoder) throws {
+        let s = try decoder.singleValueContainer().decode(String.self)
+        guard let v = Self(rawValue: s) else {
+            throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath,
+                                                    debugDescription: ConfigChoiceMessage.prefix + "\(Self.choices) (got \(s))"))
+        }
+        self = v
+    }
+}
+
+enum ConfigChoiceMessage {
+    /// Marks a ConfigChoice decoding failure so that the key and the message read as one phrase.
+    static let prefix = "must be "
+}
+
+/// How the gradient all-reduce progresses (train.allreduce; docs/cluster.md).
+extension GradientReducer.Progress: ConfigChoice {}
+
+extension SelectionConfig {
+    /// The validation loss that picks the best epoch (train.selection.loss; Selection.swift).
+    public enum Loss: String, ConfigChoice {
+        /// The per-sample MAE (skesl's default).
+        case sampleMean = "sample_mean"
+        /// The released code's valid_epoch: the mean over batches of each batch's mean L1 loss.
+        case batchMean = "batch_mean"
+    }
+}
+
+extension DataConfig {
+    /// How lexicon lines are read (data.lexiconRule; ModelSetup.lexiconRule).
+    public enum LexiconRule: String, ConfigChoice {
+        /// `reference` exactly when data.lexicon is "reference", else `vader`.
+        case auto
+        /// Tab-separated, as vaderSentiment reads it.
+        case vader
+        /// Whitespace-separated, as the released code's load_lexicon.
+        case reference
+    }
+}

@@ -284,16 +284,19 @@ final class SlurmTests: XCTestCase {
         // (1, unless the early USR1 came again in the short second attempt: another requeue.)
         XCTAssertGreaterThanOrEqual(j.restarts, 1, log)
         let usr1 = log.range(of: "SIGUSR1: stopping at the end of this step")
-        XCTAssertNotNil(usr1, log)
-        if let stall = log.range(of: "SKESL_TEST_STALL_AT_STEP=3: step 3 stalls"), let u = usr1, stall.lowerBound < u.lowerBound {
-            // The intended path: the USR1 found step 3 stalled, so the limit's SIGTERM ended it.
+        if let stall = log.range(of: "SKESL_TEST_STALL_AT_STEP=3: step 3 stalls"), usr1.map({ stall.lowerBound < $0.lowerBound }) ?? true {
+            // The intended path: step 3 stalled, so the limit's SIGTERM ended it. (Under heavy
+            // load slurmctld's 30 s tick can come late enough to send no early USR1 at all; the
+            // end at the limit is what this test is for, and the USR1 path has a test of its own.)
             let term = log.range(of: "interrupted: step 2 saved")
             XCTAssertNotNil(term, log)
-            if let t = term { XCTAssertLessThan(u.lowerBound, t.lowerBound, "USR1 comes ahead of the limit") }
+            if let u = usr1, let t = term { XCTAssertLessThan(u.lowerBound, t.lowerBound, "USR1 comes ahead of the limit") }
+            if usr1 == nil { print("SlurmTests: Slurm sent no early USR1 before the time limit (a late tick): checked the limit's SIGTERM alone") }
             XCTAssertTrue(log.contains("time limit: the run saved its last completed step: requeueing"), log)
             XCTAssertTrue(log.contains("resumed from") && log.contains(Checkpoint.fileName(step: 2)), log)
         } else {
             // The USR1 came before step 3: the run stopped at a step's end and requeued.
+            XCTAssertNotNil(usr1, log)
             print("SlurmTests: the early USR1 arrived before step 3 (a slow start): checked the end-of-step path instead")
             XCTAssertTrue(log.contains("run stopped ahead of the time limit with a checkpoint: requeueing"), log)
             XCTAssertTrue(log.contains("resumed from"), log)

@@ -22,6 +22,10 @@ public struct TrainingState: Equatable, Sendable {
     public var worldSize = 1
     public var storeFingerprint = ""
     public init() {}
+
+    /// The epoch the last step belonged to, 1-based (a cursor at position 0 has just
+    /// finished the epoch before it): what checkpoint records in the metrics log name.
+    public var epochOfLastStep: Int { cursorPosition == 0 ? max(cursorEpoch, 1) : cursorEpoch + 1 }
 }
 
 public struct CheckpointInfo: Sendable {

@@ -204,8 +204,7 @@ public final class Trainer {
                               config: (try? LogJSON.from(rc)) ?? .object([:]),
                               versions: ["skesl": skeslCodeVersion, "openblas": blasConfig], blas: blas)
             for dst in copiesCompletedOnResume {
-                try log?.checkpoint(epoch: state.cursorPosition == 0 ? max(state.cursorEpoch, 1) : state.cursorEpoch + 1, step: state.step,
-                                    path: dst, reason: CheckpointReason(copy: dst))
+                try log?.checkpoint(epoch: state.epochOfLastStep, step: state.step, path: dst, reason: CheckpointReason(copy: dst))
             }
             progress = ProgressReporter(options: ProgressOptions(totalEpochs: rc.train.epochs, stepsPerEpoch: stepsPerEpoch,
                                                                  plainEverySeconds: rc.logEverySeconds))
@@ -474,9 +473,7 @@ public final class Trainer {
                                         owedCopies: owedCopies)
         lastCheckpoint = path
         Checkpoint.prune(config.checkpointDir, keepLast: config.checkpoint.keepLast)
-        // The epoch the last step belonged to, 1-based.
-        try log?.checkpoint(epoch: state.cursorPosition == 0 ? max(state.cursorEpoch, 1) : state.cursorEpoch + 1,
-                            step: state.step, path: path, reason: reason, bytes: bytes)
+        try log?.checkpoint(epoch: state.epochOfLastStep, step: state.step, path: path, reason: reason, bytes: bytes)
         return path
     }
 

@@ -181,6 +181,42 @@ final class ExtractCommandTests: XCTestCase {
         XCTAssertTrue(report.contains(".m4a needs ffmpeg to decode, and no ffmpeg is available (apt-get install ffmpeg, or give --ffmpeg PATH)"), report)
     }
 
+    /// VoxCeleb2 ships AAC in MP4 (.m4a), which libsndfile cannot read: extract decodes it
+    /// with ffmpeg as librosa 0.9.1's audioread fallback does. The store's features equal
+    /// the reference's on a recorded-speech clip (scripts/make_m4a_fixture.py).
+    func testM4AThroughFFmpegMatchesLibrosa() throws {
+        guard let ffmpeg = ["/usr/bin/ffmpeg", "/usr/local/bin/ffmpeg"].first(where: FileManager.default.isExecutableFile) else {
+            throw XCTSkip("ffmpeg is not installed (scripts/setup installs it)")
+        }
+        let h = try RunHarness("extract-m4a")
+        let corpus = h.dir + "/corpus/id10001"
+        try FileManager.default.createDirectory(atPath: corpus, withIntermediateDirectories: true)
+        let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().path + "/Fixtures/audio"
+        try FileManager.default.copyItem(atPath: fixtures + "/speech.m4a", toPath: corpus + "/00001.m4a")
+        try "front right".write(toFile: corpus + "/00001.txt", atomically: true, encoding: .utf8)
+        let r = try h.run(["extract", "--input", h.dir + "/corpus", "--out", h.dir + "/store", "--audio-frames", "80",
+                           "--video-frames", "2", "--video-dim", "3", "--ffmpeg", ffmpeg])
+        XCTAssertEqual(r.status, 0, r.err)
+        XCTAssertTrue(r.out.contains("1 samples from 1 files"), r.out)
+        let ref = try H5File.open(fixtures + "/librosa_m4a.h5")
+        let (want, wantShape) = try ref.read("features", as: Float.self)
+        let f = try H5File.open(h.dir + "/store/shard-00000.h5")
+        let (got, shape) = try f.read("audio", as: Float.self)
+        let (alen, _) = try f.read("audio_length", as: Int32.self)
+        XCTAssertEqual(shape, [1, 80, 33])
+        XCTAssertEqual(Int(alen[0]), wantShape[0], "frames of librosa.load's signal")
+        var zcr = 0, mfcc: Float = 0, chroma: Float = 0
+        for t in 0..<min(Int(alen[0]), wantShape[0]) {
+            let o = t * 33
+            if got[o] != want[o] { zcr += 1 }
+            for k in 1...20 { mfcc = max(mfcc, abs(got[o + k] - want[o + k])) }
+            for k in 21..<33 { chroma = max(chroma, abs(got[o + k] - want[o + k])) }
+        }
+        print("m4a parity: zcr mismatches \(zcr)/\(wantShape[0]), mfcc max|diff| \(mfcc) dB, chroma max|diff| \(chroma)")
+        XCTAssertEqual(zcr, 0); XCTAssertLessThanOrEqual(mfcc, 1e-3); XCTAssertLessThanOrEqual(chroma, 1e-4)
+        XCTAssertTrue(got[(Int(alen[0]) * 33)...].allSatisfy { $0 == 0 }, "padding frames are zero")
+    }
+
     func testKilledWhilePlacingShardsResumes() throws {
         let h = try RunHarness("extract-placing")
         let corpus = h.dir + "/corpus"

@@ -42,6 +42,8 @@ let package = Package(
         // C macros of MPI and HDF5 as functions.
         .target(name: "CShim", dependencies: ["COpenMPI", "CHDF5"]),
 
+        // The one writer of diagnostics to stderr: levels, rank prefix.
+        .target(name: "SKESLLog"),
         // Tensor kernels (forward and backward), keyed random numbers.
         .target(name: "SKESLKernels", dependencies: ["COpenBLAS"], swiftSettings: fast),
         // A small typed layer over the HDF5 C API.
@@ -51,20 +53,20 @@ let package = Package(
         // Tokenizer, VADER lexicon, sentiment word masking, safetensors and HF import/export.
         .target(name: "SKESLText", dependencies: ["SKESLKernels", "SKESLModel", "SKESLHDF5"]),
         // Sharded HDF5 feature stores, importers, synthetic corpus, loader.
-        .target(name: "SKESLStore", dependencies: ["SKESLKernels", "SKESLHDF5"]),
+        .target(name: "SKESLStore", dependencies: ["SKESLKernels", "SKESLHDF5", "SKESLLog"]),
         // Audio decoding and the reference's librosa features (ZCR, MFCC, chroma_cqt), natively.
         .target(name: "SKESLAudio", dependencies: ["CFFTW", "CSndfile"], swiftSettings: fast),
         // `skesl extract`: audio trees to feature stores over MPI ranks, resumable.
-        .target(name: "SKESLExtract", dependencies: ["SKESLAudio", "SKESLStore", "SKESLHDF5"]),
+        .target(name: "SKESLExtract", dependencies: ["SKESLAudio", "SKESLStore", "SKESLHDF5", "SKESLLog"]),
         // MPI communicator, collectives, bucketed gradient all-reduce.
-        .target(name: "SKESLDistributed", dependencies: ["CShim", "COpenMPI"], swiftSettings: fast),
+        .target(name: "SKESLDistributed", dependencies: ["CShim", "COpenMPI", "SKESLLog"], swiftSettings: fast),
         // Training loop, checkpoints, metrics, progress, configs.
         .target(name: "SKESLTraining",
                 dependencies: ["CShim", "SKESLKernels", "SKESLHDF5", "SKESLModel", "SKESLText",
-                               "SKESLStore", "SKESLDistributed", .product(name: "Yams", package: "Yams")]),
+                               "SKESLStore", "SKESLDistributed", "SKESLLog", .product(name: "Yams", package: "Yams")]),
         // The command line.
         .executableTarget(name: "skesl",
-                          dependencies: ["SKESLTraining", "SKESLText", "SKESLStore", "SKESLExtract", "SKESLModel", "SKESLDistributed", "SKESLKernels", "SKESLHDF5",
+                          dependencies: ["SKESLTraining", "SKESLText", "SKESLStore", "SKESLExtract", "SKESLModel", "SKESLDistributed", "SKESLKernels", "SKESLHDF5", "SKESLLog",
                                          .product(name: "ArgumentParser", package: "swift-argument-parser")]),
         // Multi-rank checks and MPI benchmarks, run under mpirun by DistributedTests.
         .executableTarget(name: "skesl-mpitest", dependencies: ["SKESLDistributed", "SKESLKernels", "COpenBLAS"],
@@ -77,7 +79,7 @@ let package = Package(
         .testTarget(name: "TextTests", dependencies: ["SKESLText", "SKESLModel", "SKESLHDF5"]),
         .testTarget(name: "AudioTests", dependencies: ["SKESLAudio", "SKESLHDF5"]),
         .testTarget(name: "StoreTests", dependencies: ["SKESLStore", "SKESLHDF5", "TestSupport"]),
-        .testTarget(name: "TrainingTests", dependencies: ["SKESLTraining", "SKESLDistributed"]),
+        .testTarget(name: "TrainingTests", dependencies: ["SKESLTraining", "SKESLDistributed", "SKESLModel", "SKESLKernels"]),
         .testTarget(name: "DistributedTests", dependencies: ["SKESLDistributed", "skesl-mpitest", "TestSupport"]),
     ]
 )

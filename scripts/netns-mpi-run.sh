@@ -9,6 +9,9 @@
 #
 # Needs root (CAP_NET_ADMIN) and iproute2; exits 77 (skip) when namespaces
 # cannot be created. Namespaces carry this script's PID and are removed on any exit.
+# SKESL_KILL_GRACE=S: launch.sh's --kill-grace (default 20 s: the time ranks get to write
+# a checkpoint on SIGTERM). Open MPI waits it twice when a rank fails (SIGCONT, SIGTERM,
+# SIGKILL to the survivors); tests of a failing rank that checkpoint nothing set 1.
 set -euo pipefail
 [ $# -ge 1 ] || { echo "usage: $0 PROGRAM [ARGS...]" >&2; exit 2; }
 repo="$(cd "$(dirname "$0")/.." && pwd)"
@@ -64,6 +67,7 @@ AGENT
 chmod +x "$work/agent.sh"
 
 ip netns exec "$nsA" "$repo/Cluster/launch.sh" --hostfile "$work/hosts" --np 2 --per-node 1 --net "$net" \
+  --kill-grace "${SKESL_KILL_GRACE:-20}" \
   --mca plm_rsh_agent "$work/agent.sh" --exe "$1" -- "${@:2}" &
 child=$!
 rc=0

@@ -5,6 +5,7 @@
 import COpenMPI
 import CShim
 import Foundation
+import SKESLLog
 
 final class CollectiveWatchdog: @unchecked Sendable {
     static let shared = CollectiveWatchdog()
@@ -80,9 +81,9 @@ final class CollectiveWatchdog: @unchecked Sendable {
             if let (_, late) = active.first(where: { now - $0.value.start > limit }) {
                 let message = "skesl: \(rankLabel): watchdog: \(late.what) has not finished after "
                     + String(format: "%.1f", now - late.start) + " s (limit \(limit) s). A peer rank is stuck, "
-                    + "dead or unreachable; aborting the whole job with exit code \(Self.exitCode).\n"
+                    + "dead or unreachable; aborting the whole job with exit code \(Self.exitCode)."
                 cond.unlock()
-                FileHandle.standardError.write(message.data(using: .utf8)!)
+                Log.write(.error, message)
                 MPI_Abort(skesl_mpi_comm_world(), Self.exitCode)
                 exit(Self.exitCode)  // MPI_Abort does not return; belt and braces.
             }

@@ -90,11 +90,16 @@ extension Communicator {
     }
 
     /// Root's value of any Codable type (a config, say), sent as JSON.
+    /// Non-finite numbers travel as the strings "inf", "-inf" and "nan" (a best loss not
+    /// yet set is infinite); finite ones round-trip exactly.
     public func broadcast<T: Codable>(json value: T, root: Int = 0) throws -> T {
-        let data = rank == root ? Array(try JSONEncoder().encode(value)) : []
+        let encoder = JSONEncoder(), decoder = JSONDecoder()
+        encoder.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
+        decoder.nonConformingFloatDecodingStrategy = .convertFromString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
+        let data = rank == root ? Array(try encoder.encode(value)) : []
         let received = try broadcast(bytes: data, root: root)
         do {
-            return try JSONDecoder().decode(T.self, from: Data(received))
+            return try decoder.decode(T.self, from: Data(received))
         } catch {
             throw DistributedError("broadcast: rank \(rank) cannot decode root \(root)'s \(T.self): \(error)")
         }

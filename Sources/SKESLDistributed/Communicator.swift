@@ -8,6 +8,7 @@
 import COpenMPI
 import CShim
 import Foundation
+import SKESLLog
 
 public final class Communicator: @unchecked Sendable {
     /// This process's rank in the communicator, 0..<size.
@@ -94,7 +95,7 @@ public final class Communicator: @unchecked Sendable {
     /// Ends the whole job: prints `message` (with this rank) to stderr and asks
     /// MPI to kill every rank; the launcher exits with `code`.
     public func abort(code: Int32, message: String) -> Never {
-        FileHandle.standardError.write("skesl: rank \(rank) of \(size): \(message)\n".data(using: .utf8)!)
+        Log.write(.error, "skesl: rank \(rank) of \(size): \(message)")
         MPI_Abort(comm, code)
         exit(code)
     }

@@ -13,6 +13,7 @@ import Foundation
 import SKESLAudio
 import SKESLHDF5
 import SKESLStore
+import SKESLLog
 
 public struct ExtractOptions: Sendable {
     public var audioFrames = 400
@@ -77,7 +78,7 @@ enum ExtractFault {
     static let killRank: Int? = ProcessInfo.processInfo.environment["SKESL_FAULT_KILL_RANK"].flatMap { Int($0) }
     static func check(filesDone: Int, rank: Int) {
         guard let k = killAfter, k == filesDone, killRank == nil || killRank == rank else { return }
-        FileHandle.standardError.write("rank \(rank): SKESL_FAULT_EXTRACT_KILL_AFTER=\(k): killing this rank (SIGKILL)\n".data(using: .utf8)!)
+        Log.rank(rank, "SKESL_FAULT_EXTRACT_KILL_AFTER=\(k): killing this rank (SIGKILL)", level: .warning)
         kill(getpid(), SIGKILL)
     }
 }
@@ -365,7 +366,7 @@ public final class Extraction {
             try writeJSON(ShardEntry(file: ShardSchema.fileName(index), samples: samples, bytes: bytes, crc32: hex32(crc)), to: final)
         }
         if ExtractFault.killPlacing && (ExtractFault.killRank == nil || ExtractFault.killRank == cluster.rank) {
-            FileHandle.standardError.write("rank \(cluster.rank): SKESL_FAULT_EXTRACT_KILL_PLACING=1: killing this rank (SIGKILL)\n".data(using: .utf8)!)
+            Log.rank(cluster.rank, "SKESL_FAULT_EXTRACT_KILL_PLACING=1: killing this rank (SIGKILL)", level: .warning)
             kill(getpid(), SIGKILL)
         }
         if fm.fileExists(atPath: src) {

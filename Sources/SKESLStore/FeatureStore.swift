@@ -2,6 +2,7 @@
 // + row), and shard readers that check a shard's structure against the manifest.
 import Foundation
 import SKESLHDF5
+import SKESLKernels
 
 public final class FeatureStore {
     public let directory: String
@@ -22,6 +23,15 @@ public final class FeatureStore {
     public var shardCount: Int { manifest.shards.count }
 
     public func shardPath(_ i: Int) -> String { directory + "/" + manifest.shards[i].file }
+
+    /// The store's identity for checkpoints and caches: its name and every shard's file,
+    /// sample count and CRC-32, folded with FNV-1a (64-bit hex). A checkpoint's data
+    /// cursor and a BERT cache are valid only for the store with the same fingerprint.
+    public var fingerprint: String {
+        var h = fnv1a64(manifest.name)
+        for sh in manifest.shards { h = FNV1a64.fold(h, fnv1a64("\(sh.file):\(sh.samples):\(sh.crc32)")) }
+        return String(format: "%016llx", h)
+    }
 
     /// (shard, row) of a global sample id, by binary search over the shard offsets.
     public func locate(_ globalId: Int64) -> (shard: Int, row: Int) {

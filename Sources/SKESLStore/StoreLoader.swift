@@ -8,6 +8,7 @@
 // exactly what one rank with W*A accumulation steps would see.
 import Foundation
 import SKESLHDF5
+import SKESLLog
 
 public struct LoaderConfig: Sendable {
     public var globalBatchSize = 32
@@ -75,7 +76,7 @@ public final class StoreLoader: @unchecked Sendable {
     public let log: @Sendable (String) -> Void
 
     public init(store: FeatureStore, config: LoaderConfig,
-                log: @escaping @Sendable (String) -> Void = { FileHandle.standardError.write(($0 + "\n").data(using: .utf8)!) }) throws {
+                log: @escaping @Sendable (String) -> Void = { Log.warning($0) }) throws {
         guard config.globalBatchSize >= 1 else { throw StoreError("global batch size must be at least 1 (got \(config.globalBatchSize))") }
         guard config.microBatches >= 1 else { throw StoreError("micro-batches must be at least 1 (got \(config.microBatches))") }
         guard config.maxOpenShards >= 1 else { throw StoreError("max open shards must be at least 1 (got \(config.maxOpenShards))") }

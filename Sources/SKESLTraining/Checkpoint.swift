@@ -11,7 +11,11 @@ import SKESLModel
 
 public let skeslCodeVersion = "0.1.0"
 
-public struct TrainingState: Equatable, Sendable {
+/// Where a run stands after its last completed step: everything besides the tensors that a
+/// resume needs. One type for the checkpoint's attributes (H5Attributes, one attribute per
+/// field, named by the coding keys), for reading them back, and for the broadcast from rank 0
+/// to every rank (JSON): a field added here travels everywhere.
+public struct TrainingState: Equatable, Sendable, Codable {
     public var step = 0                 // optimiser steps taken
     public var cursorEpoch = 0          // loader cursor after the last step
     public var cursorPosition = 0
@@ -22,6 +26,14 @@ public struct TrainingState: Equatable, Sendable {
     public var worldSize = 1
     public var storeFingerprint = ""
     public init() {}
+
+    /// The checkpoint's attribute names (docs/checkpoint-format.md).
+    enum CodingKeys: String, CodingKey {
+        case step, seed
+        case cursorEpoch = "cursor_epoch", cursorPosition = "cursor_position", epochsCompleted = "epochs_completed"
+        case bestValidLoss = "best_valid_loss", bestEpoch = "best_epoch", worldSize = "world_size"
+        case storeFingerprint = "store_fingerprint"
+    }
 
     /// The epoch the last step belonged to, 1-based (a cursor at position 0 has just
     /// finished the epoch before it): what checkpoint records in the metrics log name.
@@ -89,15 +101,7 @@ public enum Checkpoint {
             try f.setAttribute("format", format)
             try f.setAttribute("format_version", formatVersion)
             try f.setAttribute("code_version", skeslCodeVersion)
-            try f.setAttribute("step", Int64(state.step))
-            try f.setAttribute("cursor_epoch", Int64(state.cursorEpoch))
-            try f.setAttribute("cursor_position", Int64(state.cursorPosition))
-            try f.setAttribute("epochs_completed", Int64(state.epochsCompleted))
-            try f.setAttribute("seed", state.seed)
-            try f.setAttribute("best_valid_loss", state.bestValidLoss)
-            try f.setAttribute("best_epoch", Int64(state.bestEpoch))
-            try f.setAttribute("world_size", Int64(state.worldSize))
-            try f.setAttribute("store_fingerprint", state.storeFingerprint)
+            try H5Attributes.write(state, to: f)
             try f.setAttribute("run_config_yaml", runConfigYAML)
             try f.setAttribute("created", ISO8601DateFormatter().string(from: Date()))
             try f.setAttribute("checksum", String(format: "%016llx", checksum(net: net, optimizer: optimizer)))
@@ -138,17 +142,7 @@ public enum Checkpoint {
         guard f.hasAttribute("format"), try f.stringAttribute("format") == format else {
             throw CheckpointError("\(f.path): not a skesl checkpoint (no format attribute)")
         }
-        var s = TrainingState()
-        s.step = Int(try f.attribute("step", as: Int64.self))
-        s.cursorEpoch = Int(try f.attribute("cursor_epoch", as: Int64.self))
-        s.cursorPosition = Int(try f.attribute("cursor_position", as: Int64.self))
-        s.epochsCompleted = Int(try f.attribute("epochs_completed", as: Int64.self))
-        s.seed = try f.attribute("seed", as: UInt64.self)
-        s.bestValidLoss = try f.attribute("best_valid_loss", as: Double.self)
-        s.bestEpoch = Int(try f.attribute("best_epoch", as: Int64.self))
-        s.worldSize = Int(try f.attribute("world_size", as: Int64.self))
-        s.storeFingerprint = try f.stringAttribute("store_fingerprint")
-        return s
+        return try H5Attributes.read(TrainingState.self, from: f)
     }
 
     /// Loads parameters (and optimiser state when given) and verifies the checksum.

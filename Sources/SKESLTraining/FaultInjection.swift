@@ -9,6 +9,7 @@
 //
 // docs/checkpoint-format.md ("Crash drills") lists the points and what a resume does.
 import Foundation
+import SKESLLog
 
 /// The named points, in the order a checkpoint at an epoch's end passes them.
 public enum FaultPoint: String, CaseIterable, Sendable {
@@ -35,7 +36,7 @@ public enum FaultInjection {
     public static let point: FaultPoint? = {
         guard let raw = environment["SKESL_FAULT_KILL_AT"] else { return environment["SKESL_FAULT_KILL_AT_STEP"] == nil ? nil : .step }
         guard let p = FaultPoint(rawValue: raw) else {
-            FileHandle.standardError.write("skesl: SKESL_FAULT_KILL_AT=\(raw) is not a crash point (\(FaultPoint.allCases.map(\.rawValue).joined(separator: ", "))); ignored\n".data(using: .utf8)!)
+            Log.note("SKESL_FAULT_KILL_AT=\(raw) is not a crash point (\(FaultPoint.allCases.map(\.rawValue).joined(separator: ", "))); ignored", level: .warning)
             return nil
         }
         return p
@@ -53,7 +54,7 @@ public enum FaultInjection {
         let r = rank ?? self.rank
         guard let want = point, want == p, let k = killAtStep, k == step, killRank == nil || killRank == r else { return }
         let name = p == .step ? "SKESL_FAULT_KILL_AT_STEP=\(k)" : "SKESL_FAULT_KILL_AT=\(p.rawValue) at step \(k)"
-        FileHandle.standardError.write("rank \(r): \(name): killing this rank (SIGKILL)\n".data(using: .utf8)!)
+        Log.rank(r, "\(name): killing this rank (SIGKILL)", level: .warning)
         kill(getpid(), SIGKILL)
     }
 }
@@ -70,7 +71,7 @@ public enum StallInjection {
 
     public static func check(step: Int, rank: Int, resumed: Bool) {
         guard let n = atStep, n == step, !resumed else { return }
-        FileHandle.standardError.write("rank \(rank): SKESL_TEST_STALL_AT_STEP=\(n): step \(n) stalls for \(seconds) s before its update\n".data(using: .utf8)!)
+        Log.rank(rank, "SKESL_TEST_STALL_AT_STEP=\(n): step \(n) stalls for \(seconds) s before its update", level: .warning)
         let end = StopSignal.monotonicSeconds() + seconds
         while true {
             let left = end - StopSignal.monotonicSeconds()

@@ -87,11 +87,12 @@ public struct ModelBenchmark {
             st.audioLengths[b] = Int32(audioFrames); st.videoLengths[b] = Int32(videoFrames)
         }
         let batchView = st.batch()
+        // The trainer's step (one process: no reduction), at each group's base rate.
+        let trainStep = TrainStep(net: net, optimizer: opt, seed: 1)
         func step(_ s: Int) throws {
-            net.zeroGradients()
-            try net.forward(batchView, training: true, seed: 1, epoch: UInt64(s))
-            net.backward()
-            opt.update(params: net.params + net.layout.trainableStart, grads: net.grads) { opt.baseLR($0) }
+            trainStep.begin(step: s + 1)
+            try trainStep.microBatch(batchView, globalSamples: batch, epoch: s, last: true)
+            trainStep.update { _, base, _ in base }
         }
         for s in 0..<warmup { try step(s) }
         var times: [Double] = []
@@ -157,12 +158,12 @@ extension ModelBenchmark {
         let text = TextBatch(capacity: batch, length: textLength)
         for i in 0..<batch { text.maskPos[i] = Int32(1 + i % (textLength - 2)); text.targets[i] = Float(i % 7) - 3 }
         text.setCount(batch)
+        let trainStep = TrainStep(net: net, optimizer: opt, seed: 1)
         func step(_ b: StoreBatch, epoch: Int) throws {
             for i in 0..<b.count { text.sampleIds[i] = b.globalIds[i] }
-            net.zeroGradients()
-            try net.forward(TextPipeline.batch(text, b), training: true, seed: 1, epoch: UInt64(epoch), bertRows: rows)
-            net.backward()
-            opt.update(params: net.params + net.layout.trainableStart, grads: net.grads) { _ in 1e-4 }
+            trainStep.begin(step: 1)
+            try trainStep.microBatch(TextPipeline.batch(text, b), globalSamples: b.count, epoch: epoch, last: true, bertRows: rows)
+            trainStep.update { _, _, _ in 1e-4 }
         }
         // Streamed: every step reads its batch from the store (prefetched in the background).
         // Untimed first: one pass over the store (at most 160 steps or 4x the timed steps), as every

@@ -11,6 +11,7 @@
 // pipe; a thread reads the pipe and applies the rules below.
 import CShim
 import Foundation
+import SKESLLog
 
 /// How urgently the run has been asked to stop.
 public enum StopLevel: Int, Comparable, Sendable {
@@ -179,7 +180,7 @@ public enum StopSignal {
         t.start()
     }
 
-    static func note(_ m: String) { FileHandle.standardError.write(("skesl: " + m + "\n").data(using: .utf8)!) }
+    static func note(_ m: String) { Log.note(m, level: .warning) }
 
     static func signalName(_ s: Int32) -> String {
         switch s {
@@ -226,7 +227,7 @@ public enum RunStatusFile {
             try (status.rawValue + "\n").write(toFile: tmp, atomically: false, encoding: .utf8)
             guard rename(tmp, p) == 0 else { throw CocoaError(.fileWriteUnknown) }
         } catch {
-            FileHandle.standardError.write("skesl: warning: could not write the run status to \(p) (SKESL_STATUS_FILE): \(error)\n".data(using: .utf8)!)
+            Log.note("warning: could not write the run status to \(p) (SKESL_STATUS_FILE): \(error)", level: .warning)
         }
     }
 }

@@ -8,6 +8,7 @@ import Foundation
 import SKESLDistributed
 import SKESLHDF5
 import SKESLKernels
+import SKESLLog
 import SKESLModel
 import SKESLStore
 import SKESLText
@@ -34,21 +35,21 @@ public final class Trainer {
     public let optimizer: Optimizer
     public let store: FeatureStore
     public let text: TextPipeline
-    public private(set) var state = TrainingState()
+    public internal(set) var state = TrainingState()
     public var rank: Int { comm.rank }
     public var worldSize: Int { comm.size }
     let yaml: String
     let say: (String) -> Void
     var log: MetricsLog?
     var reducer: GradientReducer?
-    public private(set) var lastCheckpoint: String?
+    public internal(set) var lastCheckpoint: String?
     /// Copies a resume completed, logged once the metrics log is open.
     var copiesCompletedOnResume: [String] = []
 
     /// `resume`: nil (start fresh), "auto" (newest complete valid checkpoint in the
     /// run's checkpoint directory, if any) or a checkpoint path.
     public init(config rc: RunConfig, comm: Communicator, resume: String? = nil,
-                say: @escaping (String) -> Void = { FileHandle.standardError.write(($0 + "\n").data(using: .utf8)!) }) throws {
+                say: @escaping (String) -> Void = { Log.info($0) }) throws {
         self.comm = comm
         let isRoot = comm.rank == 0
         self.say = { m in if isRoot { say(m) } }
@@ -75,7 +76,7 @@ public final class Trainer {
         optimizer = Optimizer(config: rc.train.optimizer, layout: net.layout)
         state.seed = rc.train.seed
         state.worldSize = comm.size
-        state.storeFingerprint = Trainer.fingerprint(store)
+        state.storeFingerprint = store.fingerprint
 
         if resume == nil, !Checkpoint.list(rcResolved.checkpointDir).isEmpty {
             throw ConfigError("\(rcResolved.checkpointDir) holds checkpoints of an earlier run: resume it (--resume auto), start in a new --run-dir, or remove them")
@@ -87,12 +88,10 @@ public final class Trainer {
             try comm.broadcast(UnsafeMutableBufferPointer(start: net.params, count: net.layout.count))
             try comm.broadcast(UnsafeMutableBufferPointer(start: optimizer.m, count: optimizer.count))
             try comm.broadcast(UnsafeMutableBufferPointer(start: optimizer.v, count: optimizer.count))
-            var ints = [Int64(state.step), Int64(state.cursorEpoch), Int64(state.cursorPosition), Int64(state.epochsCompleted),
-                        Int64(state.bestEpoch), Int64(optimizer.step)]
-            try comm.broadcast(&ints)
-            state.step = Int(ints[0]); state.cursorEpoch = Int(ints[1]); state.cursorPosition = Int(ints[2])
-            state.epochsCompleted = Int(ints[3]); state.bestEpoch = Int(ints[4]); optimizer.setStep(Int(ints[5]))
-            state.bestValidLoss = try comm.broadcast(state.bestValidLoss)
+            optimizer.setStep(try comm.broadcast(optimizer.step))   // the optimiser's part, with its moments
+            var received = try comm.broadcast(json: state)
+            received.worldSize = comm.size
+            state = received
             let progress = rc.train.allreduce
             reducer = try GradientReducer(communicator: comm, gradients: net.grads, count: net.layout.trainableCount,
                                           bucketBytes: Int(rc.train.bucketMB * 1_048_576), average: false, progress: progress)
@@ -100,12 +99,6 @@ public final class Trainer {
     }
 
     deinit { reducer?.close() }
-
-    static func fingerprint(_ s: FeatureStore) -> String {
-        var h = fnv1a64(s.manifest.name)
-        for sh in s.manifest.shards { h = FNV1a64.fold(h, fnv1a64("\(sh.file):\(sh.samples):\(sh.crc32)")) }
-        return String(format: "%016llx", h)
-    }
 
     // MARK: resume
 
@@ -153,262 +146,10 @@ public final class Trainer {
         throw TrainingError("resume auto: every checkpoint in \(config.checkpointDir) is damaged; remove them or resume from a path")
     }
 
-    // MARK: the loop
-
-    public func run(stopAfterSteps: Int? = nil) throws -> RunSummary {
-        let rc = config
-        let G = rc.train.globalBatch, A = rc.train.microBatches
-        let isRoot = rank == 0
-        if rc.task == .finetune && Split(name: rc.data.trainSplit) == nil {
-            throw ConfigError("data.trainSplit \(rc.data.trainSplit) is not a split name (train, valid, test)")
-        }
-        var loaderConfig = LoaderConfig(globalBatchSize: G, microBatches: A, seed: rc.train.seed, shuffle: true,
-                                        split: rc.task == .finetune ? Split(name: rc.data.trainSplit) : nil,
-                                        prefetchDepth: rc.data.prefetch, skipBadSamples: rc.data.skipBadSamples,
-                                        maxOpenShards: rc.data.maxOpenShards)
-        loaderConfig.readText = !rc.data.bertCache   // the cache gives the text side
-        loaderConfig.verifyEveryRead = rc.data.verifyEveryRead
-        loaderConfig.residentShardBytes = rc.data.residentShardMB << 20
-        let loader = try StoreLoader(store: store, config: loaderConfig, log: { m in FileHandle.standardError.write(("rank \(self.rank): " + m + "\n").data(using: .utf8)!) })
-        guard loader.count > 0 else { throw ConfigError("\(rc.data.store): no samples to train on\(rc.task == .finetune ? " in split \(rc.data.trainSplit)" : "")") }
-        let stepsPerEpoch = loader.stepsPerEpoch
-        let iterator = try loader.batches(rank: rank, worldSize: worldSize,
-                                          from: LoaderCursor(epoch: state.cursorEpoch, position: state.cursorPosition),
-                                          untilEpoch: rc.train.epochs)
-        defer { iterator.close() }
-        let textBatch = TextBatch(capacity: loader.maxLocalBatch(worldSize: worldSize), length: rc.data.textLength)
-        var cache: BertCache.Reader? = nil
-        let cacheRows = UnsafeMutablePointer<Float>.allocate(capacity: textBatch.capacity * net.config.bert.hiddenSize)
-        defer { cacheRows.deallocate() }
-        if rc.data.bertCache {
-            let key = BertCache.key(net: net, store: store, text: text, storeFingerprint: state.storeFingerprint)
-            if !BertCache.isValid(store, key: key) {
-                say("bert cache: encoding every sample's [MASK] row once (BERT in eval mode) into \(BertCache.directory(store))")
-                try BertCache.build(net: net, store: store, text: text, comm: comm, key: key, say: say)
-            } else {
-                say("bert cache: using \(BertCache.directory(store))")
-            }
-            cache = try BertCache.Reader(store: store, key: key, memoryMB: rc.data.cacheMemoryMB)
-        }
-
-        try FileManager.default.createDirectory(atPath: rc.checkpointDir, withIntermediateDirectories: true)
-        var progress: ProgressReporter? = nil
-        var meter = TrainIntervalMeter(start: MonotonicClock().now(), everySteps: 50, everySeconds: rc.logEverySeconds)
-        if isRoot {
-            let blas = BLASReport.measure(seconds: 0.3)   // rank 0's kernel and sgemm rate, in the header and run_start
-            try? yaml.write(toFile: rc.runDir + "/config.yaml", atomically: true, encoding: .utf8)
-            log = try MetricsLog(runDirectory: rc.runDir)
-            try log?.runStart(run: (rc.runDir as NSString).lastPathComponent, phase: rc.task.rawValue, worldSize: worldSize,
-                              epochs: rc.train.epochs, stepsPerEpoch: stepsPerEpoch, batchSize: G,
-                              resumedFromEpoch: state.step > 0 ? state.cursorEpoch + 1 : nil,
-                              config: (try? LogJSON.from(rc)) ?? .object([:]),
-                              versions: ["skesl": skeslCodeVersion, "openblas": blasConfig], blas: blas)
-            for dst in copiesCompletedOnResume {
-                try log?.checkpoint(epoch: state.epochOfLastStep, step: state.step, path: dst, reason: CheckpointReason(copy: dst))
-            }
-            progress = ProgressReporter(options: ProgressOptions(totalEpochs: rc.train.epochs, stepsPerEpoch: stepsPerEpoch,
-                                                                 plainEverySeconds: rc.logEverySeconds))
-            say("\(rc.task.rawValue): \(loader.count) samples, \(stepsPerEpoch) steps/epoch of \(G) samples, \(worldSize) rank(s) x \(rc.train.threads) thread(s), \(net.layout.trainableCount) trainable parameters")
-            say(blas.line)
-        }
-        let timer = try StepTimer(rank: rank, worldSize: worldSize, diagnose: rc.train.diagnoseImbalance,
-                                  logDirectory: rc.train.stepTimeLog ? rc.runDir + "/step-times" : nil, comm: comm)
-        let started = MonotonicClock().now()
-        runStarted = started
-        // A stall drill (StallInjection) applies to runs that did not resume.
-        let startedFresh = lastCheckpoint == nil
-        // The commit section of a step (update, bookkeeping, checkpoints) and the end of the
-        // run hold `commit`; a SIGTERM's immediate write takes it too, so it always sees a
-        // completed step and never races a checkpoint of the loop (docs/checkpoint-format.md,
-        // "Stopping").
-        var holding = false
-        defer { if holding { commit.unlock() } }
-        StopSignal.setWriteNow { [weak self] in self?.writeForStop() }
-        defer { StopSignal.setWriteNow(nil) }
-        var status = RunStatus.completed
-        var lastLoss = Double.nan
-        var stepsThisRun = 0
-        var stepSeconds = 0.0
-        var epochLossSum = 0.0, epochSamples = 0
-
-        stepLoop: while true {
-            if let m = stopAfterSteps, stepsThisRun >= m { status = .stopped; break }
-            if rc.train.maxSteps > 0 && state.step >= rc.train.maxSteps { status = .maxSteps; break }
-            let stepStart = MonotonicClock().now()
-            defer { stepSeconds += MonotonicClock().now() - stepStart }
-            timer.begin(step: state.step + 1)
-            net.zeroGradients()
-            var lossSum = 0.0, nonFinite: [Int64] = [], skipped = 0
-            var stepEpoch = state.cursorEpoch, after = LoaderCursor(epoch: state.cursorEpoch, position: state.cursorPosition)
-            var stepSamples = 0
-            for micro in 0..<A {
-                guard let b = try iterator.next() else {
-                    if micro == 0 { break stepLoop }
-                    throw TrainingError("the data ended inside a step (micro-batch \(micro) of \(A))")
-                }
-                stepEpoch = b.epoch; after = b.cursorAfterStep; stepSamples = b.globalStepSamples
-                skipped += b.skipped
-                let last = micro == A - 1
-                if b.count > 0 {
-                    if let c = cache {
-                        try text.fillFromCache(textBatch, rows: cacheRows, from: b, cache: c, seed: rc.train.seed, epoch: b.epoch)
-                    } else {
-                        try text.fill(textBatch, from: b, seed: rc.train.seed, epoch: b.epoch)
-                    }
-                    let mb = TextPipeline.batch(textBatch, b)
-                    timer.lap(.data)
-                    let loss = try net.forward(mb, training: true, seed: rc.train.seed, epoch: UInt64(b.epoch), normalizer: max(stepSamples, 1),
-                                               bertRows: cache == nil ? nil : UnsafePointer(cacheRows))
-                    lossSum += Double(loss) * Double(max(stepSamples, 1))
-                    for i in 0..<b.count where !net.predictions[i].isFinite { nonFinite.append(b.globalIds[i]) }
-                    timer.lap(.forward)
-                    if last, let r = reducer {
-                        var failure: Error? = nil
-                        net.backward { range in do { try r.markReady(range) } catch { failure = failure ?? error } }
-                        if let f = failure { throw f }
-                    } else {
-                        net.backward()
-                    }
-                    timer.lap(.backward)
-                } else if last, let r = reducer {
-                    try r.markReady(0..<net.layout.trainableCount)
-                }
-            }
-            StallInjection.check(step: state.step + 1, rank: rank, resumed: !startedFresh)
-            FaultInjection.check(step: state.step + 1, rank: rank)
-            if let r = reducer {
-                try timer.gradientWait(comm) { try r.finish() }
-                commExposed += r.lastStep.exposedSeconds
-                commTotal += r.lastStep.communicationSeconds
-            }
-            // One small all-reduce carries the loss, the non-finite flag and stop requests, so
-            // that every rank takes the same decision. The request is read under `commit`: a
-            // SIGTERM write that comes later waits for this step's commit and saves its result,
-            // and the next step stops.
-            commit.lock(); holding = true
-            let stop = StopSignal.level
-            // The step timer's slots (every rank's ready time) ride at the end of the vector.
-            var stats = [lossSum, Double(nonFinite.count), stop >= .endOfStep ? 1 : 0, Double(skipped), stop == .now ? 1 : 0]
-                + timer.readySlots()
-            if worldSize > 1 { try comm.allReduce(&stats) }
-            timer.synced(stats)
-            if stats[4] > 0 {
-                // Some rank got SIGTERM: this step is dropped before its update, and rank 0
-                // saves the last completed step (unless its signal thread already has).
-                status = .interrupted
-                break stepLoop
-            }
-            let stepLoss = stats[0] / Double(max(stepSamples, 1))
-            if stats[1] > 0 || !stepLoss.isFinite {
-                if !nonFinite.isEmpty {
-                    FileHandle.standardError.write("rank \(rank): non-finite prediction at step \(state.step + 1) (epoch \(stepEpoch)) for samples \(nonFinite.prefix(20).map(String.init).joined(separator: ", "))\n".data(using: .utf8)!)
-                }
-                let msg = "loss is not finite at step \(state.step + 1) (epoch \(stepEpoch)); the parameters were not updated; the last good checkpoint is \(lastCheckpoint ?? "none")" + (isRoot && nonFinite.isEmpty ? "" : "; see the sample ids above")
-                try? log?.runEnd(status: .failed, epochs: state.epochsCompleted, steps: state.step, elapsedSeconds: MonotonicClock().now() - started, message: msg)
-                if isRoot { RunStatusFile.write(.failed) }
-                // Every rank fails here, in this step; the first to abort ends the job, so wait
-                // until rank 0 has recorded the failure.
-                if worldSize > 1 { try? comm.barrier() }
-                throw TrainingError(msg)
-            }
-            // Update.
-            var lrs: [String: Double] = [:]
-            let stepIndex = optimizer.step
-            optimizer.update(params: net.params + net.layout.trainableStart, grads: net.grads) { g in
-                let r = rc.train.schedule.lr(base: self.optimizer.baseLR(g), epoch: stepEpoch, step: stepIndex)
-                lrs[g] = Double(r)
-                return r
-            }
-            timer.lap(.optimizer)
-            state.step += 1; stepsThisRun += 1
-            state.cursorEpoch = after.epoch; state.cursorPosition = after.position
-            lastLoss = stepLoss
-            epochLossSum += stepLoss * Double(stepSamples); epochSamples += stepSamples
-            let epochStep = stepEpoch == after.epoch ? (after.position + G - 1) / G : stepsPerEpoch
-            if isRoot {
-                progress?.step(epoch: stepEpoch + 1, epochStep: epochStep, samples: stepSamples, loss: stepLoss, lr: lrs)
-                meter.add(samples: stepSamples, loss: stepLoss, skipped: Int(stats[3]))
-                let now = MonotonicClock().now()
-                if meter.due(now: now) {
-                    try log?.write(.train(meter.take(now: now, wallTime: Date().timeIntervalSince1970, epoch: stepEpoch + 1, step: state.step,
-                                                     epochStep: epochStep, lr: lrs)))
-                }
-            }
-            let epochEnded = after.epoch != stepEpoch
-            if epochEnded {
-                state.epochsCompleted = after.epoch
-                if isRoot {
-                    let now = MonotonicClock().now()
-                    if !meter.isEmpty {
-                        try log?.write(.train(meter.take(now: now, wallTime: Date().timeIntervalSince1970, epoch: stepEpoch + 1, step: state.step, epochStep: epochStep, lr: lrs)))
-                    }
-                }
-                var summary = String(format: "epoch %d done: train loss %.4f (mean over the epoch's samples this run)",
-                                     stepEpoch + 1, epochLossSum / Double(max(epochSamples, 1)))
-                epochLossSum = 0; epochSamples = 0
-                var newBest = false
-                if rc.task == .finetune && (stepEpoch + 1) % rc.train.evalEveryEpochs == 0 {
-                    let valid = try evaluate(split: rc.data.validSplit)
-                    let test = try evaluate(split: rc.data.testSplit)
-                    if isRoot {
-                        try log?.eval(epoch: stepEpoch + 1, split: "valid", loss: valid.loss, samples: valid.predictions.count, metrics: valid.metrics)
-                        try log?.eval(epoch: stepEpoch + 1, split: "test", loss: test.loss, samples: test.predictions.count, metrics: test.metrics)
-                    }
-                    summary += String(format: ", valid MAE %.4f, test MAE %.4f", valid.loss, test.loss)
-                    // The best epoch by train.selection (Selection.swift); the metric stays the MAE.
-                    let criterion = SelectionLoss.value(valid, config: rc.train.selection, seed: rc.train.seed, epoch: stepEpoch)
-                    if rc.train.selection.loss != .sampleMean { summary += String(format: ", valid \(rc.train.selection.loss.rawValue) %.4f", criterion) }
-                    if SelectionLoss.improves(criterion, over: state.bestValidLoss) {
-                        state.bestValidLoss = criterion
-                        state.bestEpoch = stepEpoch
-                        summary += " (best)"
-                        newBest = true
-                    }
-                }
-                if isRoot {
-                    progress?.endEpoch(summary: summary)
-                    try endOfEpochCheckpoint(epoch: stepEpoch + 1, newBest: newBest)
-                }
-            } else if rc.checkpoint.everySteps > 0 && state.step % rc.checkpoint.everySteps == 0 && isRoot {
-                try writeCheckpoint(reason: .interval)
-            }
-            timer.end()
-            if stats[2] > 0 { status = .interrupted; break }
-            commit.unlock(); holding = false
-        }
-        if !holding { commit.lock(); holding = true }
-        // A final checkpoint unless the last step wrote one.
-        if isRoot && state.step > 0 && lastCheckpoint.map({ !$0.hasSuffix(Checkpoint.fileName(step: state.step)) }) ?? true {
-            try writeCheckpoint(reason: CheckpointReason(endOf: status))
-        }
-        if worldSize > 1 { try comm.barrier() }
-        progress?.finish()
-        let stepTimes = try timer.summary(comm)
-        if timer.steps > 0 { try log?.write(.stepTimes(stepTimes)); say(stepTimes.text) }
-        if !runEndWritten {
-            try log?.runEnd(status: status, epochs: state.epochsCompleted, steps: state.step,
-                            elapsedSeconds: MonotonicClock().now() - started, bestEpoch: state.bestEpoch >= 0 ? state.bestEpoch + 1 : nil,
-                            message: commMessage(stepSeconds: stepSeconds))
-            if isRoot { RunStatusFile.write(status) }
-            runEndWritten = true
-        }
-        log?.close()
-        say("\(status.rawValue): \(state.step) steps, \(state.epochsCompleted) epochs" + (lastCheckpoint.map { ", checkpoint \($0)" } ?? ""))
-        if let m = commMessage(stepSeconds: stepSeconds) { say(m) }
-        let loaderCost = iterator.fillCost
-        if isRoot && stepSeconds > 0 && loaderCost.samples > 0 {
-            // What the prefetch thread costs when it shares the training thread's core.
-            say(String(format: "data loader: %.1f µs CPU per sample, %.1f%% of %.1f s of steps",
-                       1e6 * loaderCost.cpuSeconds / Double(loaderCost.samples), 100 * loaderCost.cpuSeconds / stepSeconds, stepSeconds))
-        }
-        return RunSummary(status: status, steps: state.step, epochsCompleted: state.epochsCompleted, lastCheckpoint: lastCheckpoint,
-                          bestEpoch: state.bestEpoch, finalLoss: lastLoss)
-    }
-
     /// Gradient all-reduce time that backward did not hide, on rank 0.
-    public private(set) var commExposed = 0.0
+    public internal(set) var commExposed = 0.0
     /// Wall time during which some gradient bucket was being reduced, on rank 0.
-    public private(set) var commTotal = 0.0
+    public internal(set) var commTotal = 0.0
 
     func commMessage(stepSeconds: Double) -> String? {
         guard worldSize > 1, stepSeconds > 0 else { return nil }
@@ -426,8 +167,7 @@ public final class Trainer {
         if config.checkpoint.milestones.contains(epoch) { owed.append(String(format: "milestone-epoch%03d.h5", epoch)) }
         // The last step may have written this step's checkpoint already (an interval), but
         // without the owed copies recorded: write it again then.
-        let p = lastCheckpoint.map { $0.hasSuffix(Checkpoint.fileName(step: state.step)) } == true && owed.isEmpty
-            ? lastCheckpoint! : try writeCheckpoint(reason: .epoch, owedCopies: owed)
+        let p = lastCheckpointIsCurrent && owed.isEmpty ? lastCheckpoint! : try writeCheckpoint(reason: .epoch, owedCopies: owed)
         for dst in try Checkpoint.completeOwedCopies(of: p) {
             try log?.checkpoint(epoch: epoch, step: state.step, path: dst,
                                 reason: CheckpointReason(copy: dst))
@@ -449,9 +189,8 @@ public final class Trainer {
     func writeForStop() {
         commit.lock(); defer { commit.unlock() }
         guard rank == 0, !runEndWritten else { return }
-        let current = Checkpoint.fileName(step: state.step)
         var path = lastCheckpoint
-        if state.step > 0 && !(lastCheckpoint?.hasSuffix(current) ?? false) {
+        if state.step > 0 && !lastCheckpointIsCurrent {
             do { path = try writeCheckpoint(reason: .interrupted) } catch {
                 say("error: the checkpoint for the stop could not be written: \(error)")
                 return
@@ -465,6 +204,9 @@ public final class Trainer {
         say(state.step == 0 ? "interrupted before the first step completed: nothing to save"
             : "interrupted: step \(state.step) saved" + (path.map { " in \($0)" } ?? "") + "; the step in progress is abandoned")
     }
+
+    /// The newest checkpoint holds the current step (the last step, or a stop, wrote it).
+    var lastCheckpointIsCurrent: Bool { lastCheckpoint?.hasSuffix(Checkpoint.fileName(step: state.step)) ?? false }
 
     @discardableResult
     func writeCheckpoint(reason: CheckpointReason, owedCopies: [String] = []) throws -> String {

@@ -3,6 +3,7 @@
 import ArgumentParser
 import Foundation
 import SKESLKernels
+import SKESLLog
 
 struct BLASSelfTestCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -25,7 +26,7 @@ enum BLASSelect {
     /// Subcommands that compute: the kernel matters there (others start without the check).
     static let computing: Set<String> = ["pretrain", "finetune", "bench", "evaluate", "predict"]
 
-    static func note(_ m: String) { FileHandle.standardError.write(("skesl: " + m + "\n").data(using: .utf8)!) }
+    static func note(_ m: String) { Log.note(m) }
 
     /// Runs `skesl blas-selftest` with OPENBLAS_CORETYPE=core; its verdict (nil: crashed, hung or failed).
     static func childSelfTest(core: String, timeout: Double = 120) -> BLASKernel.SelfTest? {

@@ -2,6 +2,7 @@
 import ArgumentParser
 import Foundation
 import SKESLTraining
+import SKESLLog
 
 /// A failure the user can act on, printed as "Error: <message>" without usage text.
 struct CommandFailure: Error, CustomStringConvertible {
@@ -32,7 +33,7 @@ struct Report: ParsableCommand {
         } catch let error as MetricsLogError {
             throw CommandFailure(description: error.description)
         }
-        for w in written.data.warnings { FileHandle.standardError.write(Data("warning: \(w)\n".utf8)) }
+        for w in written.data.warnings { Log.warning(w) }
         if !quiet {
             let text = RunReport.finalMetricsText(written.data)
             if !text.isEmpty { print(text) }

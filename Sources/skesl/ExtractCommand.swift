@@ -5,6 +5,7 @@ import Foundation
 import SKESLDistributed
 import SKESLExtract
 import SKESLStore
+import SKESLLog
 
 struct ExtractCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -56,14 +57,14 @@ struct ExtractCommand: ParsableCommand {
         if let a = asrCommand, !a.contains("{audio}") { throw ValidationError("--asr-command must contain {audio}, which is replaced by each file's path") }
         let comm = try Communicator.world()
         let cluster = ExtractCluster(rank: comm.rank, size: comm.size, barrier: { try comm.barrier() })
-        let log: (String) -> Void = { FileHandle.standardError.write(($0 + "\n").data(using: .utf8)!) }
+        let log: (String) -> Void = { Log.info($0) }
         let report: ExtractReport
         do {
             report = try Extraction(input: input, output: out, options: o, cluster: cluster, log: log).run()
         } catch {
             // One rank's failure ends the job: the others would wait at the next barrier.
             if comm.size > 1 { comm.abort(code: 1, message: "rank \(comm.rank): error: \(error)") }
-            FileHandle.standardError.write("error: \(error)\n".data(using: .utf8)!)
+            Log.error("\(error)")
             throw ExitCode.failure
         }
         if comm.rank == 0 {

@@ -3,6 +3,7 @@ import ArgumentParser
 import Foundation
 import SKESLStore
 import SKESLTraining
+import SKESLLog
 
 /// Storage options shared by the commands that write stores.
 struct LayoutOptions: ParsableArguments {
@@ -25,7 +26,7 @@ struct LayoutOptions: ParsableArguments {
 /// Runs `body`, turning store and HDF5 errors into one clear line and a failing exit code.
 func reportingErrors<T>(_ body: () throws -> T) throws -> T {
     do { return try body() } catch let e as ValidationError { throw e } catch let e as ExitCode { throw e } catch {
-        FileHandle.standardError.write("error: \(error)\n".data(using: .utf8)!)
+        Log.error("\(error)")
         throw ExitCode.failure
     }
 }

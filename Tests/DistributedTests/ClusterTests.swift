@@ -64,8 +64,9 @@ final class ClusterTests: XCTestCase {
         let p = Process()
         p.executableURL = URL(fileURLWithPath: netns)
         p.arguments = [exe, "die", "--how", "exit"]
+        // The survivor has nothing to save: no grace period before it is killed.
         p.environment = ProcessInfo.processInfo.environment.merging(
-            ["OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1"]) { $1 }
+            ["OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1", "SKESL_KILL_GRACE": "1"]) { $1 }
         p.standardOutput = FileHandle.nullDevice
         p.standardError = FileHandle.nullDevice
         try p.run()

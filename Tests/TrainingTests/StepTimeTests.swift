@@ -57,13 +57,15 @@ final class StepTimeTests: XCTestCase {
         return r
     }
 
-    /// Rank 1 sleeps 150 ms per step before its gradient wait: rank 0 must show that as
-    /// waiting for the slowest rank, not as all-reduce, in both modes.
+    /// Rank 1 sleeps 400 ms per step before its gradient wait: rank 0 must show that as
+    /// waiting for the slowest rank, not as all-reduce, in both modes. On a loaded machine
+    /// rank 0 may itself be descheduled for a while (then rank 1 waits for it), so rank 1's
+    /// wait is compared with rank 0's, not with zero.
     func testTwoRanksAttributeAStragglerToImbalance() throws {
         let h = try RunHarness("steptimes")
         try h.synth(samples: 30)
         let cfg = try h.writeConfig()
-        let slow = ["SKESL_FAULT_SLOW_RANK": "1", "SKESL_FAULT_SLOW_MS": "150"]
+        let slow = ["SKESL_FAULT_SLOW_RANK": "1", "SKESL_FAULT_SLOW_MS": "400"]
         for (name, diagnose) in [("estimate", false), ("barrier", true)] {
             let run = h.dir + "/" + name
             let r = try h.run(["pretrain", "-c", cfg, "--run-dir", run, "--max-steps", "6",
@@ -75,10 +77,10 @@ final class StepTimeTests: XCTestCase {
             XCTAssertEqual(rec.worldSize, 2); XCTAssertEqual(rec.steps, 6)
             XCTAssertEqual(rec.imbalance, diagnose ? "barrier" : "estimate")
             let imb = rec.ranks["imbalance"]!, ar = rec.ranks["allreduce"]!
-            XCTAssertGreaterThan(imb[0], 0.1, "\(name): rank 0 waits ~150 ms per step for rank 1: \(rec.text)")
+            XCTAssertGreaterThan(imb[0], 0.25, "\(name): rank 0 waits ~400 ms per step for rank 1: \(rec.text)")
             XCTAssertLessThan(ar[0], imb[0], "\(name): the wait is not the all-reduce: \(rec.text)")
-            XCTAssertLessThan(imb[1], 0.05, "\(name): the straggler waits for nobody: \(rec.text)")
-            XCTAssertGreaterThan(rec.ranks["other"]![1], 0.14, "\(name): rank 1's sleep is outside every phase: \(rec.text)")
+            XCTAssertLessThan(imb[1], 0.25 * imb[0], "\(name): the straggler waits for nobody: \(rec.text)")
+            XCTAssertGreaterThan(rec.ranks["other"]![1], 0.38, "\(name): rank 1's sleep is outside every phase: \(rec.text)")
             for rank in 0..<2 {
                 let lines = try stepLines(run, rank: rank)
                 XCTAssertEqual(lines.map(\.step), Array(1...6))

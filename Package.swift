@@ -60,10 +60,13 @@ let package = Package(
         .target(name: "SKESLExtract", dependencies: ["SKESLAudio", "SKESLStore", "SKESLHDF5", "SKESLLog"]),
         // MPI communicator, collectives, bucketed gradient all-reduce.
         .target(name: "SKESLDistributed", dependencies: ["CShim", "COpenMPI", "SKESLLog"], swiftSettings: fast),
-        // Training loop, checkpoints, metrics, progress, configs.
+        // What a run reports: the metrics log and its records, regression metrics, the
+        // progress display, the HTML/SVG report, the step-time summary.
+        .target(name: "SKESLReporting", dependencies: ["SKESLKernels"]),
+        // Training loop and step, checkpoints, configs, signals.
         .target(name: "SKESLTraining",
                 dependencies: ["CShim", "SKESLKernels", "SKESLHDF5", "SKESLModel", "SKESLText",
-                               "SKESLStore", "SKESLDistributed", "SKESLLog", .product(name: "Yams", package: "Yams")]),
+                               "SKESLStore", "SKESLDistributed", "SKESLLog", "SKESLReporting", .product(name: "Yams", package: "Yams")]),
         // The command line.
         .executableTarget(name: "skesl",
                           dependencies: ["SKESLTraining", "SKESLText", "SKESLStore", "SKESLExtract", "SKESLModel", "SKESLDistributed", "SKESLKernels", "SKESLHDF5", "SKESLLog",
@@ -79,7 +82,8 @@ let package = Package(
         .testTarget(name: "TextTests", dependencies: ["SKESLText", "SKESLModel", "SKESLHDF5"]),
         .testTarget(name: "AudioTests", dependencies: ["SKESLAudio", "SKESLHDF5"]),
         .testTarget(name: "StoreTests", dependencies: ["SKESLStore", "SKESLHDF5", "TestSupport"]),
-        .testTarget(name: "TrainingTests", dependencies: ["SKESLTraining", "SKESLDistributed", "SKESLModel", "SKESLKernels"]),
+        .testTarget(name: "ReportingTests", dependencies: ["SKESLReporting"]),
+        .testTarget(name: "TrainingTests", dependencies: ["SKESLTraining", "SKESLReporting", "SKESLDistributed", "SKESLModel", "SKESLKernels"]),
         .testTarget(name: "DistributedTests", dependencies: ["SKESLDistributed", "skesl-mpitest", "TestSupport"]),
     ]
 )

@@ -9,6 +9,7 @@
 // length, store) and one cache-NNNNN.h5 per store shard: offset int64 [n+1], count
 // int32 [n], target float32 [n], mask_position int32 [rows], rows float32 [rows, H].
 import Foundation
+import SKESLReporting
 import SKESLDistributed
 import SKESLHDF5
 import SKESLKernels

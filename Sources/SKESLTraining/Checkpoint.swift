@@ -6,6 +6,7 @@
 // writes `<name>.done` (llm.c's DONE files): a checkpoint without its DONE marker is
 // incomplete and `--resume auto` passes it over.
 import Foundation
+import SKESLReporting
 import SKESLHDF5
 import SKESLModel
 

@@ -9,6 +9,7 @@
 //
 // docs/checkpoint-format.md ("Crash drills") lists the points and what a resume does.
 import Foundation
+import SKESLReporting
 import SKESLLog
 
 /// The named points, in the order a checkpoint at an epoch's end passes them.

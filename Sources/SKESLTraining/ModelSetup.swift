@@ -2,6 +2,7 @@
 // from a pretrained checkpoint (Hugging Face directory or skesl weights file), the
 // tokenizer, the lexicon, and for fine-tuning the pretrained cross-modal encoder.
 import Foundation
+import SKESLReporting
 import SKESLHDF5
 import SKESLModel
 import SKESLStore

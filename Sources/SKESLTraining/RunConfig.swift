@@ -3,6 +3,7 @@
 // the file), then flags (`--set a.b=value`) override. Key names: `model.bert` uses
 // Hugging Face config.json names; everything else is as written in Configs/*.yaml.
 import Foundation
+import SKESLReporting
 import SKESLDistributed
 import SKESLModel
 import Yams

@@ -11,6 +11,7 @@
 // pipe; a thread reads the pipe and applies the rules below.
 import CShim
 import Foundation
+import SKESLReporting
 import SKESLLog
 
 /// How urgently the run has been asked to stop.

@@ -3,6 +3,7 @@
 // sample's global id, so any rank and any resume masks it the same way) and the target
 // is its lexicon intensity; in fine-tuning the target is the label.
 import Foundation
+import SKESLReporting
 import SKESLModel
 import SKESLStore
 import SKESLText

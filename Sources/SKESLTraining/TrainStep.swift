@@ -7,6 +7,7 @@
 // normalised by the global step's sample count, so summed gradients are the gradient of the
 // global mean for any split into ranks and micro-batches.
 import Foundation
+import SKESLReporting
 import SKESLDistributed
 import SKESLModel
 

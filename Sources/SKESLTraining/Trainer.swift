@@ -5,6 +5,7 @@
 // every rank. The loss is normalised by the global batch size, so summed gradients
 // are those of the global mean for any world size.
 import Foundation
+import SKESLReporting
 import SKESLDistributed
 import SKESLHDF5
 import SKESLKernels

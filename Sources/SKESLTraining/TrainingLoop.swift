@@ -3,6 +3,7 @@
 // function here is one phase: prepare the run, compute a step, commit it, end an epoch,
 // finish the run.
 import Foundation
+import SKESLReporting
 import SKESLDistributed
 import SKESLKernels
 import SKESLLog

@@ -2,6 +2,7 @@
 // chroma_cqt per file), for scripts/bench_extract.py, which times librosa on the same files.
 import ArgumentParser
 import Foundation
+import SKESLReporting
 import SKESLAudio
 import SKESLExtract
 

@@ -2,6 +2,7 @@
 // the hidden `skesl blas-selftest` that checks a core type in a child process.
 import ArgumentParser
 import Foundation
+import SKESLReporting
 import SKESLKernels
 import SKESLLog
 

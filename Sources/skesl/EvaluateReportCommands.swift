@@ -1,6 +1,7 @@
 // `skesl report RUN_DIR`: the run's metrics log as a self-contained HTML report.
 import ArgumentParser
 import Foundation
+import SKESLReporting
 import SKESLTraining
 import SKESLLog
 

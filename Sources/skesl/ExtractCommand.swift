@@ -2,6 +2,7 @@
 // present) to a feature store, with the reference's librosa audio features computed natively.
 import ArgumentParser
 import Foundation
+import SKESLReporting
 import SKESLDistributed
 import SKESLExtract
 import SKESLStore

@@ -1,6 +1,7 @@
 // `skesl shard`: split a store into N shards, merge stores, or reshard N to M, streaming.
 import ArgumentParser
 import Foundation
+import SKESLReporting
 import SKESLStore
 
 struct ShardCommand: ParsableCommand {

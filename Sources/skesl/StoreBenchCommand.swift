@@ -3,6 +3,7 @@
 // peak RSS is its own.
 import ArgumentParser
 import Foundation
+import SKESLReporting
 import SKESLStore
 import SKESLTraining
 

@@ -1,6 +1,7 @@
 // `skesl store`: verify, inspect, import, and benchmark feature stores.
 import ArgumentParser
 import Foundation
+import SKESLReporting
 import SKESLHDF5
 import SKESLStore
 

@@ -1,6 +1,7 @@
 // `skesl synth`: a synthetic corpus with a planted multimodal sentiment signal.
 import ArgumentParser
 import Foundation
+import SKESLReporting
 import SKESLStore
 import SKESLTraining
 import SKESLLog

@@ -2,6 +2,7 @@
 // with --lexicon, sentiment word masking as in pretraining.
 import ArgumentParser
 import Foundation
+import SKESLReporting
 import SKESLText
 
 struct Tokenize: ParsableCommand {

@@ -1,6 +1,7 @@
 // `skesl pretrain`, `skesl finetune`, `skesl evaluate`, `skesl predict`.
 import ArgumentParser
 import Foundation
+import SKESLReporting
 import SKESLDistributed
 import SKESLModel
 import SKESLStore

@@ -1,6 +1,7 @@
 // `skesl blas-selftest`, the child process the start-up kernel check runs, with the
 // environment's own OpenBLAS core type (tests never change it).
 import Foundation
+import SKESLReporting
 import XCTest
 import SKESLKernels
 

@@ -1,5 +1,6 @@
 import XCTest
 import Foundation
+import SKESLReporting
 import SKESLHDF5
 import SKESLModel
 import SKESLTraining

@@ -4,6 +4,7 @@
 // run that was never interrupted.
 import XCTest
 import Foundation
+import SKESLReporting
 import SKESLHDF5
 import SKESLTraining
 

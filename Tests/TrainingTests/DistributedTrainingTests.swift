@@ -4,6 +4,7 @@
 // checkpoint intact.
 import XCTest
 import Foundation
+import SKESLReporting
 import SKESLHDF5
 import SKESLTraining
 import SKESLStore

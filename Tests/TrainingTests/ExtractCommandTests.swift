@@ -3,6 +3,7 @@
 // untranscribed file). One run is killed mid-chunk on rank 1 (SKESL_FAULT_EXTRACT_KILL_AFTER);
 // rerunning the same command completes it, and the store equals an uninterrupted run's.
 import Foundation
+import SKESLReporting
 import SKESLHDF5
 import XCTest
 

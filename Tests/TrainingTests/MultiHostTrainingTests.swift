@@ -3,6 +3,7 @@
 // remote rank is killed mid-run; the resumed run must end bit-identical to the same run
 // on one host.
 import Foundation
+import SKESLReporting
 import XCTest
 
 final class MultiHostTrainingTests: XCTestCase {

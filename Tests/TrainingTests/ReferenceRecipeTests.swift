@@ -2,6 +2,7 @@
 // against Tests/Fixtures/training/reference_selection.json (scripts/make_reference_fixtures.py),
 // and the reference recipes' configs (docs/model.md, reference quirks).
 import Foundation
+import SKESLReporting
 import XCTest
 import SKESLHDF5
 import SKESLKernels

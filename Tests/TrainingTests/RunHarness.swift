@@ -2,6 +2,7 @@
 // tiny BERT, for tests of the whole training path. Every child has a timeout: a hung
 // run fails the test, never CI.
 import Foundation
+import SKESLReporting
 import XCTest
 import SKESLHDF5
 import SKESLModel

@@ -6,6 +6,7 @@
 // Without the Slurm packages or root, every test says it skipped.
 import XCTest
 import Foundation
+import SKESLReporting
 import SKESLHDF5
 import SKESLTraining
 

@@ -1,6 +1,7 @@
 // The per-rank step-time breakdown (StepTimer): the split of a gradient wait, the summary
 // record, and 2-rank runs whose straggler is planted with SKESL_FAULT_SLOW_RANK.
 import Foundation
+import SKESLReporting
 import XCTest
 import SKESLTraining
 

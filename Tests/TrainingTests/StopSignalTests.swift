@@ -5,6 +5,7 @@
 // (SKESL_TEST_STALL_AT_STEP), so nothing depends on catching a moment of a fast run.
 import XCTest
 import Foundation
+import SKESLReporting
 import SKESLTraining
 
 final class StopRequestTests: XCTestCase {

@@ -2,6 +2,7 @@
 // stored one per chunk (as at reference shapes), with its chunk index.
 import XCTest
 import Foundation
+import SKESLReporting
 
 final class StoreCommandTests: XCTestCase {
     func testInspectAndVerifyAStoreWithAChunkIndex() throws {

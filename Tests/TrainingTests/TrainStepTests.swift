@@ -2,6 +2,7 @@
 // the step of the whole batch, the agreement carries the loss, the non-finite samples and
 // the stop requests, and a non-finite step is caught before any update.
 import Foundation
+import SKESLReporting
 import SKESLKernels
 import SKESLModel
 @testable import SKESLTraining

@@ -2,7 +2,7 @@
 // concurrent writers, and errors that name the file and line.
 import Foundation
 import XCTest
-@testable import SKESLTraining
+@testable import SKESLReporting
 
 final class MetricsLogTests: XCTestCase {
     var dir: String = ""

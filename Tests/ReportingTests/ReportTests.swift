@@ -5,7 +5,7 @@
 // JSONSerialization to get the expected values.
 import Foundation
 import XCTest
-@testable import SKESLTraining
+@testable import SKESLReporting
 
 final class ReportTests: XCTestCase {
     static let fixtureLog = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()

@@ -2,7 +2,7 @@
 // scripts/make_metric_fixtures.py (MMSA's MOSI/MOSEI conventions).
 import Foundation
 import XCTest
-@testable import SKESLTraining
+@testable import SKESLReporting
 
 final class MetricsTests: XCTestCase {
     struct Fixture: Decodable {

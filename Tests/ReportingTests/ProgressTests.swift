@@ -1,7 +1,7 @@
 // The progress reporter's rate, ETA and output modes, with an injected clock.
 import Foundation
 import XCTest
-@testable import SKESLTraining
+@testable import SKESLReporting
 
 final class ManualClock: ProgressClock {
     var t: Double

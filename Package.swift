@@ -67,9 +67,11 @@ let package = Package(
         .target(name: "SKESLTraining",
                 dependencies: ["CShim", "SKESLKernels", "SKESLHDF5", "SKESLModel", "SKESLText",
                                "SKESLStore", "SKESLDistributed", "SKESLLog", "SKESLReporting", .product(name: "Yams", package: "Yams")]),
+        // `skesl bench`: the training step at reference shapes, and the cached step.
+        .target(name: "SKESLBenchmark", dependencies: ["SKESLTraining", "SKESLModel", "SKESLStore", "SKESLKernels"]),
         // The command line.
         .executableTarget(name: "skesl",
-                          dependencies: ["SKESLTraining", "SKESLText", "SKESLStore", "SKESLExtract", "SKESLModel", "SKESLDistributed", "SKESLKernels", "SKESLHDF5", "SKESLLog",
+                          dependencies: ["SKESLTraining", "SKESLBenchmark", "SKESLReporting", "SKESLText", "SKESLStore", "SKESLExtract", "SKESLModel", "SKESLDistributed", "SKESLKernels", "SKESLHDF5", "SKESLLog",
                                          .product(name: "ArgumentParser", package: "swift-argument-parser")]),
         // Multi-rank checks and MPI benchmarks, run under mpirun by DistributedTests.
         .executableTarget(name: "skesl-mpitest", dependencies: ["SKESLDistributed", "SKESLKernels", "COpenBLAS"],

@@ -27,7 +27,7 @@ public final class TextBatch {
     }
     deinit { ids.deallocate(); types.deallocate(); mask.deallocate(); maskPos.deallocate(); targets.deallocate(); sampleIds.deallocate() }
 
-    func setCount(_ n: Int) { count = n }
+    public func setCount(_ n: Int) { count = n }
 }
 
 public final class TextPipeline {

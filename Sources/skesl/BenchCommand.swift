@@ -1,6 +1,7 @@
 // `skesl bench`: performance figures, side by side with the PyTorch peer in the same run.
 import ArgumentParser
 import Foundation
+import SKESLBenchmark
 import SKESLReporting
 import SKESLModel
 import SKESLStore

@@ -2,7 +2,7 @@
 // machine's own sgemm rate measured in the same run (the fraction of it reached),
 // and optionally the PyTorch peer run by scripts/bench_torch.py with the same threads.
 import Foundation
-import SKESLReporting
+import SKESLTraining
 import SKESLKernels
 import SKESLModel
 import SKESLStore

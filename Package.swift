@@ -50,8 +50,11 @@ let package = Package(
         .target(name: "SKESLHDF5", dependencies: ["CShim", "CHDF5"], swiftSettings: fast),
         // BERT, cross-modal encoder, heads, flat parameters, optimisers, weights files.
         .target(name: "SKESLModel", dependencies: ["SKESLKernels", "SKESLHDF5"], swiftSettings: fast),
-        // Tokenizer, VADER lexicon, sentiment word masking, safetensors and HF import/export.
-        .target(name: "SKESLText", dependencies: ["SKESLKernels", "SKESLModel", "SKESLHDF5"]),
+        // Tokenizer, VADER lexicon, sentiment word masking.
+        .target(name: "SKESLText", dependencies: ["SKESLKernels"]),
+        // Hugging Face BERT checkpoints (safetensors, config.json, vocabulary) to and from
+        // skesl weights files (SKESLModel's WeightsFile), the tokenizer stored beside them.
+        .target(name: "SKESLHuggingFace", dependencies: ["SKESLModel", "SKESLText", "SKESLHDF5"]),
         // Sharded HDF5 feature stores, importers, synthetic corpus, loader.
         .target(name: "SKESLStore", dependencies: ["SKESLKernels", "SKESLHDF5", "SKESLLog"]),
         // Audio decoding and the reference's librosa features (ZCR, MFCC, chroma_cqt), natively.
@@ -65,23 +68,24 @@ let package = Package(
         .target(name: "SKESLReporting", dependencies: ["SKESLKernels"]),
         // Training loop and step, checkpoints, configs, signals.
         .target(name: "SKESLTraining",
-                dependencies: ["CShim", "SKESLKernels", "SKESLHDF5", "SKESLModel", "SKESLText",
+                dependencies: ["CShim", "SKESLKernels", "SKESLHDF5", "SKESLModel", "SKESLText", "SKESLHuggingFace",
                                "SKESLStore", "SKESLDistributed", "SKESLLog", "SKESLReporting", .product(name: "Yams", package: "Yams")]),
         // `skesl bench`: the training step at reference shapes, and the cached step.
         .target(name: "SKESLBenchmark", dependencies: ["SKESLTraining", "SKESLModel", "SKESLStore", "SKESLKernels"]),
         // The command line.
         .executableTarget(name: "skesl",
-                          dependencies: ["SKESLTraining", "SKESLBenchmark", "SKESLReporting", "SKESLText", "SKESLStore", "SKESLExtract", "SKESLModel", "SKESLDistributed", "SKESLKernels", "SKESLHDF5", "SKESLLog",
+                          dependencies: ["SKESLTraining", "SKESLBenchmark", "SKESLReporting", "SKESLText", "SKESLHuggingFace", "SKESLStore", "SKESLExtract", "SKESLModel", "SKESLDistributed", "SKESLKernels", "SKESLHDF5", "SKESLLog",
                                          .product(name: "ArgumentParser", package: "swift-argument-parser")]),
         // Multi-rank checks and MPI benchmarks, run under mpirun by DistributedTests.
         .executableTarget(name: "skesl-mpitest", dependencies: ["SKESLDistributed", "SKESLKernels", "COpenBLAS"],
                           swiftSettings: fast),
 
-        // Helpers shared by test targets (busy load for race tests).
+        // Helpers shared by test targets (busy load for race tests, text fixtures).
         .target(name: "TestSupport", path: "Tests/TestSupport"),
         .testTarget(name: "KernelTests", dependencies: ["SKESLKernels"]),
         .testTarget(name: "ModelTests", dependencies: ["SKESLModel", "SKESLHDF5", "SKESLKernels"]),
-        .testTarget(name: "TextTests", dependencies: ["SKESLText", "SKESLModel", "SKESLHDF5"]),
+        .testTarget(name: "TextTests", dependencies: ["SKESLText", "SKESLModel", "SKESLHDF5", "TestSupport"]),
+        .testTarget(name: "HuggingFaceTests", dependencies: ["SKESLHuggingFace", "SKESLText", "SKESLModel", "SKESLHDF5", "TestSupport"]),
         .testTarget(name: "AudioTests", dependencies: ["SKESLAudio", "SKESLHDF5"]),
         .testTarget(name: "StoreTests", dependencies: ["SKESLStore", "SKESLHDF5", "TestSupport"]),
         .testTarget(name: "ReportingTests", dependencies: ["SKESLReporting"]),

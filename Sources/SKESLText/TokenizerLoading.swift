@@ -50,7 +50,7 @@ extension BertTokenizer {
     }
 
     /// `options` with the settings of a Hugging Face `tokenizer_config.json` applied.
-    static func applying(tokenizerConfig j: [String: Any], to options: BertTokenizerOptions) -> BertTokenizerOptions {
+    public static func applying(tokenizerConfig j: [String: Any], to options: BertTokenizerOptions) -> BertTokenizerOptions {
         var opts = options
         if let v = j["do_lower_case"] as? Bool { opts.lowercase = v }
         if let v = j["strip_accents"] as? Bool { opts.stripAccents = v }
@@ -60,7 +60,7 @@ extension BertTokenizer {
     }
 
     /// A tokenizer over `tokens` (the id is the index), BERT's special tokens kept whole.
-    static func vocabulary(_ tokens: [String], options: BertTokenizerOptions, source: String) throws -> BertTokenizer {
+    public static func vocabulary(_ tokens: [String], options: BertTokenizerOptions, source: String) throws -> BertTokenizer {
         let present = Set(tokens)
         return try BertTokenizer(vocabulary: tokens.enumerated().map { ($0.element, $0.offset) },
                                  specialTokens: bertSpecials.filter { present.contains($0) }, options: options, source: source)

@@ -7,6 +7,7 @@ import SKESLHDF5
 import SKESLModel
 import SKESLStore
 import SKESLText
+import SKESLHuggingFace
 
 public enum ModelSetup {
     /// The model config this run builds: `model` with BERT's architecture taken from the

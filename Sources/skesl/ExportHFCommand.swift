@@ -1,6 +1,7 @@
 // `skesl export-hf`: the BERT of a weights file or checkpoint as a Hugging Face model directory.
 import ArgumentParser
 import SKESLText
+import SKESLHuggingFace
 
 struct ExportHF: ParsableCommand {
     static let configuration = CommandConfiguration(

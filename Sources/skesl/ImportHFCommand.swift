@@ -1,6 +1,7 @@
 // `skesl import-hf`: a Hugging Face BERT checkpoint into a skesl weights file.
 import ArgumentParser
 import SKESLText
+import SKESLHuggingFace
 
 struct ImportHF: ParsableCommand {
     static let configuration = CommandConfiguration(

@@ -3,6 +3,7 @@
 // paths (scripts/torch_reference.py).
 import Foundation
 import XCTest
+import TestSupport
 import SKESLHDF5
 import SKESLModel
 @testable import SKESLText

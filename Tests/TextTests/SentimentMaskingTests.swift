@@ -1,6 +1,7 @@
 // Sentiment word masking: cases worked by hand, then properties over many random
 // transcripts, the VADER lexicon and its errors.
 import XCTest
+import TestSupport
 import SKESLKernels
 @testable import SKESLText
 

@@ -1,5 +1,6 @@
 // `skesl tokenize` end to end: the built executable, fed on standard input.
 import XCTest
+import TestSupport
 @testable import SKESLText
 
 final class TokenizeCommandTests: XCTestCase {

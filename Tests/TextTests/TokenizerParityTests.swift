@@ -1,6 +1,7 @@
 // The tokenizer against Hugging Face's ids on the committed corpus
 // (scripts/make_text_fixtures.py): every line, uncased, cased and a tokenizer.json.
 import XCTest
+import TestSupport
 @testable import SKESLText
 
 final class TokenizerParityTests: XCTestCase {

@@ -1,6 +1,8 @@
 // The safetensors reader: round trip, dtype conversion, and corrupt files.
 import XCTest
+import TestSupport
 @testable import SKESLText
+@testable import SKESLHuggingFace
 
 final class SafetensorsTests: XCTestCase {
     var dir = ""

@@ -2,8 +2,10 @@
 // transformers' ids and last hidden state (Tests/Fixtures/text/minilm_parity.h5, written by
 // scripts/make_minilm_fixture.py). Only Swift runs here.
 import XCTest
+import TestSupport
 import SKESLHDF5
 @testable import SKESLText
+@testable import SKESLHuggingFace
 
 final class MiniLMTests: XCTestCase {
     let fixture = Fixtures.path("minilm_parity.h5")

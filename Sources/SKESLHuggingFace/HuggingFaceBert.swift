@@ -11,6 +11,7 @@
 import Foundation
 import SKESLHDF5
 import SKESLModel
+import SKESLText
 
 public struct HuggingFaceImportReport: Sendable {
     public var config: BertConfig

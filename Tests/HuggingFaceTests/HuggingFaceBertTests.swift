@@ -1,9 +1,11 @@
 // Import of Hugging Face BERT checkpoints into the weights file, export back, and the
 // imported weights run through the Swift BERT against transformers' hidden state.
 import XCTest
+import TestSupport
 import SKESLHDF5
 @testable import SKESLModel
 @testable import SKESLText
+@testable import SKESLHuggingFace
 
 final class HuggingFaceBertTests: XCTestCase {
     var dir = ""

@@ -3,6 +3,7 @@
 // tensors' little-endian bytes, offsets relative to the end of the header. Every
 // offset, size and shape is checked before any byte is read.
 import Foundation
+import SKESLText
 
 public struct SafetensorsEntry: Equatable, Sendable {
     public let name: String

@@ -3,6 +3,7 @@ import XCTest
 import Foundation
 import SKESLHDF5
 import SKESLText
+import SKESLHuggingFace
 
 final class StoredTokenizerTests: XCTestCase {
     func testStoredVocabularyKeepsItsCasing() throws {

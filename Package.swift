@@ -90,7 +90,11 @@ let package = Package(
         .testTarget(name: "AudioTests", dependencies: ["SKESLAudio", "SKESLHDF5"]),
         .testTarget(name: "StoreTests", dependencies: ["SKESLStore", "SKESLHDF5", "TestSupport"]),
         .testTarget(name: "ReportingTests", dependencies: ["SKESLReporting"]),
-        .testTarget(name: "TrainingTests", dependencies: ["SKESLTraining", "SKESLReporting", "SKESLDistributed", "SKESLModel", "SKESLKernels"]),
+        // The built `skesl` run on tiny stores and models (CLITests, TrainingTests).
+        .target(name: "CLISupport", dependencies: ["SKESLTraining", "SKESLHDF5", "SKESLModel", "SKESLReporting"],
+                path: "Tests/CLISupport"),
+        .testTarget(name: "CLITests", dependencies: ["CLISupport", "SKESLHDF5", "SKESLStore", "TestSupport"]),
+        .testTarget(name: "TrainingTests", dependencies: ["CLISupport", "SKESLTraining", "SKESLReporting", "SKESLDistributed", "SKESLModel", "SKESLKernels"]),
         .testTarget(name: "DistributedTests", dependencies: ["SKESLDistributed", "skesl-mpitest", "TestSupport"]),
     ]
 )

@@ -65,8 +65,7 @@ struct ExtractCommand: ParsableCommand {
         } catch {
             // One rank's failure ends the job: the others would wait at the next barrier.
             if comm.size > 1 { comm.abort(code: 1, message: "rank \(comm.rank): error: \(error)") }
-            Log.error("\(error)")
-            throw ExitCode.failure
+            throw CommandFailure(error)
         }
         if comm.rank == 0 {
             let reasons = report.badByReason.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")

@@ -21,7 +21,7 @@ struct ShardCommand: ParsableCommand {
         guard !inputs.isEmpty else { throw ValidationError("give at least one input store") }
         guard shards >= 1 else { throw ValidationError("--shards must be at least 1") }
         let layout = try layoutOptions.layout()
-        try reportingErrors {
+        try failingClearly {
             let t0 = Date()
             let r = try reshardStores(inputs: inputs, output: out, shards: shards, layout: layout,
                                       skipBadSamples: skipBadSamples, overwrite: overwrite) { print($0) }

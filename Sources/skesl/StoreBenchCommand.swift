@@ -48,7 +48,7 @@ struct StoreBenchLoad: ParsableCommand {
     @Flag var evict = false
 
     func run() throws {
-        try reportingErrors {
+        try failingClearly {
             if evict { try StoreBench.evictStore(store) }
             let r = try StoreBench.load(directory: store, config: LoaderConfig(globalBatchSize: batch, seed: 1, prefetchDepth: prefetch, maxOpenShards: maxOpenShards), batches: batches)
             let enc = JSONEncoder(); enc.outputFormatting = .sortedKeys
@@ -145,7 +145,7 @@ struct StoreBenchCommand: ParsableCommand {
         let d = smallDims.split(separator: ",").compactMap { Int($0) }
         guard d.count == 4, d.allSatisfy({ $0 >= 1 }) else { throw ValidationError("--small-dims takes four positive integers: audio frames, audio dim, video frames, video dim") }
         guard shards >= 1, small >= shards, samples >= shards else { throw ValidationError("--shards must be at least 1 and at most --small") }
-        try reportingErrors {
+        try failingClearly {
             try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
             print("== scale: \(small) vs \(samples) utterances in \(shards) shards each, audio \(d[0])x\(d[1]), video \(d[2])x\(d[3]), batch 32")
             var rows: [(n: Int, load: StoreBench.LoadResult, train: TrainFigures)] = []
@@ -221,7 +221,7 @@ struct StoreBenchLayout: ParsableCommand {
     @Option(help: "Batches pulled per read trial (batch 32).") var batches = 25
 
     func run() throws {
-        try reportingErrors {
+        try failingClearly {
             let spec = FeatureSpec(audioFrames: 400, audioDim: 33, videoFrames: 55, videoDim: 709, tokens: nil, labeled: false)
             let trials: [(String, StoreLayout)] = [
                 ("1 sample/chunk, no filters", StoreLayout(fletcher32: false)),

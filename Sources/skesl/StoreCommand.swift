@@ -37,7 +37,7 @@ struct StoreVerify: ParsableCommand {
 
     func run() throws {
         let t0 = Date()
-        let r = try reportingErrors { try verifyStore(directory: store, checksums: !noChecksums, maxProblems: maxProblems, rebuildRowTable: rebuildRowTable) }
+        let r = try failingClearly { try verifyStore(directory: store, checksums: !noChecksums, maxProblems: maxProblems, rebuildRowTable: rebuildRowTable) }
         let secs = Date().timeIntervalSince(t0)
         for p in r.problems { print("problem: \(p)") }
         if r.problemsNotListed > 0 { print("... and \(r.problemsNotListed) more problems") }
@@ -55,7 +55,7 @@ struct StoreInspect: ParsableCommand {
     @Option(help: "Samples to show.") var show = 3
 
     func run() throws {
-        try reportingErrors {
+        try failingClearly {
             let s = try FeatureStore(directory: store)
             let m = s.manifest
             let bytes = m.shards.reduce(0) { $0 + $1.bytes }
@@ -138,7 +138,7 @@ struct StoreImportFiles: ParsableCommand {
 
     func run() throws {
         let o = try common.options()
-        try reportingErrors { common.report(try importUtteranceFiles(directory: directory, output: common.out, options: o)) }
+        try failingClearly { common.report(try importUtteranceFiles(directory: directory, output: common.out, options: o)) }
     }
 }
 
@@ -171,7 +171,7 @@ struct StoreImportCSD: ParsableCommand {
         if let v = valid { lists[.valid] = v }
         if let t = test { lists[.test] = t }
         guard !lists.isEmpty else { throw ValidationError("give the split lists: --train, --valid, --test") }
-        try reportingErrors {
+        try failingClearly {
             common.report(try importCSD(labels: labels, words: words, audio: audio, video: video, splitLists: lists,
                                         labelColumn: labelColumn, output: common.out, options: o))
         }

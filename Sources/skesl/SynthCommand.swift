@@ -24,14 +24,6 @@ struct LayoutOptions: ParsableArguments {
     }
 }
 
-/// Runs `body`, turning store and HDF5 errors into one clear line and a failing exit code.
-func reportingErrors<T>(_ body: () throws -> T) throws -> T {
-    do { return try body() } catch let e as ValidationError { throw e } catch let e as ExitCode { throw e } catch {
-        Log.error("\(error)")
-        throw ExitCode.failure
-    }
-}
-
 struct SynthCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "synth",
@@ -71,7 +63,7 @@ struct SynthCommand: ParsableCommand {
 
     func run() throws {
         if let path = writeVocab {
-            try reportingErrors {
+            try failingClearly {
                 do { try SynthVocabulary.write(to: path) } catch {
                     throw StoreError("\(path): cannot write the vocabulary (\(error.localizedDescription)); check the directory exists and is writable")
                 }
@@ -83,7 +75,7 @@ struct SynthCommand: ParsableCommand {
         guard (0...1).contains(neutralFraction) else { throw ValidationError("--neutral-fraction must be in [0, 1]") }
         guard tokens >= 0 else { throw ValidationError("--tokens must be at least 0") }
         let layout = try layoutOptions.layout()
-        try reportingErrors {
+        try failingClearly {
             let spec = FeatureSpec(audioFrames: audioFrames, audioDim: audioDim, videoFrames: videoFrames, videoDim: videoDim,
                                    tokens: tokens > 0 ? tokens : nil, labeled: labeled)
             var cfg = SynthConfig(samples: samples, spec: spec, seed: seed)

@@ -1,4 +1,4 @@
-// `skesl pretrain`, `skesl finetune`, `skesl evaluate`, `skesl predict`.
+// `skesl pretrain` and `skesl finetune`: the training commands and the options they share.
 import ArgumentParser
 import Foundation
 import SKESLReporting
@@ -69,24 +69,6 @@ enum ResumeChoice: ExpressibleByArgument, Equatable {
 
 extension Variant: ExpressibleByArgument {}
 
-/// Runs `body` with the world communicator; any error ends the whole job with a clear
-/// message (never a hang of the other ranks, never a crash trace).
-func withWorld(_ body: (Communicator) throws -> Void) throws {
-    let comm = try Communicator.world()
-    do {
-        try body(comm)
-    } catch {
-        if comm.size > 1 { comm.abort(code: 1, message: "\(error)") }
-        throw CleanExit.message("\(error)")
-    }
-    try Communicator.finalize()
-}
-
-enum CleanExit: Error, CustomStringConvertible {
-    case message(String)
-    var description: String { if case .message(let m) = self { return m }; return "" }
-}
-
 struct Pretrain: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Self-supervised pretraining: sentiment word masking on an unlabeled store (method sections 1-5).",
@@ -138,81 +120,6 @@ struct Finetune: ParsableCommand {
             if comm.rank == 0 {
                 print("finetune \(s.status): \(s.steps) steps; best epoch \(s.bestEpoch + 1); best checkpoint \(rc.checkpointDir)/best.h5")
             }
-        }
-    }
-}
-
-/// What evaluate and predict read: a checkpoint, a store, and how to tokenize.
-struct InferenceOptions: ParsableArguments {
-    @Option(help: "Fine-tuned checkpoint or weights file.") var checkpoint: String
-    @Option(help: "Labeled feature store.") var store: String
-    @Option(help: "Tokenizer (default: the one the checkpoint's run used, from its stored config).") var tokenizer: String?
-    @Option(name: .shortAndLong, help: "Run config the checkpoint was trained with (for the tokenizer and text length).") var config: String?
-
-    /// Loads the checkpoint's model and the text pipeline it needs.
-    func context(_ comm: Communicator) throws -> Trainer.EvaluationContext {
-        var o = ["task=finetune", "data.store=\(store)"]
-        if let t = tokenizer { o.append("data.tokenizer=\(t)") }
-        o.append("initialize.checkpoint=\(checkpoint)")
-        let rc = try RunConfigLoader.load(path: config, overrides: o)
-        return try Trainer.inferenceContext(checkpoint: checkpoint, config: rc, comm: comm)
-    }
-}
-
-struct Evaluate: ParsableCommand {
-    static let configuration = CommandConfiguration(
-        abstract: "Metrics of a checkpoint on a labeled split: MAE, Corr, Acc-2/F1 (has-0, non-0), Acc-7, Acc-5.",
-        discussion: "Example: skesl evaluate --checkpoint runs/ft/checkpoints/best.h5 --store data/mosi --split test --json metrics.json")
-    @OptionGroup var input: InferenceOptions
-    @Option(help: "Split(s) to evaluate.") var split: [String] = ["test"]
-    @Option(help: "Also write the metrics as JSON to this file.") var json: String?
-    func run() throws {
-        try withWorld { comm in
-            let ctx = try input.context(comm)
-            var rows: [(String, RegressionMetrics)] = []
-            var out: [String: Any] = [:]
-            for s in split {
-                let e = try ctx.evaluate(split: s)
-                guard let m = e.metrics else { throw ConfigError("\(input.store): split \(s) has no samples (or non-finite predictions)") }
-                rows.append((s, m))
-                out[s] = try JSONSerialization.jsonObject(with: Data(m.jsonString().utf8))
-            }
-            if comm.rank == 0 {
-                print(MetricsTable.render(rows))
-                if let j = json {
-                    let data = try JSONSerialization.data(withJSONObject: out, options: [.prettyPrinted, .sortedKeys])
-                    try data.write(to: URL(fileURLWithPath: j))
-                }
-            }
-        }
-    }
-}
-
-struct Predict: ParsableCommand {
-    static let configuration = CommandConfiguration(
-        abstract: "Per-utterance predictions of a checkpoint on a store split, as CSV or JSON lines.",
-        discussion: "Example: skesl predict --checkpoint runs/ft/checkpoints/best.h5 --store data/mosi --split test --output preds.csv")
-    @OptionGroup var input: InferenceOptions
-    @Option(help: "Split.") var split = "test"
-    @Option(help: "Output file: .csv or .jsonl (default: CSV on standard output).") var output: String?
-    func run() throws {
-        try withWorld { comm in
-            let ctx = try input.context(comm)
-            let e = try ctx.evaluate(split: split)
-            guard comm.rank == 0 else { return }
-            let names = e.utterances
-            let jsonl = output?.hasSuffix(".jsonl") ?? false
-            var text = jsonl ? "" : "utterance_id,global_id,prediction,label\n"
-            for i in 0..<e.predictions.count {
-                if jsonl {
-                    let obj: [String: Any] = ["utterance_id": names[i], "global_id": e.ids[i], "prediction": Double(e.predictions[i]), "label": Double(e.labels[i])]
-                    text += String(decoding: try JSONSerialization.data(withJSONObject: obj, options: [.sortedKeys]), as: UTF8.self) + "\n"
-                } else {
-                    let q = names[i].contains(",") || names[i].contains("\"") ? "\"" + names[i].replacingOccurrences(of: "\"", with: "\"\"") + "\"" : names[i]
-                    text += "\(q),\(e.ids[i]),\(e.predictions[i]),\(e.labels[i])\n"
-                }
-            }
-            if let o = output { try text.write(toFile: o, atomically: true, encoding: .utf8) } else { print(text, terminator: "") }
         }
     }
 }

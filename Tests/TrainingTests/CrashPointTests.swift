@@ -3,6 +3,7 @@
 // with the same final weights, the same best.h5 and the same milestones, bit for bit, as a
 // run that was never interrupted.
 import XCTest
+import CLISupport
 import Foundation
 import SKESLReporting
 import SKESLHDF5

@@ -3,6 +3,7 @@
 // world size continues the same run; faults end the run clearly with the last good
 // checkpoint intact.
 import XCTest
+import CLISupport
 import Foundation
 import SKESLReporting
 import SKESLHDF5

@@ -5,6 +5,7 @@
 import Foundation
 import SKESLReporting
 import XCTest
+import CLISupport
 
 final class MultiHostTrainingTests: XCTestCase {
     let netns = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()

@@ -4,6 +4,7 @@
 import Foundation
 import SKESLReporting
 import XCTest
+import CLISupport
 import SKESLHDF5
 import SKESLKernels
 import SKESLModel

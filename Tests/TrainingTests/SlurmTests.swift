@@ -5,6 +5,7 @@
 // (SKESL_TEST_STALL_AT_STEP), which a resumed run skips, so continuations are quick.
 // Without the Slurm packages or root, every test says it skipped.
 import XCTest
+import CLISupport
 import Foundation
 import SKESLReporting
 import SKESLHDF5

@@ -3,6 +3,7 @@
 import Foundation
 import SKESLReporting
 import XCTest
+import CLISupport
 import SKESLTraining
 
 final class StepTimeTests: XCTestCase {

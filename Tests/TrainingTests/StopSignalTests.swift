@@ -4,6 +4,7 @@
 // must end bit-identical to an uninterrupted run. The long step is the stall drill
 // (SKESL_TEST_STALL_AT_STEP), so nothing depends on catching a moment of a fast run.
 import XCTest
+import CLISupport
 import Foundation
 import SKESLReporting
 import SKESLTraining

@@ -1,6 +1,7 @@
 // `skesl store inspect` and `skesl store verify` through the binary, on a store whose rows are
 // stored one per chunk (as at reference shapes), with its chunk index.
 import XCTest
+import CLISupport
 import Foundation
 import SKESLReporting
 

@@ -6,6 +6,7 @@ import Foundation
 import SKESLReporting
 import SKESLHDF5
 import XCTest
+import CLISupport
 
 /// A 16-bit PCM WAV file (little-endian RIFF).
 func writeWAV(_ path: String, samples: [[Float]], rate: Int) throws {

@@ -3,6 +3,7 @@
 import Foundation
 import SKESLReporting
 import XCTest
+import CLISupport
 import SKESLKernels
 
 final class BLASSelfTestCommandTests: XCTestCase {

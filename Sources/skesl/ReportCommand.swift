@@ -5,11 +5,6 @@ import SKESLReporting
 import SKESLTraining
 import SKESLLog
 
-/// A failure the user can act on, printed as "Error: <message>" without usage text.
-struct CommandFailure: Error, CustomStringConvertible {
-    let description: String
-}
-
 struct Report: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "report",
@@ -32,7 +27,7 @@ struct Report: ParsableCommand {
         do {
             written = try RunReport.write(runDirectory: runDirectory)
         } catch let error as MetricsLogError {
-            throw CommandFailure(description: error.description)
+            throw CommandFailure(error)
         }
         for w in written.data.warnings { Log.warning(w) }
         if !quiet {

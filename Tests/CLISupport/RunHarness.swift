@@ -1,5 +1,6 @@
 // Runs the built `skesl` binary (alone or under mpirun) on a tiny synthetic store and a
-// tiny BERT, for tests of the whole training path. Every child has a timeout: a hung
+// tiny BERT, for the tests of the command line and of the whole training path (CLITests,
+// TrainingTests). Every child has a timeout: a hung
 // run fails the test, never CI.
 import Foundation
 import SKESLReporting
@@ -8,13 +9,16 @@ import SKESLHDF5
 import SKESLModel
 import SKESLTraining
 
-struct RunResult { var status: Int32; var out: String; var err: String; var seconds: Double }
+public struct RunResult {
+    public var status: Int32; public var out: String; public var err: String; public var seconds: Double
+    public init(status: Int32, out: String, err: String, seconds: Double) { self.status = status; self.out = out; self.err = err; self.seconds = seconds }
+}
 
-final class RunHarness {
-    let dir: String
-    let binary: String
+public final class RunHarness {
+    public let dir: String
+    public let binary: String
 
-    init(_ name: String) throws {
+    public init(_ name: String) throws {
         dir = NSTemporaryDirectory() + "skesl-\(name)-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         let exe = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
@@ -29,10 +33,10 @@ final class RunHarness {
     }
     deinit { try? FileManager.default.removeItem(atPath: dir) }
 
-    struct HarnessError: Error, CustomStringConvertible { let description: String; init(_ d: String) { description = d } }
+    public struct HarnessError: Error, CustomStringConvertible { public let description: String; public init(_ d: String) { description = d } }
 
     /// A tiny run config: BERT of 1 layer, hidden 16; encoder e 8; features 6x5 audio, 4x7 video.
-    func writeConfig(_ name: String = "config.yaml", extra: String = "") throws -> String {
+    public func writeConfig(_ name: String = "config.yaml", extra: String = "") throws -> String {
         let vocab = SynthVocabulary.tokens.count
         let yaml = """
         runDir: \(dir)/run
@@ -58,7 +62,7 @@ final class RunHarness {
         return p
     }
 
-    func synth(samples: Int = 30, labeled: Bool = false) throws {
+    public func synth(samples: Int = 30, labeled: Bool = false) throws {
         var args = ["synth", "--out", dir + "/store", "--samples", "\(samples)", "--audio-frames", "6", "--audio-dim", "5",
                     "--video-frames", "4", "--video-dim", "7", "--samples-per-shard", "13", "--seed", "3", "--overwrite"]
         if labeled { args.append("--labeled") }
@@ -70,7 +74,7 @@ final class RunHarness {
     /// while it runs; when it holds, the process group gets `signal`. `environment`: extra
     /// variables for skesl (passed to every rank).
     @discardableResult
-    func run(_ args: [String], np: Int = 0, timeout: Double = 240, environment: [String: String] = [:],
+    public func run(_ args: [String], np: Int = 0, timeout: Double = 240, environment: [String: String] = [:],
              launcher: [String]? = nil, wrapper: [String]? = nil,
              signal: Int32 = SIGKILL, when killAfter: (() -> Bool)? = nil) throws -> RunResult {
         let p = Process()
@@ -124,7 +128,7 @@ final class RunHarness {
     }
 
     /// Parameters of a checkpoint by name.
-    func parameters(_ path: String) throws -> [String: [Float]] {
+    public func parameters(_ path: String) throws -> [String: [Float]] {
         let f = try H5File.open(path)
         var out: [String: [Float]] = [:]
         for n in try f.children(of: "/weights") { out[n] = try f.read("/weights/" + n, as: Float.self).values }
@@ -132,14 +136,14 @@ final class RunHarness {
     }
 
     /// The repository's root (for Cluster/ and scripts/).
-    static let repositoryRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+    public static let repositoryRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
         .deletingLastPathComponent().path
 
-    func checkpoint(step: Int, run: String = "run") -> String { "\(dir)/\(run)/checkpoints/" + Checkpoint.fileName(step: step) }
+    public func checkpoint(step: Int, run: String = "run") -> String { "\(dir)/\(run)/checkpoints/" + Checkpoint.fileName(step: step) }
 }
 
 /// max over tensors of max |a - b| / max |b|
-func maxRelativeDifference(_ a: [String: [Float]], _ b: [String: [Float]]) -> Double {
+public func maxRelativeDifference(_ a: [String: [Float]], _ b: [String: [Float]]) -> Double {
     var worst = 0.0
     for (k, vb) in b {
         guard let va = a[k], va.count == vb.count else { return .infinity }

@@ -21,18 +21,24 @@ struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Benchmark training steps at reference shapes against PyTorch (release builds give meaningful figures).",
         discussion: """
-        Steps at BERT-base, batch 32, L 39, audio 400x33, video 55x709, 1 OpenBLAS thread by default:
-          pretrain       the pretraining step, reference semantics ([MASK]-row path, exact)
-          pretrain-full  the same step computed over every row, as the reference writes it
+        Steps at BERT-base, batch 32, L 39, audio 400x33, video 55x709, 1 OpenBLAS \
+        thread by default:
+          pretrain       the pretraining step, reference semantics ([MASK]-row path)
+          pretrain-full  the same step over every row, as the reference writes it
           finetune       the fine-tuning step (BERT trainable, parameter groups)
-          cached         the pretraining step from the frozen-BERT cache, features streamed from a store
-        Prints ms/step, samples/s, GFLOP/s, MFU (against this machine's sgemm rate measured in the same
-        run); with --torch, scripts/bench_torch.py runs the PyTorch peer with the same threads (needs
-        `scripts/setup --torch`) and every figure gets its ratio, plus the 100-epoch pretraining cost.
-        The cached step also prints the data loader's CPU time per sample and its share of the step
-        (what the prefetch thread adds when it shares the training core), after an untimed pass over
-        the store; pin the run to one core (taskset -c 1) for the figures docs/performance.md gives. Its default
-        store has 256 shards (--shards), more than a run keeps open, as a full corpus does.
+          cached         the pretraining step from the frozen-BERT cache, features
+                         streamed from a store
+
+        Prints ms/step, samples/s, GFLOP/s, MFU (against this machine's sgemm rate \
+        measured in the same run); with --torch, scripts/bench_torch.py runs the PyTorch \
+        peer with the same threads (needs `scripts/setup --torch`) and every figure gets \
+        its ratio, plus the 100-epoch pretraining cost.
+
+        The cached step also prints the data loader's CPU time per sample and its share \
+        of the step (what the prefetch thread adds when it shares the training core), \
+        after an untimed pass over the store; pin the run to one core (taskset -c 1) for \
+        the figures docs/performance.md gives. Its default store has 256 shards \
+        (--shards), more than a run keeps open, as a full corpus does.
 
         Example: swift build -c release && .build/release/skesl bench --torch --steps 5
         """)

@@ -12,7 +12,8 @@ struct ExportHF: ParsableCommand {
 
         Examples:
           skesl export-hf bert-base-uncased.h5 -o bert-base-again
-          skesl export-hf runs/ft/checkpoints/best.h5 --tokenizer bert-base-uncased -o bert-finetuned
+          skesl export-hf runs/ft/checkpoints/best.h5 --tokenizer bert-base-uncased \\
+            -o bert-finetuned
         """)
 
     @Argument(help: "The weights file or checkpoint (HDF5).")

@@ -23,9 +23,11 @@ struct ExtractCommand: ParsableCommand {
 
         Examples:
           skesl extract --input corpus/ --out data/corpus-store
-          skesl extract --input corpus/ --out data/corpus-store --asr-command 'scripts/asr_pocketsphinx.py {audio}'
-          mpirun -np 64 skesl extract --input /data/voxceleb2/dev/aac --out /scratch/vox2 \\
-              --asr-command 'whisper-cli {audio}' --files-per-shard 2000
+          skesl extract --input corpus/ --out data/corpus-store \\
+            --asr-command 'scripts/asr_pocketsphinx.py {audio}'
+          mpirun -np 64 skesl extract --input /data/voxceleb2/dev/aac \\
+            --out /scratch/vox2 --asr-command 'whisper-cli {audio}' \\
+            --files-per-shard 2000
         """)
 
     @Option(help: "Root of the audio tree.") var input: String

@@ -11,8 +11,9 @@ struct StoreCommand: ParsableCommand {
         abstract: "Verify, inspect, import and benchmark sharded HDF5 feature stores (docs/feature-store.md).",
         discussion: """
         Examples:
-          skesl store import-csd --labels CMU_MOSI_Opinion_Labels.csd --words CMU_MOSI_TimestampedWords.csd \\
-            --audio CMU_MOSI_COVAREP.csd --video CMU_MOSI_Visual_OpenFace_2.csd \\
+          skesl store import-csd --labels CMU_MOSI_Opinion_Labels.csd \\
+            --words CMU_MOSI_TimestampedWords.csd --audio CMU_MOSI_COVAREP.csd \\
+            --video CMU_MOSI_Visual_OpenFace_2.csd \\
             --train train.txt --valid valid.txt --test test.txt --out data/mosi
           skesl store import-files voxceleb-features/ --out data/voxceleb
           skesl store verify data/mosi
@@ -150,8 +151,9 @@ struct StoreImportCSD: ParsableCommand {
         The split lists hold one video id per line (the SDK's standard folds saved as files).
 
         Example:
-          skesl store import-csd --labels CMU_MOSI_Opinion_Labels.csd --words CMU_MOSI_TimestampedWords.csd \\
-            --audio CMU_MOSI_COVAREP.csd --video CMU_MOSI_Visual_OpenFace_2.csd \\
+          skesl store import-csd --labels CMU_MOSI_Opinion_Labels.csd \\
+            --words CMU_MOSI_TimestampedWords.csd --audio CMU_MOSI_COVAREP.csd \\
+            --video CMU_MOSI_Visual_OpenFace_2.csd \\
             --train train.txt --valid valid.txt --test test.txt --out data/mosi
         """)
     @Option(help: "Labels sequence (e.g. CMU_MOSI_Opinion_Labels.csd).") var labels: String

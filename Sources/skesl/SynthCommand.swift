@@ -35,8 +35,10 @@ struct SynthCommand: ParsableCommand {
         trained from scratch when no pretrained one is at hand.
 
         Examples:
-          skesl synth --out data/synth-unlabeled --samples 4000 --audio-frames 100 --video-frames 30 --video-dim 64
-          skesl synth --out data/synth-labeled --labeled --samples 1500 --seed 2 --audio-frames 100 --video-frames 30 --video-dim 64
+          skesl synth --out data/synth-unlabeled --samples 4000 \\
+            --audio-frames 100 --video-frames 30 --video-dim 64
+          skesl synth --out data/synth-labeled --labeled --samples 1500 --seed 2 \\
+            --audio-frames 100 --video-frames 30 --video-dim 64
           skesl synth --write-vocab data/synth-vocab.txt
         """)
 

@@ -14,8 +14,10 @@ struct Tokenize: ParsableCommand {
         and target; the line's 0-based number is its sample id.
 
         Examples:
-          echo "the movie was great" | skesl tokenize --tokenizer bert-base-uncased --max-length 16
-          skesl tokenize --tokenizer bert-base-uncased --lexicon vader < transcripts.txt > masked.jsonl
+          echo "the movie was great" | \\
+            skesl tokenize --tokenizer bert-base-uncased --max-length 16
+          skesl tokenize --tokenizer bert-base-uncased --lexicon vader \\
+            < transcripts.txt > masked.jsonl
         """)
 
     @Option(help: "A model directory, a vocab.txt or a Hugging Face tokenizer.json.")

@@ -73,12 +73,15 @@ struct Pretrain: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Self-supervised pretraining: sentiment word masking on an unlabeled store (method sections 1-5).",
         discussion: """
-        One process, or N MPI ranks that split each global batch. Checkpoints go to <runDir>/checkpoints;
-        a run resumes from its newest complete checkpoint by default (--resume auto).
+        One process, or N MPI ranks that split each global batch. Checkpoints go to \
+        <runDir>/checkpoints; a run resumes from its newest complete checkpoint by default \
+        (--resume auto).
 
         Examples:
-          skesl pretrain -c Configs/pretrain-reference.yaml --store /data/voxceleb --init-bert /models/bert-base-uncased
-          mpirun -np 2 skesl pretrain -c Configs/pretrain-small.yaml --store data/synth --run-dir runs/pre
+          skesl pretrain -c Configs/pretrain-reference.yaml --store /data/voxceleb \\
+            --init-bert /models/bert-base-uncased
+          mpirun -np 2 skesl pretrain -c Configs/pretrain-small.yaml \\
+            --store data/synth --run-dir runs/pre
         """)
     @OptionGroup var options: RunOptions
     func run() throws {
@@ -96,13 +99,14 @@ struct Finetune: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Fine-tuning on a labeled store (CMU-MOSI / MOSEI), keeping the epoch with the best validation loss (method section 6).",
         discussion: """
-        --init-checkpoint takes a pretraining checkpoint (BERT and cross-modal encoder; the head starts fresh); \
-        give the BERT it was pretrained with (--init-bert) or --tokenizer too, for the vocabulary.
-        Without it the encoder starts from scratch (the paper's "no pretraining" ablation); --variant text_only
-        is the text-only ablation.
+        --init-checkpoint takes a pretraining checkpoint (BERT and cross-modal encoder; the \
+        head starts fresh); give the BERT it was pretrained with (--init-bert) or --tokenizer \
+        too, for the vocabulary. Without it the encoder starts from scratch (the paper's \
+        "no pretraining" ablation); --variant text_only is the text-only ablation.
 
         Example:
-          skesl finetune -c Configs/finetune-mosi.yaml --store data/mosi --init-bert bert-base-uncased.h5 \\
+          skesl finetune -c Configs/finetune-mosi.yaml --store data/mosi \\
+            --init-bert bert-base-uncased.h5 \\
             --init-checkpoint runs/pre/checkpoints/milestone-epoch100.h5
         """)
     @OptionGroup var options: RunOptions

@@ -187,9 +187,20 @@ public enum RunConfigLoader {
     static let freeMaps: Set<String> = ["train.optimizer.groupLR"]
     static let optionalKeys: [String: Any] = ["train.optimizer.clipNorm": 1.0]
 
-    /// Reads a YAML or JSON file, applies `overrides` ("a.b.c=value", value in YAML syntax),
-    /// checks every key and type, and validates.
-    public static func load(path: String?, overrides: [String] = [], validate: Bool = true) throws -> RunConfig {
+    /// A key set by a typed command-line flag (--store, --epochs, ...): its value goes into
+    /// the config as it is, never through YAML, so a path such as `yes` or `1e5` stays a
+    /// string. `flag` names it in errors.
+    public struct Setting {
+        public let key: String, value: Any, flag: String
+        public init(_ key: String, _ value: String, flag: String) { self.key = key; self.value = value; self.flag = flag }
+        public init(_ key: String, _ value: Int, flag: String) { self.key = key; self.value = value; self.flag = flag }
+        public init(_ key: String, _ value: UInt64, flag: String) { self.key = key; self.value = NSNumber(value: value); self.flag = flag }
+        public init(_ key: String, _ value: Bool, flag: String) { self.key = key; self.value = value; self.flag = flag }
+    }
+
+    /// Reads a YAML or JSON file, applies typed `settings` and then `overrides` ("a.b.c=value",
+    /// value in YAML syntax: --set, which wins), checks every key and type, and validates.
+    public static func load(path: String?, settings: [Setting] = [], overrides: [String] = [], validate: Bool = true) throws -> RunConfig {
         var text: String? = nil
         if let path {
             guard let data = FileManager.default.contents(atPath: path) else {
@@ -197,11 +208,11 @@ public enum RunConfigLoader {
             }
             text = String(decoding: data, as: UTF8.self)
         }
-        return try load(text: text, source: path ?? "defaults", overrides: overrides, validate: validate)
+        return try load(text: text, source: path ?? "defaults", settings: settings, overrides: overrides, validate: validate)
     }
 
     /// As `load(path:)`, from the text of a YAML or JSON config (`source` names it in errors).
-    static func load(text: String?, source: String, overrides: [String], validate: Bool) throws -> RunConfig {
+    static func load(text: String?, source: String, settings: [Setting] = [], overrides: [String], validate: Bool) throws -> RunConfig {
         var tree = try defaultsTree()
         // Where model.task was written, if anywhere: it follows from task and variant, so a
         // value that disagrees with them is an error (see checkModelTask) rather than being
@@ -218,16 +229,18 @@ public enum RunConfigLoader {
                 if (dict["model"] as? [String: Any])?["task"] != nil { modelTaskSource = source }
             }
         }
+        for st in settings {
+            try merge(&tree, nest(st.key, st.value), path: "", file: st.flag)
+            if st.key == "model.task" { modelTaskSource = st.flag }
+        }
         for o in overrides {
             guard let eq = o.firstIndex(of: "="), eq != o.startIndex else {
                 throw ConfigError("--set \(o): expected KEY=VALUE, e.g. --set train.epochs=5")
             }
             let key = String(o[..<eq]), raw = String(o[o.index(after: eq)...])
             let value: Any = (try? Yams.load(yaml: raw)).flatMap { $0 } ?? raw
-            var nested: Any = value
-            for part in key.split(separator: ".").reversed() { nested = [String(part): nested] }
-            guard let d = nested as? [String: Any] else { throw ConfigError("--set \(o): empty key") }
-            try merge(&tree, d, path: "", file: "--set \(key)")
+            guard !key.split(separator: ".").isEmpty else { throw ConfigError("--set \(o): empty key") }
+            try merge(&tree, nest(key, value), path: "", file: "--set \(key)")
             if key == "model.task" { modelTaskSource = "--set model.task" }
         }
         let data = try JSONSerialization.data(withJSONObject: tree)
@@ -255,6 +268,13 @@ public enum RunConfigLoader {
     /// Parses a config given as text (the YAML stored in a checkpoint), without validation.
     public static func load(yamlText: String, source: String) throws -> RunConfig {
         try load(text: yamlText, source: source + ": stored config", overrides: [], validate: false)
+    }
+
+    /// "a.b.c" and a value as {a: {b: {c: value}}}.
+    static func nest(_ key: String, _ value: Any) -> [String: Any] {
+        var nested: Any = value
+        for part in key.split(separator: ".").reversed() { nested = [String(part): nested] }
+        return nested as? [String: Any] ?? [:]
     }
 
     static func defaultsTree() throws -> [String: Any] {

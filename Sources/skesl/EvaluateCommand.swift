@@ -17,10 +17,11 @@ struct InferenceOptions: ParsableArguments {
 
     /// Loads the checkpoint's model and the text pipeline it needs.
     func context(_ comm: Communicator) throws -> Trainer.EvaluationContext {
-        var o = ["task=finetune", "data.store=\(store)"]
-        if let t = tokenizer { o.append("data.tokenizer=\(t)") }
-        o.append("initialize.checkpoint=\(checkpoint)")
-        let rc = try RunConfigLoader.load(path: config, overrides: o)
+        typealias S = RunConfigLoader.Setting
+        var settings = [S("task", "finetune", flag: "evaluation"), S("data.store", store, flag: "--store"),
+                        S("initialize.checkpoint", checkpoint, flag: "--checkpoint")]
+        if let t = tokenizer { settings.append(S("data.tokenizer", t, flag: "--tokenizer")) }
+        let rc = try RunConfigLoader.load(path: config, settings: settings)
         return try Trainer.inferenceContext(checkpoint: checkpoint, config: rc, comm: comm)
     }
 }

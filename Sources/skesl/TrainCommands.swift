@@ -28,21 +28,24 @@ struct RunOptions: ParsableArguments {
     @Option(help: "Resume: auto (newest complete checkpoint of the run, if any), a checkpoint path, or none.")
     var resume: ResumeChoice = .auto
 
-    func load(task: RunTask, extra: [String] = []) throws -> RunConfig {
-        var o = ["task=\(task.rawValue)"]
-        if let v = store { o.append("data.store=\(v)") }
-        if let v = runDir { o.append("runDir=\(v)") }
-        if let v = epochs { o.append("train.epochs=\(v)") }
-        if let v = maxSteps { o.append("train.maxSteps=\(v)") }
-        if let v = batch { o.append("train.globalBatch=\(v)") }
-        if let v = microBatches { o.append("train.microBatches=\(v)") }
-        if let v = seed { o.append("train.seed=\(v)") }
-        if let v = threads { o.append("train.threads=\(v)") }
-        if let v = initBert { o.append("initialize.bert=\(v)") }
-        if let v = tokenizer { o.append("data.tokenizer=\(v)") }
-        if let v = lexicon { o.append("data.lexicon=\(v)") }
-        if skipBadSamples { o.append("data.skipBadSamples=true") }
-        return try RunConfigLoader.load(path: config, overrides: o + extra + overrides)
+    /// The config file, then the typed flags (as typed values, never re-read as YAML), then
+    /// --set, which wins.
+    func load(task: RunTask, extra: [RunConfigLoader.Setting] = []) throws -> RunConfig {
+        typealias S = RunConfigLoader.Setting
+        var settings = [S("task", task.rawValue, flag: "the \(task.rawValue) command")]
+        if let v = store { settings.append(S("data.store", v, flag: "--store")) }
+        if let v = runDir { settings.append(S("runDir", v, flag: "--run-dir")) }
+        if let v = epochs { settings.append(S("train.epochs", v, flag: "--epochs")) }
+        if let v = maxSteps { settings.append(S("train.maxSteps", v, flag: "--max-steps")) }
+        if let v = batch { settings.append(S("train.globalBatch", v, flag: "--batch")) }
+        if let v = microBatches { settings.append(S("train.microBatches", v, flag: "--micro-batches")) }
+        if let v = seed { settings.append(S("train.seed", v, flag: "--seed")) }
+        if let v = threads { settings.append(S("train.threads", v, flag: "--threads")) }
+        if let v = initBert { settings.append(S("initialize.bert", v, flag: "--init-bert")) }
+        if let v = tokenizer { settings.append(S("data.tokenizer", v, flag: "--tokenizer")) }
+        if let v = lexicon { settings.append(S("data.lexicon", v, flag: "--lexicon")) }
+        if skipBadSamples { settings.append(S("data.skipBadSamples", true, flag: "--skip-bad-samples")) }
+        return try RunConfigLoader.load(path: config, settings: settings + extra, overrides: overrides)
     }
 }
 
@@ -114,9 +117,9 @@ struct Finetune: ParsableCommand {
     @Option(help: "full, or text_only (ablation).") var variant: Variant?
     func run() throws {
         StopSignal.install()
-        var extra: [String] = []
-        if let c = initCheckpoint { extra.append("initialize.checkpoint=\(c)") }
-        if let v = variant { extra.append("variant=\(v.rawValue)") }
+        var extra: [RunConfigLoader.Setting] = []
+        if let c = initCheckpoint { extra.append(.init("initialize.checkpoint", c, flag: "--init-checkpoint")) }
+        if let v = variant { extra.append(.init("variant", v.rawValue, flag: "--variant")) }
         let rc = try options.load(task: .finetune, extra: extra)
         try withWorld { comm in
             let t = try Trainer(config: rc, comm: comm, resume: options.resume.trainerArgument)

@@ -6,6 +6,22 @@ import SKESLModel
 import SKESLTraining
 
 final class RunConfigTests: XCTestCase {
+    /// Typed flags (--store, --epochs, ...) go into the config as typed values: a path that
+    /// YAML would read as a boolean, a number or null stays the path; --set still wins.
+    func testTypedFlagsAreNotReadAsYAML() throws {
+        typealias S = RunConfigLoader.Setting
+        let c = try RunConfigLoader.load(path: nil, settings: [S("data.store", "yes", flag: "--store"), S("runDir", "1e5", flag: "--run-dir"),
+                                                               S("data.tokenizer", "null", flag: "--tokenizer"), S("train.epochs", 7, flag: "--epochs"),
+                                                               S("train.seed", UInt64.max, flag: "--seed")], validate: false)
+        XCTAssertEqual(c.data.store, "yes"); XCTAssertEqual(c.runDir, "1e5"); XCTAssertEqual(c.data.tokenizer, "null")
+        XCTAssertEqual(c.train.epochs, 7); XCTAssertEqual(c.train.seed, .max)
+        let d = try RunConfigLoader.load(path: nil, settings: [S("train.epochs", 7, flag: "--epochs")], overrides: ["train.epochs=9"], validate: false)
+        XCTAssertEqual(d.train.epochs, 9, "--set wins over a typed flag")
+        XCTAssertThrowsError(try RunConfigLoader.load(path: nil, settings: [S("train.epoch", 7, flag: "--epochs")], validate: false)) { e in
+            XCTAssertTrue("\(e)".contains("--epochs: unknown key train.epoch"), "\(e)")
+        }
+    }
+
     func write(_ text: String) throws -> String {
         let p = NSTemporaryDirectory() + "skesl-cfg-\(UUID().uuidString).yaml"
         try text.write(toFile: p, atomically: true, encoding: .utf8)

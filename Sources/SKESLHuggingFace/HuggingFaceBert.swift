@@ -76,7 +76,7 @@ public enum HuggingFaceBert {
         let out = try H5File.create(weightsPath)
         var report = HuggingFaceImportReport(config: bert, imported: [], ignored: [], convertedFrom: [:])
         var used = Set<String>()
-        for e in layout.entries where e.group == "bert" {
+        for e in layout.entries where e.group == .bert {
             let hf = String(e.name.dropFirst("bert.".count))
             var candidates = [hf, "bert." + hf]
             if hf.hasSuffix("LayerNorm.weight") { candidates += [hf, "bert." + hf].map { $0.replacingOccurrences(of: "LayerNorm.weight", with: "LayerNorm.gamma") } }
@@ -198,7 +198,7 @@ public enum HuggingFaceBert {
         do { model = try WeightsFile.config(in: f) } catch { throw TextError("\(error)") }
         let layout = ParameterLayout(config: model)
         var tensors: [(name: String, shape: [Int], values: [Float])] = []
-        for e in layout.entries where e.group == "bert" {
+        for e in layout.entries where e.group == .bert {
             let path = WeightsFile.group + "/" + e.name
             guard f.exists(path) else {
                 throw TextError("\(weightsPath): tensor \(e.name) is missing; the file holds no complete BERT for its config")

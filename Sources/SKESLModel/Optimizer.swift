@@ -30,8 +30,8 @@ public struct OptimizerConfig: Codable, Equatable, Sendable {
         guard weightDecay >= 0, momentum >= 0 else { throw ModelError("optimizer: weight_decay and momentum must be >= 0") }
         if nesterov && (momentum <= 0 || dampening != 0) { throw ModelError("optimizer: nesterov needs momentum > 0 and dampening 0") }
         if let c = clipNorm, c <= 0 { throw ModelError("optimizer: clipNorm must be > 0") }
-        for k in groupLR.keys where !["bert", "crossmodal", "head"].contains(k) {
-            throw ModelError("optimizer: unknown parameter group \"\(k)\" (groups: bert, crossmodal, head)")
+        for k in groupLR.keys where ParameterGroup(rawValue: k) == nil {
+            throw ModelError("optimizer: unknown parameter group \"\(k)\" (groups: \(ParameterGroup.allCases.map(\.rawValue).joined(separator: ", ")))")
         }
     }
 }
@@ -44,20 +44,20 @@ public final class Optimizer {
     public let v: UnsafeMutablePointer<Float>
     public private(set) var step: Int = 0
     /// (start, count, group) of each contiguous run of one group, relative to the trainable span.
-    public let segments: [(start: Int, count: Int, group: String)]
-    public var groups: [String] { Array(Set(segments.map(\.group))).sorted() }
+    public let segments: [(start: Int, count: Int, group: ParameterGroup)]
+    public var groups: [ParameterGroup] { ParameterGroup.allCases.filter { g in segments.contains { $0.group == g } } }
 
     public convenience init(config: OptimizerConfig, layout: ParameterLayout) {
         self.init(config: config, segments: layout.entries.filter { $0.offset >= layout.trainableStart }.map { ($0.group, $0.count) })
     }
 
     /// Over a flat span made of consecutive (group, count) runs.
-    public init(config: OptimizerConfig, segments runs: [(group: String, count: Int)]) {
+    public init(config: OptimizerConfig, segments runs: [(group: ParameterGroup, count: Int)]) {
         self.config = config
         count = runs.reduce(0) { $0 + $1.count }
         m = .allocate(capacity: max(count, 1)); m.initialize(repeating: 0, count: max(count, 1))
         v = .allocate(capacity: max(count, 1)); v.initialize(repeating: 0, count: max(count, 1))
-        var segs: [(Int, Int, String)] = []
+        var segs: [(Int, Int, ParameterGroup)] = []
         var s = 0
         for r in runs {
             if let last = segs.last, last.2 == r.group { segs[segs.count - 1].1 += r.count }
@@ -69,7 +69,7 @@ public final class Optimizer {
     deinit { m.deallocate(); v.deallocate() }
 
     /// Base learning rate of a group (before the schedule).
-    public func baseLR(_ group: String) -> Float { config.groupLR[group] ?? config.lr }
+    public func baseLR(_ group: ParameterGroup) -> Float { config.groupLR[group.rawValue] ?? config.lr }
 
     /// Restores the step count (checkpoint resume; the moments are restored by the caller).
     public func setStep(_ s: Int) { step = s }
@@ -92,7 +92,7 @@ public final class Optimizer {
 
     /// One update of `params` (the trainable span) from `grads`; `lr(group)` gives each
     /// group's learning rate for this step (base rate times the schedule).
-    public func update(params: UnsafeMutablePointer<Float>, grads: UnsafeMutablePointer<Float>, lr: (String) -> Float) {
+    public func update(params: UnsafeMutablePointer<Float>, grads: UnsafeMutablePointer<Float>, lr: (ParameterGroup) -> Float) {
         if let c = config.clipNorm { Optimizer.clip(grads, count: count, maxNorm: c) }
         step += 1
         let c = config

@@ -31,7 +31,7 @@ public enum BertCache {
     public static func directory(_ store: FeatureStore) -> String { store.directory + "/bert-cache" }
 
     public static func key(net: SKESLNetwork, store: FeatureStore, text: TextPipeline, storeFingerprint: String) -> BertCacheKey {
-        let bertCount = net.layout.entries.filter { $0.group == "bert" }.reduce(0) { $0 + $1.count }
+        let bertCount = net.layout.entries.filter { $0.group == .bert }.reduce(0) { $0 + $1.count }
         let bert = Checkpoint.checksum([(UnsafePointer(net.params), bertCount)])
         let v = text.tokenizer.tokens.reduce(FNV1a64.offsetBasis) { FNV1a64.fold($0, fnv1a64($1)) }
         return BertCacheKey(store: storeFingerprint, bert: String(format: "%016llx", bert), vocabulary: String(format: "%016llx", v),

@@ -104,12 +104,12 @@ public final class TrainStep {
 
     /// The optimiser update with each parameter group's rate; returns the rates used.
     @discardableResult
-    public func update(rate: (_ group: String, _ base: Float, _ optimizerStep: Int) -> Float) -> [String: Double] {
+    public func update(rate: (_ group: ParameterGroup, _ base: Float, _ optimizerStep: Int) -> Float) -> [String: Double] {
         var rates: [String: Double] = [:]
         let stepIndex = optimizer.step
         optimizer.update(params: net.params + net.layout.trainableStart, grads: net.grads) { g in
             let r = rate(g, self.optimizer.baseLR(g), stepIndex)
-            rates[g] = Double(r)
+            rates[g.rawValue] = Double(r)
             return r
         }
         timer?.lap(.optimizer)

@@ -44,7 +44,7 @@ final class HuggingFaceBertTests: XCTestCase {
         XCTAssert(r.convertedFrom.isEmpty)
         var model = ModelConfig(); model.bert = r.config
         let layout = ParameterLayout(config: model)
-        let bertNames = layout.entries.filter { $0.group == "bert" }
+        let bertNames = layout.entries.filter { $0.group == .bert }
         XCTAssertEqual(r.imported, bertNames.map(\.name))
         let w = try weights(out)
         XCTAssertEqual(Set(w.keys), Set(bertNames.map(\.name)))
@@ -200,7 +200,7 @@ func compareHiddenState(weights: String, bert: BertConfig, fixture: String, tole
     model.task = .textOnly
     let net = try SKESLNetwork(config: model)
     let (loaded, _) = try WeightsFile.read(into: net, from: try H5File.open(weights), missing: .keep)
-    XCTAssertEqual(loaded.count, net.layout.entries.filter { $0.group == "bert" }.count, file: file, line: line)
+    XCTAssertEqual(loaded.count, net.layout.entries.filter { $0.group == .bert }.count, file: file, line: line)
     let f = try H5File.open(fixture)
     let (ids, shape) = try f.read("input_ids", as: Int32.self)
     let types = try f.read("token_type_ids", as: Int32.self).values

@@ -69,7 +69,7 @@ final class FiniteDifferenceTests: XCTestCase {
         let net = try SKESLNetwork(config: c)
         XCTAssertNil(net.gradient("bert.embeddings.word_embeddings.weight"))
         XCTAssertNotNil(net.gradient("head.fc1.weight"))
-        let bertCount = net.layout.entries.filter { $0.group == "bert" }.reduce(0) { $0 + $1.count }
+        let bertCount = net.layout.entries.filter { $0.group == .bert }.reduce(0) { $0 + $1.count }
         XCTAssertEqual(net.layout.trainableCount, net.layout.count - bertCount)
     }
 

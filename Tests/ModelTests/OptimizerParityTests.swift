@@ -38,12 +38,15 @@ final class OptimizerParityTests: XCTestCase {
         let params = UnsafeMutablePointer<Float>.allocate(capacity: n), grads = UnsafeMutablePointer<Float>.allocate(capacity: n)
         defer { params.deallocate(); grads.deallocate() }
         params.update(from: initial.flatMap { $0 }, count: n)
-        let o = Optimizer(config: oc, segments: zip(names, sizes).map { ($0, $1) })
+        // Tensor k is parameter group k (the fixture has at most three tensors).
+        precondition(names.count <= ParameterGroup.allCases.count)
+        let groups = Dictionary(uniqueKeysWithValues: zip(ParameterGroup.allCases, names))
+        let o = Optimizer(config: oc, segments: zip(ParameterGroup.allCases, sizes).map { (group: $0, count: $1) })
         let steps = Int(try f.attribute("steps", as: Int64.self))
         for s in 1...steps {
             let gs = try names.flatMap { try f.read("/grads/step\(s)/" + $0, as: Double.self).values.map { Float($0) } }
             grads.update(from: gs, count: n)
-            o.update(params: params, grads: grads) { groupOf[$0] ?? oc.lr }
+            o.update(params: params, grads: grads) { groupOf[groups[$0]!] ?? oc.lr }
             var off = 0
             for (k, nm) in names.enumerated() {
                 let ref = try f.read("\(g)/step\(s)/\(nm)", as: Double.self).values

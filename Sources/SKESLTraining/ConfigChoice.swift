@@ -53,3 +53,26 @@ extension DataConfig {
         case reference
     }
 }
+
+extension DataConfig {
+    /// Which VADER lexicon pretraining masks with (data.lexicon): two named sources, or a
+    /// file. The config holds the word or the path, as a string.
+    public enum LexiconSource: Codable, Equatable, Sendable, CustomStringConvertible {
+        /// vader_lexicon.txt of the vaderSentiment package in the project's venv.
+        case auto
+        /// The released SKESL code's data/vader_lexicon.txt (scripts/setup fetches it).
+        case reference
+        /// A lexicon file.
+        case file(String)
+
+        public init(_ s: String) { self = s == "auto" ? .auto : s == "reference" ? .reference : .file(s) }
+        public var description: String {
+            switch self { case .auto: return "auto"; case .reference: return "reference"; case .file(let p): return p }
+        }
+        public init(from decoder: Decoder) throws { self.init(try decoder.singleValueContainer().decode(String.self)) }
+        public func encode(to encoder: Encoder) throws {
+            var c = encoder.singleValueContainer()
+            try c.encode(description)
+        }
+    }
+}

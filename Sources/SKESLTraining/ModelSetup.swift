@@ -110,9 +110,9 @@ public enum ModelSetup {
     public static func lexicon(_ rc: RunConfig) throws -> VaderLexicon {
         let p: String
         switch rc.data.lexicon {
-        case "auto": p = try VaderLexicon.locateDefault()
-        case "reference": p = try VaderLexicon.locateReference()
-        default: p = rc.data.lexicon
+        case .auto: p = try VaderLexicon.locateDefault()
+        case .reference: p = try VaderLexicon.locateReference()
+        case .file(let path): p = path
         }
         return try VaderLexicon.load(p, rule: lexiconRule(rc))
     }
@@ -121,7 +121,7 @@ public enum ModelSetup {
         switch rc.data.lexiconRule {
         case .vader: return .vader
         case .reference: return .reference
-        case .auto: return rc.data.lexicon == "reference" ? .reference : .vader
+        case .auto: return rc.data.lexicon == .reference ? .reference : .vader
         }
     }
 

@@ -27,7 +27,7 @@ public struct DataConfig: Codable, Equatable, Sendable {
     public var tokenizer = ""
     /// VADER lexicon file; "auto" = vader_lexicon.txt of the vaderSentiment package in the
     /// project's venv; "reference" = the released SKESL code's file (scripts/setup writes it).
-    public var lexicon = "auto"
+    public var lexicon = LexiconSource.auto
     /// How lexicon lines are read: "vader" (tab-separated, as vaderSentiment), "reference"
     /// (whitespace-separated, as the released code's load_lexicon), "auto" = reference
     /// exactly when `lexicon` is "reference" (docs/text.md, reference quirks).

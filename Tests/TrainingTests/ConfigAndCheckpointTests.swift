@@ -17,6 +17,12 @@ final class RunConfigTests: XCTestCase {
         XCTAssertEqual(c.train.epochs, 7); XCTAssertEqual(c.train.seed, .max)
         let d = try RunConfigLoader.load(path: nil, settings: [S("train.epochs", 7, flag: "--epochs")], overrides: ["train.epochs=9"], validate: false)
         XCTAssertEqual(d.train.epochs, 9, "--set wins over a typed flag")
+        // data.lexicon: the two named sources, or a path; written back as the same word.
+        for (word, want) in [("auto", DataConfig.LexiconSource.auto), ("reference", .reference), ("/x/lex.txt", .file("/x/lex.txt"))] {
+            let l = try RunConfigLoader.load(path: nil, settings: [S("data.lexicon", word, flag: "--lexicon")], validate: false)
+            XCTAssertEqual(l.data.lexicon, want)
+            XCTAssertTrue(try RunConfigLoader.yaml(l).contains("lexicon: \(word)"), word)
+        }
         XCTAssertThrowsError(try RunConfigLoader.load(path: nil, settings: [S("train.epoch", 7, flag: "--epochs")], validate: false)) { e in
             XCTAssertTrue("\(e)".contains("--epochs: unknown key train.epoch"), "\(e)")
         }

@@ -138,7 +138,7 @@ final class ReferenceRecipeTests: XCTestCase {
 
     func testReferenceConfigsCarryTheReleasedCodesChoices() throws {
         let pre = try load("pretrain-reference.yaml")
-        XCTAssertEqual(pre.data.lexicon, "reference")
+        XCTAssertEqual(pre.data.lexicon, .reference)
         XCTAssertEqual(pre.data.lexiconRule, .auto)
         XCTAssertTrue(pre.data.windowAttendsPadding)
         for name in ["finetune-mosi.yaml", "finetune-mosei.yaml"] {

@@ -91,7 +91,7 @@ let package = Package(
         .testTarget(name: "StoreTests", dependencies: ["SKESLStore", "SKESLHDF5", "TestSupport"]),
         .testTarget(name: "ReportingTests", dependencies: ["SKESLReporting"]),
         // The built `skesl` run on tiny stores and models (CLITests, TrainingTests).
-        .target(name: "CLISupport", dependencies: ["SKESLTraining", "SKESLHDF5", "SKESLModel", "SKESLReporting"],
+        .target(name: "CLISupport", dependencies: ["SKESLTraining", "SKESLStore", "SKESLHDF5", "SKESLModel", "SKESLReporting"],
                 path: "Tests/CLISupport"),
         .testTarget(name: "CLITests", dependencies: ["CLISupport", "SKESLHDF5", "SKESLStore", "TestSupport"]),
         .testTarget(name: "TrainingTests", dependencies: ["CLISupport", "SKESLTraining", "SKESLReporting", "SKESLDistributed", "SKESLModel", "SKESLKernels"]),

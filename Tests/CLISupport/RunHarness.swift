@@ -3,6 +3,7 @@
 // TrainingTests). Every child has a timeout: a hung
 // run fails the test, never CI.
 import Foundation
+import SKESLStore
 import SKESLReporting
 import XCTest
 import SKESLHDF5

@@ -1,7 +1,6 @@
 // A small BERT vocabulary covering every word of the synthetic corpus, for runs that
 // have no pretrained BERT at hand (tests; the demo when the MiniLM package is missing).
 import Foundation
-import SKESLReporting
 import SKESLStore
 
 public enum SynthVocabulary {

@@ -212,20 +212,27 @@ public enum MappedFileFault {
     }
 }
 
-/// `SKESL_STATUS_FILE=PATH`: rank 0 writes the run's end status there (one word and a
-/// newline: a RunStatus, `completed`, `max_steps`, `stopped`, `interrupted` or `failed`, as in the
-/// run_end record),
-/// atomically, when it writes run_end. Cluster/slurm.sbatch reads it to tell a run that
-/// should continue (interrupted) from one that is done or failed, whatever the launcher's
-/// exit code says (a launcher killed at a time limit exits non-zero either way).
+/// `SKESL_STATUS_FILE=PATH`: rank 0 writes `running` there once every rank takes stop
+/// signals (after the ranks' first collective, which each enters with its handlers
+/// installed), and the run's end status when it writes run_end (one word and a newline: a
+/// RunStatus, `completed`, `max_steps`, `stopped`, `interrupted` or `failed`, as in the
+/// run_end record), atomically. Cluster/slurm.sbatch holds back a SIGUSR1 that comes before
+/// `running` (a rank without its handler would die of it), and reads the end status to tell
+/// a run that should continue (interrupted) from one that is done or failed, whatever the
+/// launcher's exit code says (a launcher killed at a time limit exits non-zero either way).
 public enum RunStatusFile {
     public static let path: String? = ProcessInfo.processInfo.environment["SKESL_STATUS_FILE"].flatMap { $0.isEmpty ? nil : $0 }
 
-    public static func write(_ status: RunStatus) {
+    public static func write(_ status: RunStatus) { write(word: status.rawValue) }
+
+    /// Every rank has its stop-signal handlers: a stop request can be passed on now.
+    public static func writeRunning() { write(word: "running") }
+
+    static func write(word: String) {
         guard let p = path else { return }
         let tmp = p + ".tmp"
         do {
-            try (status.rawValue + "\n").write(toFile: tmp, atomically: false, encoding: .utf8)
+            try (word + "\n").write(toFile: tmp, atomically: false, encoding: .utf8)
             guard rename(tmp, p) == 0 else { throw CocoaError(.fileWriteUnknown) }
         } catch {
             Log.note("warning: could not write the run status to \(p) (SKESL_STATUS_FILE): \(error)", level: .warning)

@@ -110,7 +110,12 @@ extension Trainer {
         let parts = RunParts(loader: loader, iterator: iterator, textBatch: textBatch, cache: cache,
                              rowFloats: textBatch.capacity * net.config.bert.hiddenSize, step: step, timer: timer,
                              meter: TrainIntervalMeter(start: MonotonicClock().now(), everySteps: 50, everySeconds: rc.logEverySeconds))
-        if rank == 0 { try startLog(parts) }
+        if rank == 0 {
+            try startLog(parts)
+            // Every rank has passed StopSignal.install() (the command's first step) and the
+            // collectives above: a launcher may pass stop signals on now.
+            RunStatusFile.writeRunning()
+        }
         return parts
     }
 

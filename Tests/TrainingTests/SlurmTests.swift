@@ -239,6 +239,45 @@ final class SlurmTests: XCTestCase {
         try assertSameWeights(h, run: "run", as: ref, log)
     }
 
+    /// A SIGUSR1 that reaches the batch shell while the ranks are still starting would kill
+    /// them (its default action: their handlers are not installed yet). The shell holds it
+    /// until rank 0 reports "running" in the status file, then passes it on: the ranks stop
+    /// at the end of their first step with a checkpoint and the job requeues and completes.
+    /// The ranks wait at the door in a wrapper (SKESL_BIN) until the test opens it, after
+    /// the signal was sent: no moment of a fast run is caught.
+    func testUSR1WhileTheRanksStartIsHeldUntilTheyCanTakeIt() throws {
+        let s = try slurm()
+        let h = try RunHarness("slurm-early-usr1")
+        try h.synth(samples: 30)
+        let cfg = try h.writeConfig()
+        let ref = try reference(h, cfg)
+        let gate = h.dir + "/gate", waiting = h.dir + "/waiting", wrapper = h.dir + "/skesl-gated"
+        try "#!/bin/sh\ntouch '\(waiting)'\nwhile [ ! -e '\(gate)' ]; do sleep 0.1; done\nexec '\(h.binary)' \"$@\"\n"
+            .write(toFile: wrapper, atomically: true, encoding: .utf8)
+        XCTAssertEqual(chmod(wrapper, 0o755), 0)
+        // Step 1 lasts 4 s, so the run is still in it when the held signal is passed on.
+        let env = ["SKESL_SLURM_LAUNCHER": "mpirun", "SKESL_BIN": wrapper, "SKESL_TEST_STALL_AT_STEP": "1", "SKESL_TEST_STALL_SECONDS": "4"]
+        let id = try s.submit(h, options: ["--time=5"], environment: env, common("run", h, cfg))
+        let t0 = Date()
+        while !FileManager.default.fileExists(atPath: waiting) {
+            if Date().timeIntervalSince(t0) > 120 { return XCTFail("the ranks never started: \(output(h, id))") }
+            usleep(100_000)
+        }
+        let r = try LocalSlurm.command("scancel", ["--batch", "--signal=USR1", "\(id)"], environment: s.environment)
+        XCTAssertEqual(r.status, 0, r.err)
+        try waitFor("while the ranks are starting: passed on once they can take it", in: h, job: id)
+        FileManager.default.createFile(atPath: gate, contents: nil)
+        let j = try s.waitForEnd(id)
+        let log = output(h, id)
+        XCTAssertEqual(j.state, "COMPLETED", log)
+        XCTAssertEqual(j.restarts, 1, log)
+        XCTAssertTrue(log.contains("the ranks are running: passing on the SIGUSR1"), log)
+        XCTAssertTrue(log.contains("SIGUSR1: stopping at the end of this step"), log)
+        XCTAssertTrue(log.contains("run stopped ahead of the time limit with a checkpoint: requeueing"), log)
+        XCTAssertTrue(log.contains("resumed from"), log)
+        try assertSameWeights(h, run: "run", as: ref, log)
+    }
+
     /// What Slurm's --signal=B:USR1 does, sent by hand at a known moment (during step 3,
     /// which lasts 4 s): the batch shell passes USR1 to mpirun, the ranks finish the step and
     /// stop with a checkpoint, and the job requeues itself and completes the run.

@@ -65,7 +65,7 @@ let package = Package(
         .target(name: "SKESLDistributed", dependencies: ["CShim", "COpenMPI", "SKESLLog"], swiftSettings: fast),
         // What a run reports: the metrics log and its records, regression metrics, the
         // progress display, the HTML/SVG report, the step-time summary.
-        .target(name: "SKESLReporting", dependencies: ["SKESLKernels"]),
+        .target(name: "SKESLReporting", dependencies: ["SKESLKernels", "SKESLLog"]),
         // Training loop and step, checkpoints, configs, signals.
         .target(name: "SKESLTraining",
                 dependencies: ["CShim", "SKESLKernels", "SKESLHDF5", "SKESLModel", "SKESLText", "SKESLHuggingFace",
@@ -82,6 +82,7 @@ let package = Package(
 
         // Helpers shared by test targets (busy load for race tests, text fixtures).
         .target(name: "TestSupport", path: "Tests/TestSupport"),
+        .testTarget(name: "LogTests", dependencies: ["SKESLLog"]),
         .testTarget(name: "KernelTests", dependencies: ["SKESLKernels"]),
         .testTarget(name: "HDF5Tests", dependencies: ["SKESLHDF5"]),
         .testTarget(name: "ModelTests", dependencies: ["SKESLModel", "SKESLHDF5", "SKESLKernels"]),

@@ -1,6 +1,7 @@
 // The one place that writes diagnostics to stderr (llm.c keeps its logger.h for the same
 // reason): levels, a rank prefix for what one rank of many says, and one write per line,
-// so that lines from threads and ranks never interleave mid-line. Results go to stdout
+// so that lines from threads and ranks never interleave mid-line. (The only other writer is
+// the signal handler in CShim, which may call nothing but write(2).) Results go to stdout
 // (print) and the metrics log; this is for people watching a run.
 //
 // SKESL_LOG_LEVEL=debug|info|warning|error (default info) hides what is below it. Warnings
@@ -36,6 +37,14 @@ public enum Log {
         let data = Data((line.hasSuffix("\n") ? line : line + "\n").utf8)
         lock.lock(); defer { lock.unlock() }
         FileHandle.standardError.write(data)
+    }
+
+    /// Text exactly as it is to appear, control characters included (the progress display's
+    /// redrawn status line), at info level, under the same lock as every line.
+    public static func raw(_ text: String) {
+        guard LogLevel.info >= level else { return }
+        lock.lock(); defer { lock.unlock() }
+        FileHandle.standardError.write(Data(text.utf8))
     }
 
     public static func debug(_ m: String) { write(.debug, "debug: " + m) }

@@ -4,6 +4,7 @@
 // Rate, ETA and the shown loss come from a sliding time window, so they follow the
 // current speed rather than the average since start (which includes start-up).
 import Foundation
+import SKESLLog
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -153,10 +154,7 @@ public final class ProgressReporter {
                                 totalSteps: options.totalEpochs * options.stepsPerEpoch, lr: [:])
     }
 
-    public static func writeToStandardError(_ s: String) {
-        fputs(s, stderr)
-        fflush(stderr)
-    }
+    public static func writeToStandardError(_ s: String) { Log.raw(s) }
 
     /// One optimizer step done: `epochStep` steps of (1-based) `epoch` are done, this one on
     /// `samples` samples with mean loss `loss`.

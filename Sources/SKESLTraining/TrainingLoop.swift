@@ -104,18 +104,19 @@ extension Trainer {
         let textBatch = TextBatch(capacity: loader.maxLocalBatch(worldSize: worldSize), length: rc.data.textLength)
         let cache = rc.data.bertCache ? try openBertCache() : nil
         try FileManager.default.createDirectory(atPath: rc.checkpointDir, withIntermediateDirectories: true)
+        let meter = TrainIntervalMeter(start: MonotonicClock().now(), everySteps: 50, everySeconds: rc.logEverySeconds)
+        // Rank 0's header (its sgemm measurement takes 0.3 s) comes before the step timer's
+        // barrier, so that every rank's clock starts at the first step.
+        let progress = rank == 0 ? try startLog(loader) : nil
         let timer = try StepTimer(rank: rank, worldSize: worldSize, diagnose: rc.train.diagnoseImbalance,
                                   logDirectory: rc.train.stepTimeLog ? rc.runDir + "/step-times" : nil, comm: comm)
         let step = TrainStep(net: net, optimizer: optimizer, comm: comm, reducer: reducer, timer: timer, seed: rc.train.seed)
         let parts = RunParts(loader: loader, iterator: iterator, textBatch: textBatch, cache: cache,
-                             rowFloats: textBatch.capacity * net.config.bert.hiddenSize, step: step, timer: timer,
-                             meter: TrainIntervalMeter(start: MonotonicClock().now(), everySteps: 50, everySeconds: rc.logEverySeconds))
-        if rank == 0 {
-            try startLog(parts)
-            // Every rank has passed StopSignal.install() (the command's first step) and the
-            // collectives above: a launcher may pass stop signals on now.
-            RunStatusFile.writeRunning()
-        }
+                             rowFloats: textBatch.capacity * net.config.bert.hiddenSize, step: step, timer: timer, meter: meter)
+        parts.progress = progress
+        // Every rank has passed StopSignal.install() (the command's first step) and the
+        // collectives above: a launcher may pass stop signals on now.
+        if rank == 0 { RunStatusFile.writeRunning() }
         return parts
     }
 
@@ -130,24 +131,25 @@ extension Trainer {
         return try BertCache.Reader(store: store, key: key, memoryMB: config.data.cacheMemoryMB)
     }
 
-    /// Rank 0: config.yaml, the metrics log's run_start, the progress display, the header.
-    func startLog(_ p: RunParts) throws {
+    /// Rank 0: config.yaml, the metrics log's run_start, the header; returns the progress display.
+    func startLog(_ loader: StoreLoader) throws -> ProgressReporter {
         let rc = config
         let blas = BLASReport.measure(seconds: 0.3)   // rank 0's kernel and sgemm rate, in the header and run_start
         try? yaml.write(toFile: rc.runDir + "/config.yaml", atomically: true, encoding: .utf8)
         log = try MetricsLog(runDirectory: rc.runDir)
         try log?.runStart(run: (rc.runDir as NSString).lastPathComponent, phase: rc.task.rawValue, worldSize: worldSize,
-                          epochs: rc.train.epochs, stepsPerEpoch: p.loader.stepsPerEpoch, batchSize: rc.train.globalBatch,
+                          epochs: rc.train.epochs, stepsPerEpoch: loader.stepsPerEpoch, batchSize: rc.train.globalBatch,
                           resumedFromEpoch: state.step > 0 ? state.cursorEpoch + 1 : nil,
                           config: (try? LogJSON.from(rc)) ?? .object([:]),
                           versions: ["skesl": skeslCodeVersion, "openblas": blasConfig], blas: blas)
         for dst in copiesCompletedOnResume {
             try log?.checkpoint(epoch: state.epochOfLastStep, step: state.step, path: dst, reason: CheckpointReason(copy: dst))
         }
-        p.progress = ProgressReporter(options: ProgressOptions(totalEpochs: rc.train.epochs, stepsPerEpoch: p.loader.stepsPerEpoch,
-                                                               plainEverySeconds: rc.logEverySeconds))
-        say("\(rc.task.rawValue): \(p.loader.count) samples, \(p.loader.stepsPerEpoch) steps/epoch of \(rc.train.globalBatch) samples, \(worldSize) rank(s) x \(rc.train.threads) thread(s), \(net.layout.trainableCount) trainable parameters")
+        let progress = ProgressReporter(options: ProgressOptions(totalEpochs: rc.train.epochs, stepsPerEpoch: loader.stepsPerEpoch,
+                                                                 plainEverySeconds: rc.logEverySeconds))
+        say("\(rc.task.rawValue): \(loader.count) samples, \(loader.stepsPerEpoch) steps/epoch of \(rc.train.globalBatch) samples, \(worldSize) rank(s) x \(rc.train.threads) thread(s), \(net.layout.trainableCount) trainable parameters")
         say(blas.line)
+        return progress
     }
 
     /// Forward and backward of every micro-batch of the next step, and the gradient sum over

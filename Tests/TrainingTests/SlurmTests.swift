@@ -105,6 +105,17 @@ final class LocalSlurm {
         throw RunHarness.HarnessError("job \(id) did not end in \(Int(timeout)) s: \(try job(id))")
     }
 
+    /// For a failure message: Slurm's view of the job and the daemons' last log lines (the
+    /// cluster's directory is removed when the class ends).
+    func diagnostics(_ id: Int) -> String {
+        var out = "\n--- scontrol show job \(id):\n" + ((try? LocalSlurm.command("scontrol", ["show", "job", "-o", "\(id)"], environment: environment).out) ?? "")
+        for name in ["slurmctld", "slurmd"] {
+            let lines = ((try? String(contentsOfFile: dir + "/log/\(name).log", encoding: .utf8)) ?? "").split(separator: "\n").suffix(25)
+            out += "\n--- last lines of \(name).log:\n" + lines.joined(separator: "\n")
+        }
+        return out
+    }
+
     func cancel(_ id: Int) throws {
         let r = try LocalSlurm.command("scancel", ["\(id)"], environment: environment)
         XCTAssertEqual(r.status, 0, r.err)
@@ -321,7 +332,7 @@ final class SlurmTests: XCTestCase {
         let id = try s.submit(h, options: ["--time=1", "--signal=B:USR1@40"], environment: env, common("run", h, cfg))
         let j = try s.waitForEnd(id, timeout: 300)
         let log = output(h, id)
-        XCTAssertEqual(j.state, "COMPLETED", log)
+        XCTAssertEqual(j.state, "COMPLETED", log + (j.state == "COMPLETED" ? "" : s.diagnostics(id)))
         // (1, unless the early USR1 came again in the short second attempt: another requeue.)
         XCTAssertGreaterThanOrEqual(j.restarts, 1, log)
         let usr1 = log.range(of: "SIGUSR1: stopping at the end of this step")

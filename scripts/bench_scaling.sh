@@ -13,6 +13,9 @@
 #   SIZES="1 2 4 8 16"  MAX_RANKS=<CPUs>  TASKS="pretrain finetune cached"
 #   PER=16 (samples per rank per step; the cached step: CACHED_PER=64)  STEPS=6  CACHED_STEPS=12
 #   DIAGNOSE=0 (1: train.diagnoseImbalance, the imbalance measured with a barrier)
+#   THREADS=1 (hybrid ranks x threads: T OpenBLAS threads per rank, each rank bound to T cores;
+#              ranks are capped at CPUs/T, efficiency is against 1 rank of T threads; compare
+#              e.g. SIZES=16 with THREADS=2 SIZES=8 for the samples/s of the whole node)
 #   DDP=1 (0: no PyTorch peer)  PYTHON=<python with torch>  MPIRUN_ARGS="--bind-to core"  EXTRA_SET=""
 #   OUT=<directory for results.jsonl and the runs' logs> (default: a temporary one, removed)
 #   SKESL=<skesl binary> (checkout only: skip the release build)
@@ -37,19 +40,22 @@ else
   py() { "$PY" "$@"; }
   export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 fi
-export OPENBLAS_NUM_THREADS=1
+T=${THREADS:-1}
+[[ "$T" =~ ^[1-9][0-9]*$ ]] || { echo "bench_scaling: THREADS must be a positive integer, got '$T'"; exit 2; }
+export OPENBLAS_NUM_THREADS=$T
 CPUS=$(nproc)
-SIZES=${SIZES:-1 2 4 8 16}; MAX=${MAX_RANKS:-$CPUS}; TASKS=${TASKS:-pretrain finetune cached}
+SIZES=${SIZES:-1 2 4 8 16}; MAX=${MAX_RANKS:-$(( CPUS / T > 0 ? CPUS / T : 1 ))}; TASKS=${TASKS:-pretrain finetune cached}
 PER=${PER:-16}; STEPS=${STEPS:-6}; CPER=${CACHED_PER:-64}; CSTEPS=${CACHED_STEPS:-12}
 W=$(mktemp -d /tmp/skesl-scaling.XXXXXX)
 if [ -n "${OUT:-}" ]; then mkdir -p "$OUT"; trap 'cp -r "$W"/*.err "$W"/*.out "$W"/results.jsonl "$OUT"/ 2>/dev/null; rm -rf "$W"' EXIT
 else trap 'rm -rf "$W"' EXIT; fi
 RES=$W/results.jsonl; : > "$RES"
-sizes=(); for n in $SIZES; do if [ "$n" -le "$MAX" ]; then sizes+=("$n"); else echo "{\"skipped_ranks\": $n, \"why\": \"more ranks than the $MAX CPUs allowed (MAX_RANKS)\"}" >> "$RES"; fi; done
+sizes=(); for n in $SIZES; do if [ "$n" -le "$MAX" ]; then sizes+=("$n"); else echo "{\"skipped_ranks\": $n, \"why\": \"more ranks than the $MAX allowed ($CPUS CPUs / $T threads per rank, or MAX_RANKS)\"}" >> "$RES"; fi; done
 NMAX=1; for n in "${sizes[@]}"; do [ "$n" -gt "$NMAX" ] && NMAX=$n; done
-over=(); [ "$NMAX" -gt "$CPUS" ] && over=(--oversubscribe)
+over=(); [ $(( NMAX * T )) -gt "$CPUS" ] && over=(--oversubscribe)
+bind=(--bind-to core); [ "$T" -gt 1 ] && bind=(--map-by "slot:PE=$T" --bind-to core)
 
-echo "bench_scaling: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), $CPUS CPUs ($(lscpu 2>/dev/null | awk -F: '/Thread\(s\) per core/ {gsub(/ /, "", $2); print $2}') thread(s) per core); ranks ${sizes[*]}; tasks $TASKS"
+echo "bench_scaling: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), $CPUS CPUs ($(lscpu 2>/dev/null | awk -F: '/Thread\(s\) per core/ {gsub(/ /, "", $2); print $2}') thread(s) per core); ranks ${sizes[*]}; tasks $TASKS; $T BLAS thread(s) per rank"
 "$SKESL" bench --task pretrain --steps 1 --batch 2 2>/dev/null | grep -E '^(machine|blas):' || true
 
 # One labeled store for every run: fine-tuning trains on its 70% train split.
@@ -64,7 +70,7 @@ echo "store: $SAMPLES samples ($(du -sh "$W/store" | cut -f1))"
 run() {  # task ranks
   local task=$1 np=$2 per=$PER steps=$STEPS cmd=$1
   local extra=(--set data.tokenizer="$W/vocab.txt" --set train.epochs=100 --set logEverySeconds=0.001
-               --set data.lexicon="$LEX" --store "$W/store" --resume none ${EXTRA_SET:-})
+               --set data.lexicon="$LEX" --store "$W/store" --resume none --set train.threads=$T ${EXTRA_SET:-})
   case $task in
     finetune) extra+=(--set model.freezeBert=false --set train.optimizer.groupLR.bert=5.0e-6) ;;
     cached) cmd=pretrain; per=$CPER; steps=$CSTEPS; extra+=(--set data.bertCache=true) ;;
@@ -73,11 +79,11 @@ run() {  # task ranks
   extra+=(--set train.globalBatch=$(( per * np )) --set train.maxSteps=$steps)
   local rd=$W/$task-$np
   # shellcheck disable=SC2086
-  if ! "$MPIRUN" -np "$np" ${over[@]+"${over[@]}"} ${MPIRUN_ARGS:---bind-to core} "$SKESL" "$cmd" "${extra[@]}" --run-dir "$rd" > "$rd.out" 2> "$rd.err"; then
+  if ! "$MPIRUN" -np "$np" ${over[@]+"${over[@]}"} ${MPIRUN_ARGS:-${bind[*]}} "$SKESL" "$cmd" "${extra[@]}" --run-dir "$rd" > "$rd.out" 2> "$rd.err"; then
     echo "{\"skesl\": \"$task\", \"ranks\": $np, \"error\": \"failed, see $task-$np.err\"}" >> "$RES"
     echo "  $task $np ranks FAILED:"; tail -5 "$rd.err" | sed 's/^/    /'; return
   fi
-  py - "$rd/metrics.jsonl" "$task" "$np" "$per" <<'PY' >> "$RES"
+  py - "$rd/metrics.jsonl" "$task" "$np" "$per" "$T" <<'PY' >> "$RES"
 import json, sys
 recs = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
 train = [r for r in recs if r["kind"] == "train"]
@@ -86,7 +92,7 @@ samples = sum(r["samples"] for r in timed); secs = sum(r["samples"] / r["samples
 st = [r for r in recs if r["kind"] == "step_times"][-1]
 start = [r for r in recs if r["kind"] == "run_start"][-1]
 med = st["step_s"]["median"]
-out = {"skesl": sys.argv[2], "ranks": int(sys.argv[3]), "per_rank_batch": int(sys.argv[4]),
+out = {"skesl": sys.argv[2], "ranks": int(sys.argv[3]), "per_rank_batch": int(sys.argv[4]), "threads_per_rank": int(sys.argv[5]),
        "samples_per_s": round(samples / secs, 3), "step_ms_median_rank": round(1e3 * med, 1),
        "imbalance_share": round(st["parts"]["imbalance"]["median"] / med, 4),
        "allreduce_share": round(st["parts"]["allreduce"]["median"] / med, 4),
@@ -102,7 +108,7 @@ if [ "${DDP:-1}" = 1 ] && py -c "import torch, transformers" 2>/dev/null; then
   worlds=$(IFS=,; echo "${sizes[*]}")
   for task in $TASKS; do
     per=$PER; steps=4; [ "$task" = cached ] && { per=$CPER; steps=10; }
-    OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 py "$here/bench_torch_ddp.py" --task "$task" --worlds "$worlds" \
+    OMP_NUM_THREADS=$T MKL_NUM_THREADS=$T py "$here/bench_torch_ddp.py" --task "$task" --worlds "$worlds" --threads "$T" \
       --per-rank "$per" --steps "$steps" 2> "$W/ddp-$task.err" | grep '"bench"' >> "$RES" \
       || { echo "pytorch DDP $task failed:"; tail -5 "$W/ddp-$task.err"; }
   done
@@ -131,6 +137,7 @@ for task in ("pretrain", "finetune", "cached"):
 for r in rows:
     if "error" in r or "skipped_ranks" in r:
         print("note:", json.dumps(r))
+print("threads per rank: %s" % (next((r["threads_per_rank"] for r in rows if "threads_per_rank" in r), 1)))
 print("imbalance and all-reduce: the median rank's share of its step (skesl's step_times record; %s)" %
       next((r["imbalance_from"] for r in rows if "imbalance_from" in r), "estimate"))
 PY

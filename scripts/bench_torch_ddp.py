@@ -33,7 +33,7 @@ def free_port():
 
 
 def worker(rank, world, port, args, results):
-    torch.set_num_threads(1)
+    torch.set_num_threads(args.threads)  # skesl's THREADS: the same CPU budget per rank
     os.environ.update({"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "GLOO_SOCKET_IFNAME": "lo"})
     dist.init_process_group("gloo", rank=rank, world_size=world)
     torch.manual_seed(0)  # same initial weights everywhere (DDP also broadcasts rank 0's)
@@ -101,9 +101,10 @@ def main():
     ap.add_argument("--per-rank", type=int, default=8)
     ap.add_argument("--steps", type=int, default=4)
     ap.add_argument("--warmup", type=int, default=1)
+    ap.add_argument("--threads", type=int, default=1, help="intra-op threads per rank")
     ap.add_argument("--task", default="pretrain", choices=["pretrain", "finetune", "cached"])
     args = ap.parse_args()
-    print(json.dumps({"env": "torch_ddp", "torch": torch.__version__, "backend": "gloo", "threads_per_rank": 1,
+    print(json.dumps({"env": "torch_ddp", "torch": torch.__version__, "backend": "gloo", "threads_per_rank": args.threads,
                       "cpu": bt.cpu_name(), "cores": os.cpu_count()}), flush=True)
     ctx = mp.get_context("spawn")
     base = None

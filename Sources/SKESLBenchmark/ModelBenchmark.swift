@@ -93,7 +93,7 @@ public struct ModelBenchmark {
         func step(_ s: Int) throws {
             trainStep.begin(step: s + 1)
             try trainStep.microBatch(batchView, globalSamples: batch, epoch: s, last: true)
-            trainStep.update { _, base, _ in base }
+            try trainStep.update { _, base, _ in base }
         }
         for s in 0..<warmup { try step(s) }
         var times: [Double] = []
@@ -164,7 +164,7 @@ extension ModelBenchmark {
             for i in 0..<b.count { text.sampleIds[i] = b.globalIds[i] }
             trainStep.begin(step: 1)
             try trainStep.microBatch(TextPipeline.batch(text, b), globalSamples: b.count, epoch: epoch, last: true, bertRows: rows)
-            trainStep.update { _, _, _ in 1e-4 }
+            try trainStep.update { _, _, _ in 1e-4 }
         }
         // Streamed: every step reads its batch from the store (prefetched in the background).
         // Untimed first: one pass over the store (at most 160 steps or 4x the timed steps), as every

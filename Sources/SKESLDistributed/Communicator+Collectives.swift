@@ -194,6 +194,23 @@ extension Communicator {
         return out
     }
 
+    /// In place: rank r's `shards[r]` of `base` goes to every rank (the shards are
+    /// contiguous, in rank order, and cover 0..<shards.last.upperBound). After it every rank
+    /// holds the whole buffer. Used for the sharded optimiser's parameters and moments.
+    public func allGatherShards<T: MPIScalar>(_ base: UnsafeMutablePointer<T>, shards: [Range<Int>]) throws {
+        guard shards.count == size else {
+            throw DistributedError("allGatherShards: \(shards.count) shards for \(size) ranks")
+        }
+        guard (shards.last?.upperBound ?? 0) <= maxChunk else {
+            throw DistributedError("allGatherShards of \(shards.last!.upperBound) elements exceeds MPI's per-call limit of \(maxChunk)")
+        }
+        var counts = shards.map { Int32($0.count) }
+        var displs = shards.map { Int32($0.lowerBound) }
+        try call("MPI_Allgatherv", bytes: (shards.last?.upperBound ?? 0) * MemoryLayout<T>.stride) {
+            MPI_Allgatherv(skesl_mpi_in_place(), 0, T.mpiDatatype, base, &counts, &displs, T.mpiDatatype, comm)
+        }
+    }
+
     /// Everyone's string, indexed by rank (host names, file names, versions).
     public func allGather(_ string: String) throws -> [String] {
         let bytes = Array(string.utf8)

@@ -19,6 +19,11 @@
 //              automatically when MPI does not provide MPI_THREAD_MULTIPLE).
 // Buckets are reduced in index order on every rank whatever order they become
 // ready in, because MPI needs every rank to issue collectives in the same order.
+//
+// With a ShardLayout (train.shardOptimizer) each bucket is reduce-scattered instead
+// (MPI_Ireduce_scatter / MPI_Reduce_scatter): after finish() only this rank's shard of
+// the buffer holds the sum over ranks; the rest keeps this rank's own gradients, which the
+// sharded optimiser never reads. Same bytes on the wire per rank as half an all-reduce.
 import COpenMPI
 import CShim
 import Foundation
@@ -56,14 +61,17 @@ public final class GradientReducer: @unchecked Sendable {
     public var buckets: [Range<Int>] { (0..<layout.bucketCount).map(layout.range(ofBucket:)) }
     public var worldSize: Int { engine.worldSize }
     public var lastStep: StepTiming { engine.lastStep }
+    /// This rank's shard when the buckets are reduce-scattered; nil when all-reduced.
+    public var shard: Range<Int>? { engine.shards?.shard(engine.rank) }
+    public var shards: ShardLayout? { engine.shards }
 
     /// `gradients` must stay valid (and not move) while the reducer lives.
     /// `bucketBytes` is rounded down to whole Floats (at least one).
     public init(communicator: Communicator, gradients: UnsafeMutablePointer<Float>, count: Int,
                 bucketBytes: Int = GradientReducer.defaultBucketBytes, average: Bool = true,
-                progress: Progress = .poll) throws {
+                progress: Progress = .poll, shards: ShardLayout? = nil) throws {
         engine = try ReducerEngine(communicator: communicator, gradients: gradients, count: count,
-                                   bucketBytes: bucketBytes, average: average, progress: progress)
+                                   bucketBytes: bucketBytes, average: average, progress: progress, shards: shards)
     }
 
     deinit { engine.close() }
@@ -98,6 +106,8 @@ private final class ReducerEngine: @unchecked Sendable {
     let average: Bool
     let progress: Progress
     var worldSize: Int { comm.size }
+    var rank: Int { comm.rank }
+    let shards: ShardLayout?
     private(set) var lastStep = GradientReducer.StepTiming()
 
     private let comm: Communicator
@@ -113,17 +123,37 @@ private final class ReducerEngine: @unchecked Sendable {
     private var shuttingDown = false
     private var threadRunning = false
     private var closed = false
+    // Reduce-scatter only: this rank's shard, the buffer its sums arrive in (MPI forbids a
+    // receive buffer that overlaps the send buffer), and every bucket's per-rank counts,
+    // allocated once because a non-blocking collective reads them until it completes.
+    private let myShard: Range<Int>
+    private let scratch: UnsafeMutablePointer<Float>
+    private let bucketCounts: UnsafeMutablePointer<Int32>
 
     /// `gradients` must stay valid (and not move) while the reducer lives.
     /// `bucketBytes` is rounded down to whole Floats (at least one).
     init(communicator: Communicator, gradients: UnsafeMutablePointer<Float>, count: Int,
                 bucketBytes: Int = GradientReducer.defaultBucketBytes, average: Bool = true,
-                progress: Progress = .poll) throws {
+                progress: Progress = .poll, shards: ShardLayout? = nil) throws {
         guard count >= 0 else { throw DistributedError("GradientReducer: negative element count \(count)") }
         guard bucketBytes >= MemoryLayout<Float>.stride else {
             throw DistributedError("GradientReducer: bucket size \(bucketBytes) bytes is smaller than one Float")
         }
         layout = BucketLayout(count: count, bucketElements: bucketBytes / MemoryLayout<Float>.stride)
+        if let sh = shards, sh.count != count || sh.parts != communicator.size {
+            throw DistributedError("GradientReducer: shard layout of \(sh.count) elements in \(sh.parts) parts does not fit "
+                + "\(count) gradient elements on \(communicator.size) ranks")
+        }
+        self.shards = shards
+        myShard = shards?.shard(communicator.rank) ?? 0..<0
+        scratch = .allocate(capacity: max(myShard.count, 1))
+        let nb = layout.bucketCount, size = communicator.size
+        bucketCounts = .allocate(capacity: max(nb * size, 1))
+        if let sh = shards {
+            for i in 0..<nb {
+                for (r, c) in sh.counts(in: layout.range(ofBucket: i)).enumerated() { bucketCounts[i * size + r] = Int32(c) }
+            }
+        }
         self.average = average
         self.gradients = gradients
         // Overlap needs a second thread inside MPI; without MPI_THREAD_MULTIPLE reduce in finish().
@@ -198,6 +228,8 @@ private final class ReducerEngine: @unchecked Sendable {
         try? comm.free()
     }
 
+    deinit { scratch.deallocate(); bucketCounts.deallocate() }
+
     // MARK: communication thread
 
     private func resetLocked() {
@@ -251,12 +283,16 @@ private final class ReducerEngine: @unchecked Sendable {
             for i in starts {
                 let r = layout.range(ofBucket: i)
                 var request: MPI_Request? = nil
-                let watch = CollectiveWatchdog.shared.begin("MPI_Iallreduce of \(r.count * 4) bytes (bucket \(i))")
-                let rc = MPI_Iallreduce(skesl_mpi_in_place(), gradients + r.lowerBound, Int32(r.count),
-                                        skesl_mpi_float(), skesl_mpi_sum(), comm.comm, &request)
+                let name = shards == nil ? "MPI_Iallreduce" : "MPI_Ireduce_scatter"
+                let watch = CollectiveWatchdog.shared.begin("\(name) of \(r.count * 4) bytes (bucket \(i))")
+                let rc = shards == nil
+                    ? MPI_Iallreduce(skesl_mpi_in_place(), gradients + r.lowerBound, Int32(r.count),
+                                     skesl_mpi_float(), skesl_mpi_sum(), comm.comm, &request)
+                    : MPI_Ireduce_scatter(gradients + r.lowerBound, receiveBuffer(i), bucketCounts + i * comm.size,
+                                          skesl_mpi_float(), skesl_mpi_sum(), comm.comm, &request)
                 if rc != 0 {
                     CollectiveWatchdog.shared.end(watch)
-                    error = MPIError(call: "MPI_Iallreduce", code: rc, message: MPIError.errorString(rc))
+                    error = MPIError(call: name, code: rc, message: MPIError.errorString(rc))
                     break
                 }
                 requests.append((i, request, watch))
@@ -269,7 +305,7 @@ private final class ReducerEngine: @unchecked Sendable {
                     error = MPIError(call: "MPI_Test", code: rc, message: MPIError.errorString(rc))
                 } else if flag != 0 {
                     CollectiveWatchdog.shared.end(requests[0].watch)
-                    scale(requests[0].bucket)
+                    settle(requests[0].bucket)
                     requests.removeFirst()
                     finished = 1
                 } else {
@@ -311,15 +347,42 @@ private final class ReducerEngine: @unchecked Sendable {
 
     private func reduceBucket(_ i: Int) throws {
         let r = layout.range(ofBucket: i)
-        try comm.allReduce(gradients + r.lowerBound, count: r.count, .sum)
-        scale(i)
+        if shards == nil {
+            try comm.allReduce(gradients + r.lowerBound, count: r.count, .sum)
+        } else {
+            try comm.call("MPI_Reduce_scatter", bytes: r.count * 4) {
+                MPI_Reduce_scatter(gradients + r.lowerBound, receiveBuffer(i), bucketCounts + i * comm.size,
+                                   skesl_mpi_float(), skesl_mpi_sum(), comm.comm)
+            }
+        }
+        settle(i)
+    }
+
+    /// This rank's part of bucket i (empty when the bucket misses its shard).
+    private func myPart(_ i: Int) -> Range<Int> { layout.range(ofBucket: i).clamped(to: myShard) }
+
+    /// Where bucket i's sums for this rank arrive: its place in the scratch shard.
+    private func receiveBuffer(_ i: Int) -> UnsafeMutablePointer<Float> {
+        let part = myPart(i)
+        return scratch + (part.isEmpty ? 0 : part.lowerBound - myShard.lowerBound)
+    }
+
+    /// Bucket i's reduction has completed: a reduce-scatter's sums go to their place in
+    /// the gradient buffer; then sum to mean.
+    private func settle(_ i: Int) {
+        guard shards != nil else { return scale(i) }
+        let part = myPart(i)
+        guard !part.isEmpty else { return }
+        (gradients + part.lowerBound).update(from: receiveBuffer(i), count: part.count)
+        scale(part)
     }
 
     /// Sum to mean. A division (not a multiply by 1/size) so the result equals
     /// dividing one whole-buffer all-reduce, bit for bit.
-    private func scale(_ i: Int) {
+    private func scale(_ i: Int) { scale(layout.range(ofBucket: i)) }
+
+    private func scale(_ r: Range<Int>) {
         guard average, comm.size > 1 else { return }
-        let r = layout.range(ofBucket: i)
         let p = gradients + r.lowerBound
         let d = Float(comm.size)
         for k in 0..<r.count { p[k] = p[k] / d }

@@ -95,11 +95,37 @@ public final class Optimizer {
     public func update(params: UnsafeMutablePointer<Float>, grads: UnsafeMutablePointer<Float>, lr: (ParameterGroup) -> Float) {
         if let c = config.clipNorm { Optimizer.clip(grads, count: count, maxNorm: c) }
         step += 1
+        apply(params: params, grads: grads, range: 0..<count, lr: lr)
+    }
+
+    /// The sharded update (ZeRO-1, train.shardOptimizer): only elements `shard` of the
+    /// parameters and moments change, from gradients that hold the sum over ranks on `shard`
+    /// only. Clipping needs the global norm: `sumOverRanks` adds every rank's sum of squares
+    /// over its shard. Every element gets the arithmetic of `update`, so with the same
+    /// clipping coefficient the shards together equal one whole update, bit for bit.
+    public func update(params: UnsafeMutablePointer<Float>, grads: UnsafeMutablePointer<Float>, shard: Range<Int>,
+                       sumOverRanks: (Double) throws -> Double, lr: (ParameterGroup) -> Float) rethrows {
+        precondition(shard.lowerBound >= 0 && shard.upperBound <= count, "shard \(shard) outside 0..<\(count)")
+        if let maxNorm = config.clipNorm {
+            var local: Double = 0
+            for i in shard { let x = Double(grads[i]); local += x * x }
+            let coef = Double(maxNorm) / (try sumOverRanks(local).squareRoot() + 1e-6)
+            if coef < 1 { let c = Float(coef); for i in shard { grads[i] *= c } }
+        }
+        step += 1
+        apply(params: params, grads: grads, range: shard, lr: lr)
+    }
+
+    /// The update rule over elements `range` of the span, group by group.
+    private func apply(params: UnsafeMutablePointer<Float>, grads: UnsafeMutablePointer<Float>, range: Range<Int>,
+                       lr: (ParameterGroup) -> Float) {
         let c = config
         for seg in segments {
+            let part = (seg.start..<seg.start + seg.count).clamped(to: range)
+            if part.isEmpty { continue }
             let rate = lr(seg.group)
-            let p = params + seg.start, g = grads + seg.start, mm = m + seg.start, vv = v + seg.start
-            let n = seg.count
+            let p = params + part.lowerBound, g = grads + part.lowerBound, mm = m + part.lowerBound, vv = v + part.lowerBound
+            let n = part.count
             switch c.kind {
             case .adam, .adamw:
                 let b1 = c.beta1, b2 = c.beta2

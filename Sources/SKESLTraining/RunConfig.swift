@@ -80,6 +80,9 @@ public struct TrainConfig: Codable, Equatable, Sendable {
     /// Gradient all-reduce bucket size in MiB, and how the communication thread drives it.
     public var bucketMB: Double = 8
     public var allreduce = GradientReducer.Progress.poll
+    /// ZeRO-1: reduce-scatter the gradients, each rank updates its 1/N shard of the
+    /// parameters and optimiser moments, then an all-gather of the parameters (docs/scaling.md).
+    public var shardOptimizer = false
     /// A barrier before the gradient wait on every step, to measure how long each rank
     /// waits for the slowest one apart from the all-reduce itself (costs one latency per step).
     public var diagnoseImbalance = false

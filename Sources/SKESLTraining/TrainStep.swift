@@ -103,16 +103,38 @@ public final class TrainStep {
     }
 
     /// The optimiser update with each parameter group's rate; returns the rates used.
+    /// Sharded (the reducer reduce-scatters): this rank updates its shard, then an all-gather
+    /// gives every rank the whole parameter buffer (timed as communication, `allreduce`).
     @discardableResult
-    public func update(rate: (_ group: ParameterGroup, _ base: Float, _ optimizerStep: Int) -> Float) -> [String: Double] {
-        var rates: [String: Double] = [:]
+    public func update(rate: (_ group: ParameterGroup, _ base: Float, _ optimizerStep: Int) -> Float) throws -> [String: Double] {
         let stepIndex = optimizer.step
-        optimizer.update(params: net.params + net.layout.trainableStart, grads: net.grads) { g in
-            let r = rate(g, self.optimizer.baseLR(g), stepIndex)
-            rates[g.rawValue] = Double(r)
-            return r
+        var byGroup: [ParameterGroup: Float] = [:]
+        for g in optimizer.groups { byGroup[g] = rate(g, optimizer.baseLR(g), stepIndex) }
+        let lr: (ParameterGroup) -> Float = { byGroup[$0]! }
+        let params = net.params + net.layout.trainableStart
+        if let shards = reducer?.shards, let c = comm {
+            let mine = shards.shard(c.rank)
+            try optimizer.update(params: params, grads: net.grads, shard: mine,
+                                 sumOverRanks: { try c.allReduce($0, .sum) }, lr: lr)
+            timer?.lap(.optimizer)
+            try c.allGatherShards(params, shards: shards.shards)
+            timer?.lap(.allreduce)
+        } else {
+            optimizer.update(params: params, grads: net.grads, lr: lr)
+            timer?.lap(.optimizer)
         }
-        timer?.lap(.optimizer)
-        return rates
+        return Dictionary(uniqueKeysWithValues: byGroup.map { ($0.key.rawValue, Double($0.value)) })
     }
+
+    /// Sharded only: every rank's shard of the optimiser's moments goes to every rank, so
+    /// that rank 0's checkpoint holds all of them (and a resume on any number of ranks reads
+    /// the format it always has). A collective: every rank calls it before a checkpoint.
+    public func gatherOptimizerState() throws {
+        guard let shards = reducer?.shards, let c = comm, c.size > 1 else { return }
+        try c.allGatherShards(optimizer.m, shards: shards.shards)
+        try c.allGatherShards(optimizer.v, shards: shards.shards)
+    }
+
+    /// True when each rank holds only its shard of the moments between checkpoints.
+    public var shardsOptimizerState: Bool { reducer?.shards != nil && (comm?.size ?? 1) > 1 }
 }

@@ -94,8 +94,10 @@ public final class Trainer {
             received.worldSize = comm.size
             state = received
             let progress = rc.train.allreduce
+            let shards = rc.train.shardOptimizer ? ShardLayout(count: net.layout.trainableCount, parts: comm.size) : nil
             reducer = try GradientReducer(communicator: comm, gradients: net.grads, count: net.layout.trainableCount,
-                                          bucketBytes: Int(rc.train.bucketMB * 1_048_576), average: false, progress: progress)
+                                          bucketBytes: Int(rc.train.bucketMB * 1_048_576), average: false, progress: progress,
+                                          shards: shards)
         }
     }
 
@@ -190,6 +192,16 @@ public final class Trainer {
     func writeForStop() {
         commit.lock(); defer { commit.unlock() }
         guard rank == 0, !runEndWritten else { return }
+        // Sharded optimiser state: rank 0 holds only its shard of the moments, and gathering
+        // the others takes a collective that a signal thread cannot join safely. The loop
+        // stops at the step's agreement instead and writes the checkpoint there (one step
+        // later; docs/checkpoint-format.md, "Stopping").
+        if config.train.shardOptimizer && worldSize > 1 {
+            say("the optimiser state is sharded (train.shardOptimizer): the checkpoint of step \(state.step) is written when the ranks "
+                + "end the step in progress, which is then dropped; a launcher must allow that long before SIGKILL "
+                + "(Cluster/launch.sh --kill-grace), or send SIGUSR1")
+            return
+        }
         var path = lastCheckpoint
         if state.step > 0 && !lastCheckpointIsCurrent {
             do { path = try writeCheckpoint(reason: .interrupted) } catch {

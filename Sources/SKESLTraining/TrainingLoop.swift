@@ -70,7 +70,7 @@ extension Trainer {
             // the last completed step (unless its signal thread already has).
             if agreed.stopNow { status = .interrupted; break }
             guard agreed.isFinite else { try failNonFinite(agreed, computed, started: started) }
-            let rates = parts.step.update { group, base, optimizerStep in
+            let rates = try parts.step.update { group, base, optimizerStep in
                 self.config.train.schedule.lr(base: base, epoch: computed.epoch, step: optimizerStep)
             }
             try commitStep(parts, computed, agreed, rates: rates)
@@ -206,6 +206,11 @@ extension Trainer {
         p.lastLoss = a.loss
         p.epochLossSum += a.loss * Double(c.samples); p.epochSamples += c.samples
         let epochStep = c.epoch == c.after.epoch ? (c.after.position + G - 1) / G : p.loader.stepsPerEpoch
+        // Every rank knows whether rank 0 writes a checkpoint after this step (an epoch's
+        // end or the interval); a sharded optimiser's moments are gathered for it first.
+        if c.after.epoch != c.epoch || (rc.checkpoint.everySteps > 0 && state.step % rc.checkpoint.everySteps == 0) {
+            try p.step.gatherOptimizerState()
+        }
         if rank == 0 {
             p.progress?.step(epoch: c.epoch + 1, epochStep: epochStep, samples: c.samples, loss: a.loss, lr: rates)
             p.meter.add(samples: c.samples, loss: a.loss, skipped: a.skipped)
@@ -266,6 +271,7 @@ extension Trainer {
 
     /// The final checkpoint (unless the last step wrote one), the step-time summary, run_end.
     func finishRun(_ p: RunParts, status: RunStatus, started: Double) throws -> RunSummary {
+        try p.step.gatherOptimizerState()   // a collective; cheap once per run
         if rank == 0 && state.step > 0 && !lastCheckpointIsCurrent {
             try writeCheckpoint(reason: CheckpointReason(endOf: status))
         }

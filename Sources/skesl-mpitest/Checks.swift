@@ -87,6 +87,9 @@ func checkReducer(_ world: Communicator, _ o: Options) throws {
     let bucketSizes = o.doubles("buckets", [1, 7, 100, 1000, 4096, Double(n), Double(2 * n)]).map { Int($0) }
     let steps = o.int("steps", 3)
     let integers = o.flag("integers")
+    // --shard: reduce-scatter into contiguous shards (the sharded optimiser), then the
+    // shards are all-gathered, so every check below still sees the whole buffer.
+    let shards = o.flag("shard") ? ShardLayout(count: n, parts: world.size) : nil
     guard let progress = GradientReducer.Progress(rawValue: o.string("progress", "thread")) else {
         fail("--progress must be thread, poll or deferred")
     }
@@ -99,7 +102,7 @@ func checkReducer(_ world: Communicator, _ o: Options) throws {
 
     for bucketElements in bucketSizes {
         let reducer = try GradientReducer(communicator: world, gradients: grads, count: n,
-                                          bucketBytes: bucketElements * 4, progress: progress)
+                                          bucketBytes: bucketElements * 4, progress: progress, shards: shards)
         var bitwise = true
         for step in 0..<steps {
             for i in 0..<n { grads[i] = testValue(rank: world.rank, step: step, index: i, integers: integers) }
@@ -127,6 +130,12 @@ func checkReducer(_ world: Communicator, _ o: Options) throws {
             }
             for p in pieces { try reducer.markReady(p) }
             try reducer.finish()
+            if let sh = shards {
+                // Outside its shard a rank still holds its own values: poison them, so that
+                // only what the all-gather brings can pass the checks.
+                for i in 0..<n where !sh.shard(world.rank).contains(i) { grads[i] = .nan }
+                try world.allGatherShards(grads, shards: sh.shards)
+            }
 
             for i in 0..<n where grads[i].bitPattern != whole[i].bitPattern { bitwise = false; break }
             // Independent reference: every rank's values recomputed here, summed in Double.
@@ -152,7 +161,7 @@ func checkReducer(_ world: Communicator, _ o: Options) throws {
         }
         allBitwise = allBitwise && bitwise
         say(world, "reducer bucket_elements=\(bucketElements) buckets=\(reducer.layout.bucketCount) steps=\(steps) "
-            + "progress=\(reducer.progress.rawValue) bitwise_whole=\(bitwise)")
+            + "progress=\(reducer.progress.rawValue) sharded=\(shards != nil) bitwise_whole=\(bitwise)")
         reducer.close()
     }
     expect(worstRel < 1e-6, world, "bucketed mean differs from the Double reference by \(worstRel) relative")

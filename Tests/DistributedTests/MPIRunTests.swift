@@ -43,6 +43,29 @@ final class MPIRunTests: XCTestCase {
         }
     }
 
+    /// The sharded optimiser's reduce-scatter (train.shardOptimizer): on two ranks each
+    /// rank's shard holds exactly the bits of the whole all-reduce, in every progress mode
+    /// and for buckets that miss a shard; the all-gather of the shards rebuilds the buffer.
+    func testShardedReducerEqualsWholeAllReduceBitwiseOnTwoRanks() throws {
+        for progress in ["thread", "poll", "deferred"] {
+            let r = try mpirun(2, ["reducer", "--n", "10007", "--buckets", "1,7,1000,4096,10007,20014",
+                                   "--steps", "3", "--progress", progress, "--shard", "--require-bitwise"])
+            XCTAssertEqual(r.status, 0, r.summary)
+            XCTAssertEqual(lines(r, containing: "reducer ok").count, 2, r.summary)
+            XCTAssertEqual(lines(r, containing: "sharded=true bitwise_whole=true").count, 12, r.summary)
+        }
+    }
+
+    /// Three uneven shards (5003 = 1668 + 1668 + 1667) and buckets that fall in one, two or
+    /// all three of them: integer values sum exactly, so every element must be exact.
+    func testShardedReducerIsExactForIntegerValuesOnThreeRanks() throws {
+        let r = try mpirun(3, ["reducer", "--n", "5003", "--buckets", "3,500,1668,5003", "--steps", "2", "--integers",
+                               "--progress", "poll", "--shard"])
+        XCTAssertEqual(r.status, 0, r.summary)
+        XCTAssertEqual(lines(r, containing: "reducer ok").count, 3, r.summary)
+        XCTAssertEqual(lines(r, containing: "sharded=true").count, 12, r.summary)
+    }
+
     /// Three ranks with Open MPI's ring all-reduce forced: each element's sum is
     /// grouped by its position in the message, so buckets may differ from the
     /// whole buffer in the last bit. Required: within 1e-6 of a Double reference

@@ -174,6 +174,39 @@ final class StopUnderMPIRunTests: XCTestCase {
         try resumeAndCompare(h, cfg, common, ref: ref)
     }
 
+    /// train.shardOptimizer: rank 0 holds only its shard of the moments, so a SIGTERM cannot
+    /// be answered by rank 0 alone; the ranks finish the step in progress (a 10 s stall here), drop it
+    /// at their agreement, gather the moments and write the last completed step, within the
+    /// launcher's kill grace. The resume is bit-identical.
+    func testSIGTERMWithShardedOptimizerWritesAtTheStepsAgreement() throws {
+        let h = try RunHarness("stop-term-zero1")
+        try h.synth(samples: 30)
+        let cfg = try h.writeConfig()
+        let common = ["--max-steps", "12", "--epochs", "20", "--set", "train.shardOptimizer=true"]
+        let ref = try reference(h, cfg, common)
+        let errText = { () -> String in
+            let files = (try? FileManager.default.contentsOfDirectory(atPath: h.dir)) ?? []
+            return files.filter { $0.hasPrefix("err-") }.compactMap { try? String(contentsOfFile: h.dir + "/" + $0, encoding: .utf8) }.joined()
+        }
+        // Open MPI forwards the SIGTERM G s after mpirun gets it and sends SIGKILL G s later.
+        // The stall (S s, from the line the test waits for) must outlast the first wait and end
+        // well before the second: G + polling < S < 2G - the write. G = 6, S = 10 leaves 4 s
+        // for the test's polling and 2 s (plus that polling) for the agreement and the write.
+        let slowKill = [launchScript, "-n", "2", "--oversubscribe", "--kill-grace", "6", "--mca", "btl", "self,vader,tcp"]
+        let cut = try h.run(["pretrain", "-c", cfg, "--run-dir", h.dir + "/cut"] + common,
+                            environment: ["SKESL_TEST_STALL_AT_STEP": "3", "SKESL_TEST_STALL_SECONDS": "10"],
+                            launcher: slowKill, signal: SIGTERM) {
+            errText().contains("rank 0: SKESL_TEST_STALL_AT_STEP=3: step 3 stalls")
+        }
+        XCTAssertTrue(cut.err.contains("the optimiser state is sharded"), cut.err)
+        XCTAssertTrue(cut.out.contains("pretrain interrupted"), cut.out + cut.err)
+        let newest = Checkpoint.list(h.dir + "/cut/checkpoints").first
+        XCTAssertEqual(newest?.step, 2, "step 3 is dropped at the agreement; the checkpoint holds step 2")
+        XCTAssertEqual(newest?.complete, true)
+        XCTAssertEqual(try lastRunEnd(h.dir + "/cut")?.status, .interrupted)
+        try resumeAndCompare(h, cfg, common, ref: ref)
+    }
+
     /// SIGUSR1 to mpirun (forwarded at once) during a 3 s step: the step finishes, its
     /// checkpoint is written, every rank stops cleanly and mpirun exits 0.
     func testSIGUSR1ToMpirunStopsAtTheEndOfTheStep() throws {

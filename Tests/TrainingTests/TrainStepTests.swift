@@ -63,14 +63,14 @@ final class TrainStepTests: XCTestCase {
             whole.begin(step: step)
             try whole.microBatch(all.batch(), globalSamples: 8, epoch: step, last: true)
             let a = try whole.agree(stop: .none, globalSamples: 8)
-            whole.update { _, base, _ in base }
+            try whole.update { _, base, _ in base }
 
             split.begin(step: step)
             try split.microBatch(first.batch(), globalSamples: 8, epoch: step, last: false)
             try split.emptyMicroBatch(last: false)
             try split.microBatch(second.batch(), globalSamples: 8, epoch: step, last: true)
             let b = try split.agree(stop: .none, globalSamples: 8)
-            split.update { _, base, _ in base }
+            try split.update { _, base, _ in base }
             // Dropout masks are keyed by sample id, so the halves see the whole batch's masks.
             XCTAssertEqual(a.loss, b.loss, accuracy: 1e-6 * max(1, abs(a.loss)), "step \(step): loss")
         }

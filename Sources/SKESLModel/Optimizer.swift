@@ -76,17 +76,27 @@ public final class Optimizer {
 
     /// Global L2 norm of the gradients, computed in double.
     public static func gradNorm(_ g: UnsafePointer<Float>, count: Int) -> Double {
+        sumOfSquares(g, 0..<count).squareRoot()
+    }
+
+    /// In Double, in index order: the norm's arithmetic, shared by the whole and sharded clip.
+    static func sumOfSquares(_ g: UnsafePointer<Float>, _ range: Range<Int>) -> Double {
         var s: Double = 0
-        for i in 0..<count { let x = Double(g[i]); s += x * x }
-        return s.squareRoot()
+        for i in range { let x = Double(g[i]); s += x * x }
+        return s
+    }
+
+    /// Scales elements `range` by max/(norm + 1e-6) when that is below 1.
+    static func scale(_ g: UnsafeMutablePointer<Float>, _ range: Range<Int>, norm: Double, maxNorm: Float) {
+        let coef = Double(maxNorm) / (norm + 1e-6)
+        if coef < 1 { let c = Float(coef); for i in range { g[i] *= c } }
     }
 
     /// torch.nn.utils.clip_grad_norm_: scales gradients by max/(norm + 1e-6) when above max.
     @discardableResult
     public static func clip(_ g: UnsafeMutablePointer<Float>, count: Int, maxNorm: Float) -> Double {
         let norm = gradNorm(g, count: count)
-        let coef = Double(maxNorm) / (norm + 1e-6)
-        if coef < 1 { let c = Float(coef); for i in 0..<count { g[i] *= c } }
+        scale(g, 0..<count, norm: norm, maxNorm: maxNorm)
         return norm
     }
 
@@ -107,10 +117,8 @@ public final class Optimizer {
                        sumOverRanks: (Double) throws -> Double, lr: (ParameterGroup) -> Float) rethrows {
         precondition(shard.lowerBound >= 0 && shard.upperBound <= count, "shard \(shard) outside 0..<\(count)")
         if let maxNorm = config.clipNorm {
-            var local: Double = 0
-            for i in shard { let x = Double(grads[i]); local += x * x }
-            let coef = Double(maxNorm) / (try sumOverRanks(local).squareRoot() + 1e-6)
-            if coef < 1 { let c = Float(coef); for i in shard { grads[i] *= c } }
+            let norm = try sumOverRanks(Optimizer.sumOfSquares(grads, shard)).squareRoot()
+            Optimizer.scale(grads, shard, norm: norm, maxNorm: maxNorm)
         }
         step += 1
         apply(params: params, grads: grads, range: shard, lr: lr)

@@ -130,7 +130,7 @@ public final class TrainStep {
     /// that rank 0's checkpoint holds all of them (and a resume on any number of ranks reads
     /// the format it always has). A collective: every rank calls it before a checkpoint.
     public func gatherOptimizerState() throws {
-        guard let shards = reducer?.shards, let c = comm, c.size > 1 else { return }
+        guard shardsOptimizerState, let shards = reducer?.shards, let c = comm else { return }
         try c.allGatherShards(optimizer.m, shards: shards.shards)
         try c.allGatherShards(optimizer.v, shards: shards.shards)
     }

@@ -208,19 +208,19 @@ extension Trainer {
         let epochStep = c.epoch == c.after.epoch ? (c.after.position + G - 1) / G : p.loader.stepsPerEpoch
         // Every rank knows whether rank 0 writes a checkpoint after this step (an epoch's
         // end or the interval); a sharded optimiser's moments are gathered for it first.
-        if c.after.epoch != c.epoch || (rc.checkpoint.everySteps > 0 && state.step % rc.checkpoint.everySteps == 0) {
-            try p.step.gatherOptimizerState()
-        }
+        let epochEnded = c.after.epoch != c.epoch
+        let intervalDue = rc.checkpoint.everySteps > 0 && state.step % rc.checkpoint.everySteps == 0
+        if epochEnded || intervalDue { try p.step.gatherOptimizerState() }
         if rank == 0 {
             p.progress?.step(epoch: c.epoch + 1, epochStep: epochStep, samples: c.samples, loss: a.loss, lr: rates)
             p.meter.add(samples: c.samples, loss: a.loss, skipped: a.skipped)
             try logInterval(p, epoch: c.epoch, epochStep: epochStep, rates: rates, force: false)
         }
-        if c.after.epoch != c.epoch {
+        if epochEnded {
             state.epochsCompleted = c.after.epoch
             if rank == 0 { try logInterval(p, epoch: c.epoch, epochStep: epochStep, rates: rates, force: true) }
             try endEpoch(p, epoch: c.epoch)
-        } else if rc.checkpoint.everySteps > 0 && state.step % rc.checkpoint.everySteps == 0 && rank == 0 {
+        } else if intervalDue && rank == 0 {
             try writeCheckpoint(reason: .interval)
         }
     }

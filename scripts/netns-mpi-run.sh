@@ -9,6 +9,11 @@
 #
 # Needs root (CAP_NET_ADMIN) and iproute2; exits 77 (skip) when namespaces
 # cannot be created. Namespaces carry this script's PID and are removed on any exit.
+# SKESL_NETNS_PER_HOST=N: up to N ranks in each namespace (default 1; above 1 they are
+# oversubscribed and unbound: a correctness check of two-level code, not a measurement).
+# SKESL_NETNS_NP=K: K ranks in all (default 2N; fewer leaves the second host short).
+# Each namespace gets a host name of its own (a UTS namespace): Open MPI 4.1's
+# MPI_Comm_split_type(MPI_COMM_TYPE_SHARED) crashes when two "hosts" share one name.
 # SKESL_KILL_GRACE=S: launch.sh's --kill-grace (default 20 s: the time ranks get to write
 # a checkpoint on SIGTERM). Open MPI waits it twice when a rank fails (SIGCONT, SIGTERM,
 # SIGKILL to the survivors); tests of a failing rank that checkpoint nothing set 1.
@@ -52,7 +57,11 @@ for ns in "$nsA" "$nsB"; do ip -n "$ns" link set lo up; done
 ip -n "$nsA" link set "$vA" up
 ip -n "$nsB" link set "$vB" up
 
-printf '%s slots=1\n%s slots=1\n' "$addrA" "$addrB" >"$work/hosts"
+per="${SKESL_NETNS_PER_HOST:-1}"
+case "$per" in ''|*[!0-9]*|0) echo "netns-mpi-run: SKESL_NETNS_PER_HOST must be a positive integer, got '$per'" >&2; exit 2 ;; esac
+extra=()
+[ "$per" -gt 1 ] && extra=(--oversubscribe --bind none)
+printf '%s slots=%s\n%s slots=%s\n' "$addrA" "$per" "$addrB" "$per" >"$work/hosts"
 # Open MPI calls: AGENT HOST COMMAND... ; run COMMAND in HOST's namespace.
 cat >"$work/agent.sh" <<AGENT
 #!/bin/sh
@@ -62,11 +71,11 @@ case "\$host" in
   *$addrB) ns=$nsB ;;
   *) echo "agent: unknown host \$host" >&2; exit 1 ;;
 esac
-exec ip netns exec "\$ns" sh -c "\$*"
+exec ip netns exec "\$ns" unshare --uts sh -c "hostname \$ns; \$*"
 AGENT
 chmod +x "$work/agent.sh"
 
-ip netns exec "$nsA" "$repo/Cluster/launch.sh" --hostfile "$work/hosts" --np 2 --per-node 1 --net "$net" \
+ip netns exec "$nsA" "$repo/Cluster/launch.sh" --hostfile "$work/hosts" --np "${SKESL_NETNS_NP:-$((2 * per))}" --per-node "$per" "${extra[@]}" --net "$net" \
   --kill-grace "${SKESL_KILL_GRACE:-20}" \
   --mca plm_rsh_agent "$work/agent.sh" --exe "$1" -- "${@:2}" &
 child=$!

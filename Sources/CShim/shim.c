@@ -23,6 +23,16 @@ int skesl_mpi_success(void) { return MPI_SUCCESS; }
 int skesl_mpi_max_error_string(void) { return MPI_MAX_ERROR_STRING; }
 int skesl_mpi_any_source(void) { return MPI_ANY_SOURCE; }
 int skesl_mpi_max_processor_name(void) { return MPI_MAX_PROCESSOR_NAME; }
+int skesl_mpi_comm_type_shared(void) { return MPI_COMM_TYPE_SHARED; }
+MPI_Info skesl_mpi_info_null(void) { return MPI_INFO_NULL; }
+
+#include <stdatomic.h>
+int64_t skesl_atomic_load_acquire(const int64_t *p) {
+    return atomic_load_explicit((const _Atomic int64_t *)p, memory_order_acquire);
+}
+void skesl_atomic_store_release(int64_t *p, int64_t v) {
+    atomic_store_explicit((_Atomic int64_t *)p, v, memory_order_release);
+}
 
 hid_t skesl_h5t_native_float(void) { return H5T_NATIVE_FLOAT; }
 hid_t skesl_h5t_native_double(void) { return H5T_NATIVE_DOUBLE; }

@@ -67,6 +67,25 @@ public final class Communicator: @unchecked Sendable {
         return try Communicator(comm: dup, owned: true, threadLevel: threadLevel)
     }
 
+    /// The ranks of this communicator on this host (those that can share memory with it),
+    /// ranked in this communicator's order: MPI_Comm_split_type with MPI_COMM_TYPE_SHARED.
+    /// Collective.
+    public func splitByHost() throws -> Communicator {
+        var c: MPI_Comm? = nil
+        try MPIError.check(MPI_Comm_split_type(comm, skesl_mpi_comm_type_shared(), Int32(rank), skesl_mpi_info_null(), &c),
+                           "MPI_Comm_split_type")
+        guard let sub = c else { throw DistributedError("MPI_Comm_split_type returned no communicator") }
+        return try Communicator(comm: sub, owned: true, threadLevel: threadLevel)
+    }
+
+    /// The ranks that pass the same `color`, ranked by `key`: MPI_Comm_split. Collective.
+    public func split(color: Int, key: Int) throws -> Communicator {
+        var c: MPI_Comm? = nil
+        try MPIError.check(MPI_Comm_split(comm, Int32(color), Int32(key), &c), "MPI_Comm_split")
+        guard let sub = c else { throw DistributedError("MPI_Comm_split returned no communicator") }
+        return try Communicator(comm: sub, owned: true, threadLevel: threadLevel)
+    }
+
     /// True when this process was started by a launcher (mpirun, srun) rather
     /// than alone as a singleton.
     public static var launchedByMPI: Bool {

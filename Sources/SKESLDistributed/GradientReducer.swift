@@ -17,6 +17,8 @@
 //              spins inside it, competing with backward for the core);
 //   .deferred — no thread, everything is reduced inside finish() (no overlap; used
 //              automatically when MPI does not provide MPI_THREAD_MULTIPLE).
+// A fourth, .shm, does without MPI on each host: the ranks sum each other's gradients in
+// shared memory on backward's own thread (SharedMemoryEngine.swift).
 // Buckets are reduced in index order on every rank whatever order they become
 // ready in, because MPI needs every rank to issue collectives in the same order.
 //
@@ -32,6 +34,8 @@ public final class GradientReducer: @unchecked Sendable {
     /// Config files name a case by its raw value (train.allreduce; SKESLTraining's ConfigChoice).
     public enum Progress: String, Sendable, CaseIterable {
         case thread, poll, deferred
+        /// Sums in host shared memory, MPI only between hosts (SharedMemoryEngine).
+        case shm
     }
 
     /// Timings of the last finished step.
@@ -53,7 +57,7 @@ public final class GradientReducer: @unchecked Sendable {
     // object: when the last owner drops the reducer, deinit stops the thread and waits
     // for it while the engine (everything the thread touches) is still alive. A thread
     // that captured this object itself would read it after its deinit had begun.
-    private let engine: ReducerEngine
+    private let engine: ReductionEngine
 
     public var layout: BucketLayout { engine.layout }
     public var average: Bool { engine.average }
@@ -64,14 +68,29 @@ public final class GradientReducer: @unchecked Sendable {
     /// This rank's shard when the buckets are reduce-scattered; nil when all-reduced.
     public var shard: Range<Int>? { engine.shards?.shard(engine.rank) }
     public var shards: ShardLayout? { engine.shards }
+    /// How the sum runs, for run headers: the mode, and for shm the hosts and ranks per host.
+    public var summary: String { engine.summary }
 
     /// `gradients` must stay valid (and not move) while the reducer lives.
     /// `bucketBytes` is rounded down to whole Floats (at least one).
     public init(communicator: Communicator, gradients: UnsafeMutablePointer<Float>, count: Int,
                 bucketBytes: Int = GradientReducer.defaultBucketBytes, average: Bool = true,
                 progress: Progress = .poll, shards: ShardLayout? = nil) throws {
-        engine = try ReducerEngine(communicator: communicator, gradients: gradients, count: count,
-                                   bucketBytes: bucketBytes, average: average, progress: progress, shards: shards)
+        if let sh = shards, sh.count != count || sh.parts != communicator.size {
+            throw DistributedError("GradientReducer: shard layout of \(sh.count) elements in \(sh.parts) parts does not fit "
+                + "\(count) gradient elements on \(communicator.size) ranks")
+        }
+        guard count >= 0 else { throw DistributedError("GradientReducer: negative element count \(count)") }
+        guard bucketBytes >= MemoryLayout<Float>.stride else {
+            throw DistributedError("GradientReducer: bucket size \(bucketBytes) bytes is smaller than one Float")
+        }
+        if progress == .shm {
+            engine = try SharedMemoryEngine(communicator: communicator, gradients: gradients, count: count,
+                                            bucketBytes: bucketBytes, average: average, shards: shards)
+        } else {
+            engine = try ReducerEngine(communicator: communicator, gradients: gradients, count: count,
+                                       bucketBytes: bucketBytes, average: average, progress: progress, shards: shards)
+        }
     }
 
     deinit { engine.close() }
@@ -99,8 +118,23 @@ public final class GradientReducer: @unchecked Sendable {
     public func close() { engine.close() }
 }
 
-/// The reducer's state and its communication thread (see GradientReducer).
-private final class ReducerEngine: @unchecked Sendable {
+/// What GradientReducer drives: the MPI engine below or the shared-memory one.
+protocol ReductionEngine: AnyObject, Sendable {
+    var layout: BucketLayout { get }
+    var average: Bool { get }
+    var progress: GradientReducer.Progress { get }
+    var worldSize: Int { get }
+    var rank: Int { get }
+    var shards: ShardLayout? { get }
+    var lastStep: GradientReducer.StepTiming { get }
+    var summary: String { get }
+    func markReady(_ range: Range<Int>) throws
+    func finish() throws
+    func close()
+}
+
+/// The MPI reducer's state and its communication thread (see GradientReducer).
+private final class ReducerEngine: ReductionEngine, @unchecked Sendable {
     typealias Progress = GradientReducer.Progress
     let layout: BucketLayout
     let average: Bool
@@ -109,6 +143,7 @@ private final class ReducerEngine: @unchecked Sendable {
     var rank: Int { comm.rank }
     let shards: ShardLayout?
     private(set) var lastStep = GradientReducer.StepTiming()
+    var summary: String { "MPI \(shards == nil ? "all-reduce" : "reduce-scatter"), \(progress.rawValue) progress" }
 
     private let comm: Communicator
     private let gradients: UnsafeMutablePointer<Float>
@@ -135,15 +170,7 @@ private final class ReducerEngine: @unchecked Sendable {
     init(communicator: Communicator, gradients: UnsafeMutablePointer<Float>, count: Int,
                 bucketBytes: Int = GradientReducer.defaultBucketBytes, average: Bool = true,
                 progress: Progress = .poll, shards: ShardLayout? = nil) throws {
-        guard count >= 0 else { throw DistributedError("GradientReducer: negative element count \(count)") }
-        guard bucketBytes >= MemoryLayout<Float>.stride else {
-            throw DistributedError("GradientReducer: bucket size \(bucketBytes) bytes is smaller than one Float")
-        }
         layout = BucketLayout(count: count, bucketElements: bucketBytes / MemoryLayout<Float>.stride)
-        if let sh = shards, sh.count != count || sh.parts != communicator.size {
-            throw DistributedError("GradientReducer: shard layout of \(sh.count) elements in \(sh.parts) parts does not fit "
-                + "\(count) gradient elements on \(communicator.size) ranks")
-        }
         self.shards = shards
         myShard = shards?.shard(communicator.rank) ?? 0..<0
         scratch = .allocate(capacity: max(myShard.count, 1))
@@ -157,6 +184,7 @@ private final class ReducerEngine: @unchecked Sendable {
         self.average = average
         self.gradients = gradients
         // Overlap needs a second thread inside MPI; without MPI_THREAD_MULTIPLE reduce in finish().
+        precondition(progress != .shm, "the shared-memory sum is SharedMemoryEngine")
         self.progress = communicator.threadLevel == .multiple ? progress : .deferred
         comm = try communicator.duplicate()
         coverage = BucketCoverage(layout: layout)

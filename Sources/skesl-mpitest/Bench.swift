@@ -72,7 +72,7 @@ func benchOverlap(_ world: Communicator, _ o: Options) throws {
         let hi = n - chunk * n / chunks, lo = n - (chunk + 1) * n / chunks
         try mark?(lo..<hi)
     }
-    let modes: [GradientReducer.Progress] = [.deferred, .thread, .poll]
+    let modes: [GradientReducer.Progress] = [.deferred, .thread, .poll, .shm]
     let reducers = try modes.map {
         try GradientReducer(communicator: world, gradients: grads, count: n, bucketBytes: bucketBytes,
                             average: false, progress: $0)

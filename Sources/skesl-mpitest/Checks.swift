@@ -91,7 +91,7 @@ func checkReducer(_ world: Communicator, _ o: Options) throws {
     // shards are all-gathered, so every check below still sees the whole buffer.
     let shards = o.flag("shard") ? ShardLayout(count: n, parts: world.size) : nil
     guard let progress = GradientReducer.Progress(rawValue: o.string("progress", "thread")) else {
-        fail("--progress must be thread, poll or deferred")
+        fail("--progress must be thread, poll, deferred or shm")
     }
     let grads = UnsafeMutablePointer<Float>.allocate(capacity: max(n, 1))
     let whole = UnsafeMutablePointer<Float>.allocate(capacity: max(n, 1))
@@ -161,7 +161,8 @@ func checkReducer(_ world: Communicator, _ o: Options) throws {
         }
         allBitwise = allBitwise && bitwise
         say(world, "reducer bucket_elements=\(bucketElements) buckets=\(reducer.layout.bucketCount) steps=\(steps) "
-            + "progress=\(reducer.progress.rawValue) sharded=\(shards != nil) bitwise_whole=\(bitwise)")
+            + "progress=\(reducer.progress.rawValue) sharded=\(shards != nil) bitwise_whole=\(bitwise) "
+            + "sum=\"\(reducer.summary)\"")
         reducer.close()
     }
     expect(worstRel < 1e-6, world, "bucketed mean differs from the Double reference by \(worstRel) relative")

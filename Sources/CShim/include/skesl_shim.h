@@ -29,6 +29,14 @@ int skesl_mpi_success(void);
 int skesl_mpi_max_error_string(void);
 int skesl_mpi_any_source(void);
 int skesl_mpi_max_processor_name(void);
+int skesl_mpi_comm_type_shared(void);
+MPI_Info skesl_mpi_info_null(void);
+
+// ---- Atomics on memory shared between processes (the shared-memory gradient sum,
+// Sources/SKESLDistributed/SharedMemoryEngine.swift): C11 acquire/release on a 64-bit counter.
+#include <stdint.h>
+int64_t skesl_atomic_load_acquire(const int64_t *p);
+void skesl_atomic_store_release(int64_t *p, int64_t v);
 
 // ---- HDF5 types, flags and property-list classes
 hid_t skesl_h5t_native_float(void);

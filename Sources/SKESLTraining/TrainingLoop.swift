@@ -149,6 +149,7 @@ extension Trainer {
                                                                  plainEverySeconds: rc.logEverySeconds))
         say("\(rc.task.rawValue): \(loader.count) samples, \(loader.stepsPerEpoch) steps/epoch of \(rc.train.globalBatch) samples, \(worldSize) rank(s) x \(rc.train.threads) thread(s), \(net.layout.trainableCount) trainable parameters")
         say(blas.line)
+        if let r = reducer { say("gradient sum: \(r.summary), buckets of \(rc.train.bucketMB) MiB") }
         return progress
     }
 

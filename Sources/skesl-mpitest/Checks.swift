@@ -173,29 +173,47 @@ func checkReducer(_ world: Communicator, _ o: Options) throws {
 /// Rank 1 dies while rank 0 (and any other rank) waits inside an all-reduce.
 func dieMidRun(_ world: Communicator, _ o: Options) throws {
     guard world.size >= 2 else { fail("die needs at least 2 ranks") }
+    let reducer = try sharedMemoryReducer(world, o, count: 1 << 20)
     if world.rank == 1 {
         Thread.sleep(forTimeInterval: o.double("after", 0.5))
         say(world, "dying now (\(o.string("how", "exit")))")
         if o.string("how", "exit") == "kill" { raise(SIGKILL) }
         exit(3)
     }
-    var buffer = [Float](repeating: 1, count: 1 << 20)
-    say(world, "waiting in all-reduce")
-    try world.allReduce(&buffer, .sum)
+    try waitInAllReduce(world, o, count: 1 << 20, reducer: reducer)
     fail("rank \(world.rank): all-reduce returned although rank 1 died")
 }
 
 /// Rank 1 stalls outside MPI; the others' watchdog must abort the job.
 func watchdogStall(_ world: Communicator, _ o: Options) throws {
     guard world.size >= 2 else { fail("watchdog needs at least 2 ranks") }
+    let reducer = try sharedMemoryReducer(world, o, count: 1024)
     world.setWatchdog(seconds: o.double("seconds", 1))
     if world.rank == 1 {
         say(world, "stalling")
         Thread.sleep(forTimeInterval: o.double("stall", 120))
         fail("rank 1 was not aborted by the watchdog")
     }
-    var buffer = [Float](repeating: 1, count: 1024)
-    say(world, "waiting in all-reduce")
-    try world.allReduce(&buffer, .sum)
+    try waitInAllReduce(world, o, count: 1024, reducer: reducer)
     fail("rank \(world.rank): all-reduce returned although rank 1 stalls")
+}
+
+/// --progress shm: the wait of `die` and `watchdog` is the shared-memory gradient sum's
+/// (every rank builds it first, a collective), not an MPI all-reduce.
+private func sharedMemoryReducer(_ world: Communicator, _ o: Options, count: Int) throws -> GradientReducer? {
+    guard o.string("progress", "mpi") == "shm" else { return nil }
+    let grads = UnsafeMutablePointer<Float>.allocate(capacity: count)   // lives until the process ends
+    grads.initialize(repeating: 1, count: count)
+    return try GradientReducer(communicator: world, gradients: grads, count: count, progress: .shm)
+}
+
+private func waitInAllReduce(_ world: Communicator, _ o: Options, count: Int, reducer: GradientReducer?) throws {
+    say(world, "waiting in all-reduce" + (reducer == nil ? "" : " (shared memory)"))
+    if let r = reducer {
+        try r.markReady(0..<count)
+        try r.finish()
+    } else {
+        var buffer = [Float](repeating: 1, count: count)
+        try world.allReduce(&buffer, .sum)
+    }
 }

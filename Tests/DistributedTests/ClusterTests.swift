@@ -39,8 +39,8 @@ final class ClusterTests: XCTestCase {
         XCTAssertEqual(r.stdout.components(separatedBy: "collectives ok").count - 1, 2, r.summary)
     }
 
-    private func runAcrossNamespaces(_ args: [String]) throws -> ProcessResult {
-        let r = try ProcessRunner.run(netns, [try ProcessRunner.mpitestExecutable()] + args, timeout: 120)
+    private func runAcrossNamespaces(_ args: [String], environment: [String: String] = [:]) throws -> ProcessResult {
+        let r = try ProcessRunner.run(netns, [try ProcessRunner.mpitestExecutable()] + args, environment: environment, timeout: 120)
         if r.status == 77 { throw XCTSkip("two-host test skipped: \(r.stderr.trimmingCharacters(in: .whitespacesAndNewlines))") }
         return r
     }
@@ -56,6 +56,34 @@ final class ClusterTests: XCTestCase {
                                          "--steps", "2", "--require-bitwise"])
         XCTAssertEqual(r.status, 0, r.summary)
         XCTAssertEqual(r.stdout.components(separatedBy: "reducer ok").count - 1, 2, r.summary)
+    }
+
+    /// train.allreduce=shm across two hosts: each host sums in its shared memory, then rank l
+    /// of each host all-reduces its part with rank l of the other over TCP. One rank per
+    /// host (MPI only, a + b: bitwise), two per host (both levels; integer values exact,
+    /// real ones within 1e-6 and identical on every rank; whole and ZeRO-1 shards).
+    func testSharedMemorySumAcrossTwoHosts() throws {
+        let one = try runAcrossNamespaces(["reducer", "--n", "100003", "--buckets", "1000,65536,100003", "--steps", "2",
+                                           "--progress", "shm", "--require-bitwise"])
+        XCTAssertEqual(one.status, 0, one.summary)
+        XCTAssertEqual(one.stdout.components(separatedBy: "reducer ok").count - 1, 2, one.summary)
+        XCTAssertTrue(one.stdout.contains("sum=\"shared memory, 2 hosts x 1 rank, MPI between hosts\""), one.summary)
+        for extra in [["--integers"], ["--integers", "--shard"], ["--shard"], []] {
+            let r = try runAcrossNamespaces(["reducer", "--n", "100003", "--buckets", "1000,65536,100003", "--steps", "2",
+                                             "--progress", "shm"] + extra, environment: ["SKESL_NETNS_PER_HOST": "2"])
+            XCTAssertEqual(r.status, 0, "\(extra)\n" + r.summary)
+            XCTAssertEqual(r.stdout.components(separatedBy: "reducer ok").count - 1, 4, r.summary)
+            XCTAssertTrue(r.stdout.contains("sum=\"shared memory, 2 hosts x 2 ranks, MPI between hosts\""), r.summary)
+        }
+    }
+
+    /// Uneven hosts (2 + 1 ranks) cannot split parts evenly: every rank says so and how to fix it.
+    func testSharedMemorySumRefusesUnevenHosts() throws {
+        let r = try runAcrossNamespaces(["reducer", "--n", "1003", "--buckets", "1003", "--steps", "1", "--progress", "shm"],
+                                        environment: ["SKESL_NETNS_PER_HOST": "2", "SKESL_NETNS_NP": "3", "SKESL_KILL_GRACE": "1"])
+        XCTAssertNotEqual(r.status, 0, r.summary)
+        XCTAssertTrue(r.stderr.contains("needs the same number of ranks on every host; ranks per host here: 2, 2, 1"), r.summary)
+        XCTAssertTrue(r.stderr.contains("train.allreduce=poll"), r.summary)
     }
 
     /// A failing job fails the script, and its namespaces are gone afterwards.

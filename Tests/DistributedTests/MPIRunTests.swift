@@ -86,6 +86,57 @@ final class MPIRunTests: XCTestCase {
         XCTAssertEqual(lines(r, containing: "reducer ok").count, 3, r.summary)
     }
 
+    /// train.allreduce=shm on two ranks: each element is a + b, so every bucket size gives
+    /// the bits of one whole MPI all-reduce, summed whole or into ZeRO-1 shards.
+    func testSharedMemorySumEqualsWholeAllReduceBitwiseOnTwoRanks() throws {
+        for extra in [[], ["--shard"]] {
+            let r = try mpirun(2, ["reducer", "--n", "10007", "--buckets", "1,7,1000,4096,10007,20014",
+                                   "--steps", "3", "--progress", "shm", "--require-bitwise"] + extra)
+            XCTAssertEqual(r.status, 0, r.summary)
+            XCTAssertEqual(lines(r, containing: "reducer ok").count, 2, r.summary)
+            XCTAssertEqual(lines(r, containing: "bitwise_whole=true sum=\"shared memory, 1 host x 2 ranks\"").count, 12, r.summary)
+        }
+    }
+
+    /// Three and five ranks on one host, buckets cut into uneven parts (and parts of zero
+    /// elements when a bucket is shorter than the rank count): integer values are exact.
+    func testSharedMemorySumIsExactForIntegerValuesOnThreeAndFiveRanks() throws {
+        for (np, extra) in [(3, []), (3, ["--shard"]), (5, [])] {
+            let r = try mpirun(np, ["reducer", "--n", "5003", "--buckets", "3,500,1668,5003", "--steps", "3", "--integers",
+                                    "--progress", "shm"] + extra)
+            XCTAssertEqual(r.status, 0, r.summary)
+            XCTAssertEqual(lines(r, containing: "reducer ok").count, np, r.summary)
+            XCTAssertEqual(lines(r, containing: "sum=\"shared memory, 1 host x \(np) ranks\"").count, 4 * np, r.summary)
+        }
+    }
+
+    /// Three ranks, real values: within 1e-6 of the Double reference and identical on every
+    /// rank (the checker fails otherwise).
+    func testSharedMemorySumOnThreeRanks() throws {
+        let r = try mpirun(3, ["reducer", "--n", "30011", "--buckets", "1000,4096,30011", "--steps", "3", "--progress", "shm"])
+        XCTAssertEqual(r.status, 0, r.summary)
+        XCTAssertEqual(lines(r, containing: "reducer ok").count, 3, r.summary)
+    }
+
+    /// A rank that dies or stalls while the others wait in the shared-memory sum (which
+    /// spins outside MPI): the launcher ends the job, or the watchdog aborts it, promptly.
+    func testRankDyingOrStallingDuringTheSharedMemorySumEndsTheJob() throws {
+        let exited = try mpirun(2, ["die", "--how", "exit", "--after", "0.5", "--progress", "shm"], timeout: 60)
+        XCTAssertFalse(exited.timedOut, exited.summary)
+        XCTAssertEqual(exited.status, 3, exited.summary)
+        XCTAssertTrue(exited.stdout.contains("rank 0/2: waiting in all-reduce (shared memory)"), exited.summary)
+        XCTAssertLessThan(exited.seconds, 30, exited.summary)
+        let killed = try mpirun(3, ["die", "--how", "kill", "--after", "0.5", "--progress", "shm"], timeout: 60)
+        XCTAssertFalse(killed.timedOut, killed.summary)
+        XCTAssertNotEqual(killed.status, 0, killed.summary)
+        XCTAssertLessThan(killed.seconds, 30, killed.summary)
+        let stalled = try mpirun(2, ["watchdog", "--seconds", "1", "--stall", "120", "--progress", "shm"], timeout: 60)
+        XCTAssertFalse(stalled.timedOut, stalled.summary)
+        XCTAssertEqual(stalled.status, 124, stalled.summary)
+        XCTAssertTrue(stalled.stderr.contains("watchdog: shared-memory gradient sum"), stalled.summary)
+        XCTAssertLessThan(stalled.seconds, 30, stalled.summary)
+    }
+
     func testRankExitingMidAllReduceFailsTheJobPromptly() throws {
         let r = try mpirun(2, ["die", "--how", "exit", "--after", "0.5"], timeout: 60)
         XCTAssertFalse(r.timedOut, r.summary)

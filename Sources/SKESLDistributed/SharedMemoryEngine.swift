@@ -148,13 +148,13 @@ final class SharedMemoryEngine: ReductionEngine, @unchecked Sendable {
                 + "\(missing.map { "\($0)" }.joined(separator: ", ")) ready in this step; every element "
                 + "of the buffer must be marked once (a parameter without gradient still needs its zeros marked)")
         }
-        let workBefore = workSeconds
         try advance(wait: true)
         // Every rank has read this rank's input for this step only once all have reduced
         // every bucket; copying back only a shard may not have waited for that.
         wait(reduced, atLeast: base + Int64(nb), what: "every bucket reduced")
         let exposed = monotonicSeconds() - called
-        lastStep = GradientReducer.StepTiming(communicationSeconds: workSeconds - workBefore + exposed, exposedSeconds: exposed)
+        // In flight: the work done inside markReady during backward, plus all of finish().
+        lastStep = GradientReducer.StepTiming(communicationSeconds: workSeconds + exposed, exposedSeconds: exposed)
         resetStep(advanceBase: true)
     }
 

@@ -77,7 +77,8 @@ public struct TrainConfig: Codable, Equatable, Sendable {
     public var threads = 1
     public var optimizer = OptimizerConfig()
     public var schedule = ScheduleConfig()
-    /// Gradient all-reduce bucket size in MiB, and how the communication thread drives it.
+    /// Gradient all-reduce bucket size in MiB, and how the sum runs: an MPI mode (poll, thread,
+    /// deferred) or shm, the sum in host shared memory (docs/cluster.md).
     public var bucketMB: Double = 8
     public var allreduce = GradientReducer.Progress.poll
     /// ZeRO-1: reduce-scatter the gradients, each rank updates its 1/N shard of the

@@ -93,6 +93,26 @@ public final class GradientReducer: @unchecked Sendable {
         }
     }
 
+    /// The shared-memory sum with the gradient buffer in shared memory (zero-copy): backward
+    /// computes into `gradientStorage`, which stays valid while the reducer lives. Collective.
+    public init(sharedMemoryOn communicator: Communicator, count: Int, bucketBytes: Int = GradientReducer.defaultBucketBytes,
+                average: Bool = true, shards: ShardLayout? = nil) throws {
+        if let sh = shards, sh.count != count || sh.parts != communicator.size {
+            throw DistributedError("GradientReducer: shard layout of \(sh.count) elements in \(sh.parts) parts does not fit "
+                + "\(count) gradient elements on \(communicator.size) ranks")
+        }
+        guard count >= 0, bucketBytes >= MemoryLayout<Float>.stride else {
+            throw DistributedError("GradientReducer: bad element count \(count) or bucket size \(bucketBytes) bytes")
+        }
+        engine = try SharedMemoryEngine(communicator: communicator, gradients: nil, count: count,
+                                        bucketBytes: bucketBytes, average: average, shards: shards)
+    }
+
+    /// Where backward must write the gradients: nil unless built with `sharedMemoryOn:`.
+    public var gradientStorage: UnsafeMutablePointer<Float>? {
+        (engine as? SharedMemoryEngine).flatMap { $0.inPlace ? $0.gradients : nil }
+    }
+
     deinit { engine.close() }
 
     /// Gradient elements `range` of the buffer are final for this step.

@@ -6,8 +6,9 @@
 // that competes with backward for a core, and a 16-rank ring needs 30 rounds of every rank's
 // progress. On one host the ranks can simply read each other's gradients: every rank maps
 // one shared block (SharedSegment.swift) holding
-//   - each rank's input: a copy of its gradients, written bucket by bucket as backward
-//     finishes them (the copy of a bucket backward has just written is cheap: it is in cache);
+//   - each rank's input: its gradients. The trainer computes them there (the network's
+//     gradient buffer is this input: `GradientReducer(sharedMemoryOn:)`, no copy); a caller
+//     with a buffer of its own has each bucket copied in as backward finishes it;
 //   - the results: one buffer of the whole gradient, where rank l writes part l of every
 //     bucket (each bucket is cut into one part per rank, so every bucket's work is shared);
 //   - per rank two counters, each on its own cache lines: buckets published (input written)
@@ -25,8 +26,12 @@
 // communicator per l: every core of a host drives its own share of the network traffic),
 // inside finish(), then publish it as reduced.
 //
-// Why no barrier is needed between steps: a rank publishes bucket b of step s+1 only after
-// its finish() of step s, which waited until every rank had reduced every bucket of step s,
+// In place, copying a result back overwrites this rank's input: part q of bucket b only after
+// rank q has reduced it, i.e. has read part q of every input; the other parts of the bucket
+// are other ranks' to read, and copied back only once their owners are done with them.
+//
+// Why no barrier is needed between steps: a rank writes its input for step s+1 (zeroing the
+// gradients, backward) and publishes bucket b of it only after its finish() of step s, which waited until every rank had reduced every bucket of step s,
 // i.e. had read everything of step s from this rank's input; and a rank writes a result of
 // step s+1 only after every rank published that bucket of step s+1, i.e. after every rank
 // had copied the results of step s.
@@ -54,7 +59,10 @@ final class SharedMemoryEngine: ReductionEngine, @unchecked Sendable {
     /// The ranks with this rank's host rank on every host; nil on a single host.
     private let cross: Communicator?
     private let segment: SharedSegment
-    private let gradients: UnsafeMutablePointer<Float>
+    /// The caller's gradients; in place (`inPlace`), this rank's input in the shared block.
+    let gradients: UnsafeMutablePointer<Float>
+    /// Backward writes straight into this rank's input: no copy when a bucket is published.
+    let inPlace: Bool
     private let local: Int, hostSize: Int
     private let published: [UnsafeMutablePointer<Int64>]
     private let reduced: [UnsafeMutablePointer<Int64>]
@@ -74,12 +82,14 @@ final class SharedMemoryEngine: ReductionEngine, @unchecked Sendable {
     private var closed = false
 
     /// Collective over `communicator`: every rank constructs it, in the same order.
-    init(communicator: Communicator, gradients: UnsafeMutablePointer<Float>, count: Int,
+    /// `gradients` nil: the gradient buffer is this rank's input in the shared block
+    /// (`gradients` then points there; the caller computes into it, zero-copy).
+    init(communicator: Communicator, gradients: UnsafeMutablePointer<Float>?, count: Int,
          bucketBytes: Int, average: Bool, shards: ShardLayout?) throws {
         layout = BucketLayout(count: count, bucketElements: bucketBytes / MemoryLayout<Float>.stride)
         self.average = average
         self.shards = shards
-        self.gradients = gradients
+        inPlace = gradients == nil
         worldSize = communicator.size
         rank = communicator.rank
         wanted = shards?.shard(communicator.rank) ?? 0..<count
@@ -120,6 +130,7 @@ final class SharedMemoryEngine: ReductionEngine, @unchecked Sendable {
         reduced = (0..<hostSize).map { (b + $0 * 2 * line + line).assumingMemoryBound(to: Int64.self) }
         inputs = (0..<hostSize).map { (b + counterBytes + $0 * inputBytes).assumingMemoryBound(to: Float.self) }
         results = (b + counterBytes + hostSize * inputBytes).assumingMemoryBound(to: Float.self)
+        self.gradients = gradients ?? inputs[local]
         coverage = BucketCoverage(layout: layout)
         complete = [Bool](repeating: false, count: layout.bucketCount)
     }
@@ -177,8 +188,10 @@ final class SharedMemoryEngine: ReductionEngine, @unchecked Sendable {
     private func publish() {
         let start = publishedCount
         while publishedCount < complete.count && complete[publishedCount] {
-            let r = layout.range(ofBucket: publishedCount)
-            (inputs[local] + r.lowerBound).update(from: gradients + r.lowerBound, count: r.count)
+            if !inPlace {
+                let r = layout.range(ofBucket: publishedCount)
+                (inputs[local] + r.lowerBound).update(from: gradients + r.lowerBound, count: r.count)
+            }
             publishedCount += 1
         }
         if publishedCount > start { skesl_atomic_store_release(published[local], base + Int64(publishedCount)) }

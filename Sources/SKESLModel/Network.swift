@@ -34,20 +34,27 @@ public final class SKESLNetwork {
     // State of the last forward, for backward.
     var state = ForwardState()
 
-    public init(config: ModelConfig, seed: UInt64 = 0) throws {
+    /// Not owned: a gradient buffer the caller provides (and keeps alive longer than this).
+    private let gradsProvided: Bool
+
+    /// `gradients`: where to keep the gradients instead of a buffer of its own, at least
+    /// `ParameterLayout(config:).trainableCount` floats that outlive the network (the
+    /// shared-memory gradient sum's input, so that backward writes where the other ranks read).
+    public init(config: ModelConfig, seed: UInt64 = 0, gradients: FPtr? = nil) throws {
         try config.validate()
         self.config = config
         layout = ParameterLayout(config: config)
         params = .allocate(capacity: max(layout.count, 1))
         params.initialize(repeating: 0, count: max(layout.count, 1))
-        grads = .allocate(capacity: max(layout.trainableCount, 1))
-        grads.initialize(repeating: 0, count: max(layout.trainableCount, 1))
+        gradsProvided = gradients != nil
+        grads = gradients ?? .allocate(capacity: max(layout.trainableCount, 1))
+        grads.update(repeating: 0, count: max(layout.trainableCount, 1))
         predictions = .allocate(capacity: 1)
         layout.initialise(params, seed: seed, padTokenId: config.bert.padTokenId)
         resolveOffsets()
     }
 
-    deinit { params.deallocate(); grads.deallocate(); predictions.deallocate() }
+    deinit { params.deallocate(); if !gradsProvided { grads.deallocate() }; predictions.deallocate() }
 
     /// The parameter tensor `name`.
     public func parameter(_ name: String) -> FPtr? { layout.entry(name).map { params + $0.offset } }

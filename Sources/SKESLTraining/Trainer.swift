@@ -73,7 +73,15 @@ public final class Trainer {
         guard text.tokenizer.vocabularySize <= mc.bert.vocabSize else {
             throw ConfigError("the tokenizer has \(text.tokenizer.vocabularySize) tokens but BERT's vocabulary is \(mc.bert.vocabSize): use the tokenizer that belongs to the BERT weights")
         }
-        net = try SKESLNetwork(config: mc, seed: rc.train.seed)
+        // The shared-memory sum keeps each rank's gradients in the block the host's ranks share,
+        // so it comes first and the network computes into it (no copy; docs/cluster.md).
+        var sharedMemoryReducer: GradientReducer? = nil
+        if comm.size > 1 && rc.train.allreduce == .shm {
+            let count = ParameterLayout(config: mc).trainableCount
+            sharedMemoryReducer = try GradientReducer(sharedMemoryOn: comm, count: count, bucketBytes: Int(rc.train.bucketMB * 1_048_576),
+                                                      average: false, shards: Trainer.shards(rc, count: count, ranks: comm.size))
+        }
+        net = try SKESLNetwork(config: mc, seed: rc.train.seed, gradients: sharedMemoryReducer?.gradientStorage)
         optimizer = Optimizer(config: rc.train.optimizer, layout: net.layout)
         state.seed = rc.train.seed
         state.worldSize = comm.size
@@ -93,12 +101,16 @@ public final class Trainer {
             var received = try comm.broadcast(json: state)
             received.worldSize = comm.size
             state = received
-            let progress = rc.train.allreduce
-            let shards = rc.train.shardOptimizer ? ShardLayout(count: net.layout.trainableCount, parts: comm.size) : nil
-            reducer = try GradientReducer(communicator: comm, gradients: net.grads, count: net.layout.trainableCount,
-                                          bucketBytes: Int(rc.train.bucketMB * 1_048_576), average: false, progress: progress,
-                                          shards: shards)
+            reducer = try sharedMemoryReducer ?? GradientReducer(
+                communicator: comm, gradients: net.grads, count: net.layout.trainableCount,
+                bucketBytes: Int(rc.train.bucketMB * 1_048_576), average: false, progress: rc.train.allreduce,
+                shards: Trainer.shards(rc, count: net.layout.trainableCount, ranks: comm.size))
         }
+    }
+
+    /// ZeRO-1's shards (train.shardOptimizer), else nil.
+    static func shards(_ rc: RunConfig, count: Int, ranks: Int) -> ShardLayout? {
+        rc.train.shardOptimizer ? ShardLayout(count: count, parts: ranks) : nil
     }
 
     deinit { reducer?.close() }

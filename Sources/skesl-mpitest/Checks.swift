@@ -101,8 +101,12 @@ func checkReducer(_ world: Communicator, _ o: Options) throws {
     var worstRel = 0.0
 
     for bucketElements in bucketSizes {
-        let reducer = try GradientReducer(communicator: world, gradients: grads, count: n,
-                                          bucketBytes: bucketElements * 4, progress: progress, shards: shards)
+        // --in-place (shm only): the gradients live in the reducer's shared block, as the trainer keeps them.
+        let reducer = o.flag("in-place")
+            ? try GradientReducer(sharedMemoryOn: world, count: n, bucketBytes: bucketElements * 4, shards: shards)
+            : try GradientReducer(communicator: world, gradients: grads, count: n,
+                                  bucketBytes: bucketElements * 4, progress: progress, shards: shards)
+        let grads = reducer.gradientStorage ?? grads
         var bitwise = true
         for step in 0..<steps {
             for i in 0..<n { grads[i] = testValue(rank: world.rank, step: step, index: i, integers: integers) }
@@ -162,7 +166,7 @@ func checkReducer(_ world: Communicator, _ o: Options) throws {
         allBitwise = allBitwise && bitwise
         say(world, "reducer bucket_elements=\(bucketElements) buckets=\(reducer.layout.bucketCount) steps=\(steps) "
             + "progress=\(reducer.progress.rawValue) sharded=\(shards != nil) bitwise_whole=\(bitwise) "
-            + "sum=\"\(reducer.summary)\"")
+            + "sum=\"\(reducer.summary)\" in_place=\(reducer.gradientStorage != nil)")
         reducer.close()
     }
     expect(worstRel < 1e-6, world, "bucketed mean differs from the Double reference by \(worstRel) relative")

@@ -10,7 +10,7 @@ setvbuf(stdout, nil, _IOLBF, 0)
 let usage = """
     usage: skesl-mpitest MODE [options]
       collectives                      barrier, broadcast, all-reduce, all-gather checks
-      reducer [--n N] [--buckets B1,B2,..] [--steps S] [--progress thread|poll|deferred] [--integers]
+      reducer [--n N] [--buckets B1,B2,..] [--steps S] [--progress thread|poll|deferred|shm] [--integers] [--shard] [--in-place]
                                        bucketed reducer vs one whole all-reduce
       die [--how exit|kill] [--after SECONDS]
                                        rank 1 dies while rank 0 waits in an all-reduce

@@ -68,7 +68,7 @@ final class ClusterTests: XCTestCase {
         XCTAssertEqual(one.status, 0, one.summary)
         XCTAssertEqual(one.stdout.components(separatedBy: "reducer ok").count - 1, 2, one.summary)
         XCTAssertTrue(one.stdout.contains("sum=\"shared memory, 2 hosts x 1 rank, MPI between hosts\""), one.summary)
-        for extra in [["--integers"], ["--integers", "--shard"], ["--shard"], []] {
+        for extra in [["--integers"], ["--integers", "--shard", "--in-place"], ["--shard"], ["--in-place"]] {
             let r = try runAcrossNamespaces(["reducer", "--n", "100003", "--buckets", "1000,65536,100003", "--steps", "2",
                                              "--progress", "shm"] + extra, environment: ["SKESL_NETNS_PER_HOST": "2"])
             XCTAssertEqual(r.status, 0, "\(extra)\n" + r.summary)

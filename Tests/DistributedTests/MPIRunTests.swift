@@ -87,21 +87,23 @@ final class MPIRunTests: XCTestCase {
     }
 
     /// train.allreduce=shm on two ranks: each element is a + b, so every bucket size gives
-    /// the bits of one whole MPI all-reduce, summed whole or into ZeRO-1 shards.
+    /// the bits of one whole MPI all-reduce, summed whole or into ZeRO-1 shards, with the
+    /// gradients copied in or computed in the shared block (--in-place, as the trainer does).
     func testSharedMemorySumEqualsWholeAllReduceBitwiseOnTwoRanks() throws {
-        for extra in [[], ["--shard"]] {
+        for extra in [[], ["--shard"], ["--in-place"], ["--in-place", "--shard"]] {
             let r = try mpirun(2, ["reducer", "--n", "10007", "--buckets", "1,7,1000,4096,10007,20014",
                                    "--steps", "3", "--progress", "shm", "--require-bitwise"] + extra)
             XCTAssertEqual(r.status, 0, r.summary)
             XCTAssertEqual(lines(r, containing: "reducer ok").count, 2, r.summary)
-            XCTAssertEqual(lines(r, containing: "bitwise_whole=true sum=\"shared memory, 1 host x 2 ranks\"").count, 12, r.summary)
+            XCTAssertEqual(lines(r, containing: "bitwise_whole=true sum=\"shared memory, 1 host x 2 ranks\" in_place=\(extra.contains("--in-place"))").count,
+                           12, r.summary)
         }
     }
 
     /// Three and five ranks on one host, buckets cut into uneven parts (and parts of zero
     /// elements when a bucket is shorter than the rank count): integer values are exact.
     func testSharedMemorySumIsExactForIntegerValuesOnThreeAndFiveRanks() throws {
-        for (np, extra) in [(3, []), (3, ["--shard"]), (5, [])] {
+        for (np, extra) in [(3, []), (3, ["--shard"]), (3, ["--in-place", "--shard"]), (5, ["--in-place"])] {
             let r = try mpirun(np, ["reducer", "--n", "5003", "--buckets", "3,500,1668,5003", "--steps", "3", "--integers",
                                     "--progress", "shm"] + extra)
             XCTAssertEqual(r.status, 0, r.summary)

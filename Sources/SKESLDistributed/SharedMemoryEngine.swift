@@ -200,14 +200,9 @@ final class SharedMemoryEngine: ReductionEngine, @unchecked Sendable {
     /// Sums, reduces and copies back every bucket whose inputs are there. `wait: false`
     /// (inside backward): only what needs no waiting and no MPI. `wait: true` (finish): all of it.
     private func advance(wait: Bool) throws {
-        let nb = layout.bucketCount
-        while summedCount < nb {
-            let need = base + Int64(summedCount) + 1
-            if wait { self.wait(published, atLeast: need, what: "bucket \(summedCount) published") }
-            else if !all(published, atLeast: need) { break }
-            sumPart(summedCount)
-            summedCount += 1
-            if cross == nil { finishPart(reducedCount); reducedCount += 1 }
+        try drain(&summedCount, after: published, "published", wait: wait) { i in
+            sumPart(i)
+            if cross == nil { finishPart(i); reducedCount = i + 1 }
         }
         if let c = cross, wait {
             while reducedCount < summedCount {
@@ -217,12 +212,19 @@ final class SharedMemoryEngine: ReductionEngine, @unchecked Sendable {
                 reducedCount += 1
             }
         }
-        while copiedCount < nb {
-            let need = base + Int64(copiedCount) + 1
-            if wait { self.wait(reduced, atLeast: need, what: "bucket \(copiedCount) reduced") }
-            else if !all(reduced, atLeast: need) { break }
-            copyBack(copiedCount)
-            copiedCount += 1
+        try drain(&copiedCount, after: reduced, "reduced", wait: wait) { copyBack($0) }
+    }
+
+    /// Runs `body` on this step's buckets from `count` on, in order, each once every rank's
+    /// `counters` have passed it; without `wait`, stops at the first that is not there yet.
+    private func drain(_ count: inout Int, after counters: [UnsafeMutablePointer<Int64>], _ what: String, wait: Bool,
+                       _ body: (Int) throws -> Void) rethrows {
+        while count < layout.bucketCount {
+            let need = base + Int64(count) + 1
+            if wait { self.wait(counters, atLeast: need, what: "bucket \(count) \(what)") }
+            else if !all(counters, atLeast: need) { break }
+            try body(count)
+            count += 1
         }
     }
 

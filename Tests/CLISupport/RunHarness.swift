@@ -136,6 +136,22 @@ public final class RunHarness {
         return out
     }
 
+    /// Weights and both Adam moments of a checkpoint, by dataset path ("/weights/NAME", ...).
+    public func checkpointState(_ path: String) throws -> [String: [Float]] {
+        let f = try H5File.open(path)
+        var out: [String: [Float]] = [:]
+        for g in ["/weights", "/optimizer/exp_avg", "/optimizer/exp_avg_sq"] {
+            for n in try f.children(of: g) { out[g + "/" + n] = try f.read(g + "/" + n, as: Float.self).values }
+        }
+        return out
+    }
+
+    /// `pretrain -c cfg --run-dir DIR/run` with `extra`, under mpirun with `np` ranks.
+    public func pretrain(_ cfg: String, np: Int, run: String, _ extra: [String],
+                         environment: [String: String] = [:]) throws -> RunResult {
+        try self.run(["pretrain", "-c", cfg, "--run-dir", dir + "/" + run] + extra, np: np, environment: environment)
+    }
+
     /// The repository's root (for Cluster/ and scripts/).
     public static let repositoryRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
         .deletingLastPathComponent().path
@@ -153,4 +169,15 @@ public func maxRelativeDifference(_ a: [String: [Float]], _ b: [String: [Float]]
         worst = max(worst, d / max(m, 1e-12))
     }
     return worst
+}
+
+/// Two checkpoint states (RunHarness.checkpointState) hold the same tensors, bit for bit, and
+/// include the second moments (so a comparison of weights alone cannot pass for one of all).
+public func assertSameBits(_ a: [String: [Float]], _ b: [String: [Float]], _ what: String,
+                           file: StaticString = #filePath, line: UInt = #line) {
+    XCTAssertEqual(Set(a.keys), Set(b.keys), what, file: file, line: line)
+    XCTAssertGreaterThan(a.keys.filter { $0.hasPrefix("/optimizer/exp_avg_sq/") }.count, 0, file: file, line: line)
+    for (k, v) in b where a[k] != v {
+        XCTFail("\(what): \(k) differs (max rel \(maxRelativeDifference([k: a[k] ?? []], [k: v])))", file: file, line: line)
+    }
 }

@@ -12,29 +12,6 @@ import SKESLTraining
 final class ShardedTrainingTests: XCTestCase {
     let shard = ["--set", "train.shardOptimizer=true"]
 
-    func pretrain(_ h: RunHarness, _ cfg: String, np: Int, run: String, _ extra: [String],
-                  environment: [String: String] = [:]) throws -> RunResult {
-        try h.run(["pretrain", "-c", cfg, "--run-dir", h.dir + "/" + run] + extra, np: np, environment: environment)
-    }
-
-    /// Weights and both Adam moments of a checkpoint, by dataset path.
-    func state(_ path: String) throws -> [String: [Float]] {
-        let f = try H5File.open(path)
-        var out: [String: [Float]] = [:]
-        for g in ["/weights", "/optimizer/exp_avg", "/optimizer/exp_avg_sq"] {
-            for n in try f.children(of: g) { out[g + "/" + n] = try f.read(g + "/" + n, as: Float.self).values }
-        }
-        return out
-    }
-
-    func assertBitwise(_ a: [String: [Float]], _ b: [String: [Float]], _ what: String, file: StaticString = #filePath, line: UInt = #line) {
-        XCTAssertEqual(Set(a.keys), Set(b.keys), what, file: file, line: line)
-        XCTAssertGreaterThan(a.keys.filter { $0.hasPrefix("/optimizer/exp_avg_sq/") }.count, 0, file: file, line: line)
-        for (k, v) in b where a[k] != v {
-            XCTFail("\(what): \(k) differs (max rel \(maxRelativeDifference([k: a[k] ?? []], [k: v])))", file: file, line: line)
-        }
-    }
-
     func testShardedOptimizerEqualsAllReduceBitwiseOnTwoRanks() throws {
         let h = try RunHarness("zero1")
         try h.synth(samples: 30)
@@ -42,16 +19,16 @@ final class ShardedTrainingTests: XCTestCase {
         // 5, the end of the run at 6; keep them all to compare each.
         let cfg = try h.writeConfig(extra: "checkpoint: {everySteps: 2, keepLast: 10}")
         let args = ["--max-steps", "6", "--epochs", "20"]
-        let plain = try pretrain(h, cfg, np: 2, run: "plain", args)
+        let plain = try h.pretrain(cfg, np: 2, run: "plain", args)
         XCTAssertEqual(plain.status, 0, plain.err)
-        let sharded = try pretrain(h, cfg, np: 2, run: "sharded", args + shard)
+        let sharded = try h.pretrain(cfg, np: 2, run: "sharded", args + shard)
         XCTAssertEqual(sharded.status, 0, sharded.err)
         for step in [2, 4, 5, 6] {
-            assertBitwise(try state(h.checkpoint(step: step, run: "sharded")), try state(h.checkpoint(step: step, run: "plain")),
+            assertSameBits(try h.checkpointState(h.checkpoint(step: step, run: "sharded")), try h.checkpointState(h.checkpoint(step: step, run: "plain")),
                           "step \(step): sharded vs all-reduce")
         }
         // Training moved the moments at all (the comparison is not of zeros).
-        let v = try state(h.checkpoint(step: 6, run: "sharded")).filter { $0.key.hasPrefix("/optimizer/exp_avg_sq/") }
+        let v = try h.checkpointState(h.checkpoint(step: 6, run: "sharded")).filter { $0.key.hasPrefix("/optimizer/exp_avg_sq/") }
         XCTAssertTrue(v.values.contains { $0.contains { $0 > 0 } })
     }
 
@@ -60,16 +37,16 @@ final class ShardedTrainingTests: XCTestCase {
         try h.synth(samples: 30)
         let cfg = try h.writeConfig(extra: "checkpoint: {everySteps: 2}")
         let args = ["--max-steps", "9", "--epochs", "20"] + shard
-        let full = try pretrain(h, cfg, np: 2, run: "full", args)
+        let full = try h.pretrain(cfg, np: 2, run: "full", args)
         XCTAssertEqual(full.status, 0, full.err)
         // Every rank kills itself in step 7, after its gradients, with step 6's checkpoint on disk.
-        let cut = try pretrain(h, cfg, np: 2, run: "cut", args, environment: ["SKESL_FAULT_KILL_AT_STEP": "7"])
+        let cut = try h.pretrain(cfg, np: 2, run: "cut", args, environment: ["SKESL_FAULT_KILL_AT_STEP": "7"])
         XCTAssertNotEqual(cut.status, 0, "the run was meant to be killed: \(cut.err)")
         XCTAssertTrue(FileManager.default.fileExists(atPath: h.checkpoint(step: 6, run: "cut") + ".done"), cut.err)
-        let resumed = try pretrain(h, cfg, np: 2, run: "cut", args + ["--resume", "auto"])
+        let resumed = try h.pretrain(cfg, np: 2, run: "cut", args + ["--resume", "auto"])
         XCTAssertEqual(resumed.status, 0, resumed.err)
         XCTAssertTrue(resumed.err.contains("resumed from"), resumed.err)
-        assertBitwise(try state(h.checkpoint(step: 9, run: "cut")), try state(h.checkpoint(step: 9, run: "full")),
+        assertSameBits(try h.checkpointState(h.checkpoint(step: 9, run: "cut")), try h.checkpointState(h.checkpoint(step: 9, run: "full")),
                       "sharded run killed at step 7 and resumed")
     }
 
@@ -80,11 +57,11 @@ final class ShardedTrainingTests: XCTestCase {
         try h.synth(samples: 30)
         let cfg = try h.writeConfig()
         let args = ["--max-steps", "4", "--set", "train.optimizer.clipNorm=0.05"]
-        let plain = try pretrain(h, cfg, np: 3, run: "plain", args)
+        let plain = try h.pretrain(cfg, np: 3, run: "plain", args)
         XCTAssertEqual(plain.status, 0, plain.err)
-        let sharded = try pretrain(h, cfg, np: 3, run: "sharded", args + shard)
+        let sharded = try h.pretrain(cfg, np: 3, run: "sharded", args + shard)
         XCTAssertEqual(sharded.status, 0, sharded.err)
-        let a = try state(h.checkpoint(step: 4, run: "sharded")), b = try state(h.checkpoint(step: 4, run: "plain"))
+        let a = try h.checkpointState(h.checkpoint(step: 4, run: "sharded")), b = try h.checkpointState(h.checkpoint(step: 4, run: "plain"))
         XCTAssertEqual(Set(a.keys), Set(b.keys))
         XCTAssertLessThan(maxRelativeDifference(a, b), 1e-4, "3 ranks: sharded vs all-reduce")
     }

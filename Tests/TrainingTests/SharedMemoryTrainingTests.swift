@@ -13,29 +13,6 @@ import SKESLTraining
 final class SharedMemoryTrainingTests: XCTestCase {
     let shm = ["--set", "train.allreduce=shm"]
 
-    func pretrain(_ h: RunHarness, _ cfg: String, np: Int, run: String, _ extra: [String],
-                  environment: [String: String] = [:]) throws -> RunResult {
-        try h.run(["pretrain", "-c", cfg, "--run-dir", h.dir + "/" + run] + extra, np: np, environment: environment)
-    }
-
-    /// Weights and both Adam moments of a checkpoint, by dataset path.
-    func state(_ path: String) throws -> [String: [Float]] {
-        let f = try H5File.open(path)
-        var out: [String: [Float]] = [:]
-        for g in ["/weights", "/optimizer/exp_avg", "/optimizer/exp_avg_sq"] {
-            for n in try f.children(of: g) { out[g + "/" + n] = try f.read(g + "/" + n, as: Float.self).values }
-        }
-        return out
-    }
-
-    func assertBitwise(_ a: [String: [Float]], _ b: [String: [Float]], _ what: String, file: StaticString = #filePath, line: UInt = #line) {
-        XCTAssertEqual(Set(a.keys), Set(b.keys), what, file: file, line: line)
-        XCTAssertGreaterThan(a.keys.filter { $0.hasPrefix("/optimizer/exp_avg_sq/") }.count, 0, file: file, line: line)
-        for (k, v) in b where a[k] != v {
-            XCTFail("\(what): \(k) differs (max rel \(maxRelativeDifference([k: a[k] ?? []], [k: v])))", file: file, line: line)
-        }
-    }
-
     func command(_ args: [String]) throws -> Int32 {
         let p = Process()
         p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
@@ -60,19 +37,19 @@ final class SharedMemoryTrainingTests: XCTestCase {
         let cfg = try h.writeConfig(extra: "checkpoint: {everySteps: 2, keepLast: 10}")
         // Small buckets: several per step, so buckets finish during backward and are summed there.
         let args = ["--max-steps", "6", "--epochs", "20", "--set", "train.bucketMB=0.05"]
-        let plain = try pretrain(h, cfg, np: 2, run: "plain", args)
+        let plain = try h.pretrain(cfg, np: 2, run: "plain", args)
         XCTAssertEqual(plain.status, 0, plain.err)
         let dir = try shmDir(h)
-        let summed = try pretrain(h, cfg, np: 2, run: "shm", args + shm, environment: ["SKESL_SHM_DIR": dir])
+        let summed = try h.pretrain(cfg, np: 2, run: "shm", args + shm, environment: ["SKESL_SHM_DIR": dir])
         XCTAssertEqual(summed.status, 0, summed.err)
         XCTAssertTrue(summed.err.contains("gradient sum: shared memory, 1 host x 2 ranks"), summed.err)
-        let both = try pretrain(h, cfg, np: 2, run: "shm-zero1", args + shm + ["--set", "train.shardOptimizer=true"],
+        let both = try h.pretrain(cfg, np: 2, run: "shm-zero1", args + shm + ["--set", "train.shardOptimizer=true"],
                                 environment: ["SKESL_SHM_DIR": dir])
         XCTAssertEqual(both.status, 0, both.err)
         for step in [2, 4, 5, 6] {
-            let reference = try state(h.checkpoint(step: step, run: "plain"))
-            assertBitwise(try state(h.checkpoint(step: step, run: "shm")), reference, "step \(step): shm vs MPI all-reduce")
-            assertBitwise(try state(h.checkpoint(step: step, run: "shm-zero1")), reference, "step \(step): shm + ZeRO-1 vs MPI all-reduce")
+            let reference = try h.checkpointState(h.checkpoint(step: step, run: "plain"))
+            assertSameBits(try h.checkpointState(h.checkpoint(step: step, run: "shm")), reference, "step \(step): shm vs MPI all-reduce")
+            assertSameBits(try h.checkpointState(h.checkpoint(step: step, run: "shm-zero1")), reference, "step \(step): shm + ZeRO-1 vs MPI all-reduce")
         }
         XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: dir), [], "the shared-memory file is unlinked")
     }
@@ -84,17 +61,17 @@ final class SharedMemoryTrainingTests: XCTestCase {
         let args = ["--max-steps", "9", "--epochs", "20"] + shm
         let dir = try shmDir(h)
         let env = ["SKESL_SHM_DIR": dir]
-        let full = try pretrain(h, cfg, np: 2, run: "full", args, environment: env)
+        let full = try h.pretrain(cfg, np: 2, run: "full", args, environment: env)
         XCTAssertEqual(full.status, 0, full.err)
         // Every rank kills itself (SIGKILL) in step 7, after its gradients, with step 6's checkpoint on disk.
-        let cut = try pretrain(h, cfg, np: 2, run: "cut", args, environment: env.merging(["SKESL_FAULT_KILL_AT_STEP": "7"]) { $1 })
+        let cut = try h.pretrain(cfg, np: 2, run: "cut", args, environment: env.merging(["SKESL_FAULT_KILL_AT_STEP": "7"]) { $1 })
         XCTAssertNotEqual(cut.status, 0, "the run was meant to be killed: \(cut.err)")
         XCTAssertTrue(FileManager.default.fileExists(atPath: h.checkpoint(step: 6, run: "cut") + ".done"), cut.err)
         XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: dir), [], "kill -9 leaves no shared-memory file")
-        let resumed = try pretrain(h, cfg, np: 2, run: "cut", args + ["--resume", "auto"], environment: env)
+        let resumed = try h.pretrain(cfg, np: 2, run: "cut", args + ["--resume", "auto"], environment: env)
         XCTAssertEqual(resumed.status, 0, resumed.err)
         XCTAssertTrue(resumed.err.contains("resumed from"), resumed.err)
-        assertBitwise(try state(h.checkpoint(step: 9, run: "cut")), try state(h.checkpoint(step: 9, run: "full")),
+        assertSameBits(try h.checkpointState(h.checkpoint(step: 9, run: "cut")), try h.checkpointState(h.checkpoint(step: 9, run: "full")),
                       "shm run killed at step 7 and resumed")
     }
 
@@ -102,7 +79,7 @@ final class SharedMemoryTrainingTests: XCTestCase {
         let h = try RunHarness("shm-missing")
         try h.synth(samples: 30)
         let cfg = try h.writeConfig()
-        let r = try pretrain(h, cfg, np: 2, run: "run", ["--max-steps", "2"] + shm,
+        let r = try h.pretrain(cfg, np: 2, run: "run", ["--max-steps", "2"] + shm,
                              environment: ["SKESL_SHM_DIR": h.dir + "/no-such-dir"])
         XCTAssertNotEqual(r.status, 0, r.err)
         XCTAssertTrue(r.err.contains("no-such-dir is not usable for shared memory"), r.err)
@@ -122,7 +99,7 @@ final class SharedMemoryTrainingTests: XCTestCase {
             throw XCTSkip("cannot mount a tmpfs here (needs root)")
         }
         defer { _ = try? command(["umount", mnt]) }
-        let r = try pretrain(h, cfg, np: 2, run: "run", ["--max-steps", "2"] + shm, environment: ["SKESL_SHM_DIR": mnt])
+        let r = try h.pretrain(cfg, np: 2, run: "run", ["--max-steps", "2"] + shm, environment: ["SKESL_SHM_DIR": mnt])
         XCTAssertNotEqual(r.status, 0, r.err)
         XCTAssertTrue(r.err.contains("has no room for the shared-memory gradient sum"), r.err)
         XCTAssertTrue(r.err.contains("--shm-size"), r.err)

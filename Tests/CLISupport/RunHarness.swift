@@ -181,3 +181,25 @@ public func assertSameBits(_ a: [String: [Float]], _ b: [String: [Float]], _ wha
         XCTFail("\(what): \(k) differs (max rel \(maxRelativeDifference([k: a[k] ?? []], [k: v])))", file: file, line: line)
     }
 }
+
+extension RunHarness {
+    /// 2 ranks, checkpoints every 2 steps, 9 steps: the whole run ("full"), then the same run
+    /// with every rank killing itself (SIGKILL) in step 7 with step 6's checkpoint on disk
+    /// ("cut"), `afterKill`, and its resume; step 9 of both must hold the same bits.
+    public func assertKilledRunResumesBitwise(_ cfg: String, _ args: [String], environment: [String: String] = [:],
+                                              afterKill: () throws -> Void = {}, _ what: String,
+                                              file: StaticString = #filePath, line: UInt = #line) throws {
+        let run = ["--max-steps", "9", "--epochs", "20"] + args
+        let full = try pretrain(cfg, np: 2, run: "full", run, environment: environment)
+        XCTAssertEqual(full.status, 0, full.err, file: file, line: line)
+        let cut = try pretrain(cfg, np: 2, run: "cut", run, environment: environment.merging(["SKESL_FAULT_KILL_AT_STEP": "7"]) { $1 })
+        XCTAssertNotEqual(cut.status, 0, "the run was meant to be killed: \(cut.err)", file: file, line: line)
+        XCTAssertTrue(FileManager.default.fileExists(atPath: checkpoint(step: 6, run: "cut") + ".done"), cut.err, file: file, line: line)
+        try afterKill()
+        let resumed = try pretrain(cfg, np: 2, run: "cut", run + ["--resume", "auto"], environment: environment)
+        XCTAssertEqual(resumed.status, 0, resumed.err, file: file, line: line)
+        XCTAssertTrue(resumed.err.contains("resumed from"), resumed.err, file: file, line: line)
+        assertSameBits(try checkpointState(checkpoint(step: 9, run: "cut")), try checkpointState(checkpoint(step: 9, run: "full")),
+                       what, file: file, line: line)
+    }
+}

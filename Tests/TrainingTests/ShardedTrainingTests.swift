@@ -36,18 +36,8 @@ final class ShardedTrainingTests: XCTestCase {
         let h = try RunHarness("zero1-resume")
         try h.synth(samples: 30)
         let cfg = try h.writeConfig(extra: "checkpoint: {everySteps: 2}")
-        let args = ["--max-steps", "9", "--epochs", "20"] + shard
-        let full = try h.pretrain(cfg, np: 2, run: "full", args)
-        XCTAssertEqual(full.status, 0, full.err)
         // Every rank kills itself in step 7, after its gradients, with step 6's checkpoint on disk.
-        let cut = try h.pretrain(cfg, np: 2, run: "cut", args, environment: ["SKESL_FAULT_KILL_AT_STEP": "7"])
-        XCTAssertNotEqual(cut.status, 0, "the run was meant to be killed: \(cut.err)")
-        XCTAssertTrue(FileManager.default.fileExists(atPath: h.checkpoint(step: 6, run: "cut") + ".done"), cut.err)
-        let resumed = try h.pretrain(cfg, np: 2, run: "cut", args + ["--resume", "auto"])
-        XCTAssertEqual(resumed.status, 0, resumed.err)
-        XCTAssertTrue(resumed.err.contains("resumed from"), resumed.err)
-        assertSameBits(try h.checkpointState(h.checkpoint(step: 9, run: "cut")), try h.checkpointState(h.checkpoint(step: 9, run: "full")),
-                      "sharded run killed at step 7 and resumed")
+        try h.assertKilledRunResumesBitwise(cfg, shard, "sharded run killed at step 7 and resumed")
     }
 
     /// Three uneven shards: the reduce-scatter may group each element's three-way sum

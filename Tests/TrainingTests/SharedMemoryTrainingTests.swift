@@ -58,21 +58,10 @@ final class SharedMemoryTrainingTests: XCTestCase {
         let h = try RunHarness("shm-resume")
         try h.synth(samples: 30)
         let cfg = try h.writeConfig(extra: "checkpoint: {everySteps: 2}")
-        let args = ["--max-steps", "9", "--epochs", "20"] + shm
         let dir = try shmDir(h)
-        let env = ["SKESL_SHM_DIR": dir]
-        let full = try h.pretrain(cfg, np: 2, run: "full", args, environment: env)
-        XCTAssertEqual(full.status, 0, full.err)
-        // Every rank kills itself (SIGKILL) in step 7, after its gradients, with step 6's checkpoint on disk.
-        let cut = try h.pretrain(cfg, np: 2, run: "cut", args, environment: env.merging(["SKESL_FAULT_KILL_AT_STEP": "7"]) { $1 })
-        XCTAssertNotEqual(cut.status, 0, "the run was meant to be killed: \(cut.err)")
-        XCTAssertTrue(FileManager.default.fileExists(atPath: h.checkpoint(step: 6, run: "cut") + ".done"), cut.err)
-        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: dir), [], "kill -9 leaves no shared-memory file")
-        let resumed = try h.pretrain(cfg, np: 2, run: "cut", args + ["--resume", "auto"], environment: env)
-        XCTAssertEqual(resumed.status, 0, resumed.err)
-        XCTAssertTrue(resumed.err.contains("resumed from"), resumed.err)
-        assertSameBits(try h.checkpointState(h.checkpoint(step: 9, run: "cut")), try h.checkpointState(h.checkpoint(step: 9, run: "full")),
-                      "shm run killed at step 7 and resumed")
+        try h.assertKilledRunResumesBitwise(cfg, shm, environment: ["SKESL_SHM_DIR": dir], afterKill: {
+            XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: dir), [], "kill -9 leaves no shared-memory file")
+        }, "shm run killed at step 7 and resumed")
     }
 
     func testMissingSharedMemoryDirectoryStopsEveryRankWithTheFix() throws {

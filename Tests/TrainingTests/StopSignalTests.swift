@@ -179,10 +179,21 @@ final class StopUnderMPIRunTests: XCTestCase {
     /// at their agreement, gather the moments and write the last completed step, within the
     /// launcher's kill grace. The resume is bit-identical.
     func testSIGTERMWithShardedOptimizerWritesAtTheStepsAgreement() throws {
-        let h = try RunHarness("stop-term-zero1")
+        try sigtermDuringAStalledStep("stop-term-zero1", ["--set", "train.shardOptimizer=true"], sharded: true)
+    }
+
+    /// The same with the shared-memory gradient sum: the rank that is not stalled waits in
+    /// the sum's spin (outside MPI) and must still reach the agreement and stop there.
+    func testSIGTERMWithSharedMemorySumWritesAtTheStepsAgreement() throws {
+        try sigtermDuringAStalledStep("stop-term-shm", ["--set", "train.allreduce=shm"], sharded: false)
+    }
+
+    private func sigtermDuringAStalledStep(_ name: String, _ extra: [String], sharded: Bool,
+                                           file: StaticString = #filePath, line: UInt = #line) throws {
+        let h = try RunHarness(name)
         try h.synth(samples: 30)
         let cfg = try h.writeConfig()
-        let common = ["--max-steps", "12", "--epochs", "20", "--set", "train.shardOptimizer=true"]
+        let common = ["--max-steps", "12", "--epochs", "20"] + extra
         let ref = try reference(h, cfg, common)
         let errText = { () -> String in
             let files = (try? FileManager.default.contentsOfDirectory(atPath: h.dir)) ?? []
@@ -198,12 +209,12 @@ final class StopUnderMPIRunTests: XCTestCase {
                             launcher: slowKill, signal: SIGTERM) {
             errText().contains("rank 0: SKESL_TEST_STALL_AT_STEP=3: step 3 stalls")
         }
-        XCTAssertTrue(cut.err.contains("the optimiser state is sharded"), cut.err)
-        XCTAssertTrue(cut.out.contains("pretrain interrupted"), cut.out + cut.err)
+        if sharded { XCTAssertTrue(cut.err.contains("the optimiser state is sharded"), cut.err, file: file, line: line) }
+        XCTAssertTrue(cut.out.contains("pretrain interrupted"), cut.out + cut.err, file: file, line: line)
         let newest = Checkpoint.list(h.dir + "/cut/checkpoints").first
-        XCTAssertEqual(newest?.step, 2, "step 3 is dropped at the agreement; the checkpoint holds step 2")
-        XCTAssertEqual(newest?.complete, true)
-        XCTAssertEqual(try lastRunEnd(h.dir + "/cut")?.status, .interrupted)
+        XCTAssertEqual(newest?.step, 2, "step 3 is dropped at the agreement; the checkpoint holds step 2", file: file, line: line)
+        XCTAssertEqual(newest?.complete, true, file: file, line: line)
+        XCTAssertEqual(try lastRunEnd(h.dir + "/cut")?.status, .interrupted, file: file, line: line)
         try resumeAndCompare(h, cfg, common, ref: ref)
     }
 

@@ -316,7 +316,7 @@ public enum RunConfigLoader {
         case .valueNotFound(let t, let ctx): return "\(path(ctx.codingPath)) is missing a value (expected \(t))"
         case .keyNotFound(let k, let ctx): return "\(path(ctx.codingPath + [k])) is missing"
         case .dataCorrupted(let ctx):
-            // A ConfigChoice's message continues the key: "train.allreduce must be thread, poll or deferred (got x)".
+            // A ConfigChoice's message continues the key: "train.allreduce must be thread, poll, deferred or shm (got x)".
             let joint = ctx.debugDescription.hasPrefix(ConfigChoiceMessage.prefix) ? " " : ": "
             return path(ctx.codingPath) + joint + ctx.debugDescription
         @unknown default: return "\(e)"

@@ -80,7 +80,7 @@ final class RunConfigTests: XCTestCase {
         XCTAssertTrue(yaml.contains("loss: batch_mean\n"), yaml)
         XCTAssertTrue(try RunConfigLoader.yaml(RunConfig()).contains("allreduce: poll\n"), "the default is poll")
         XCTAssertThrowsError(try RunConfigLoader.load(path: nil, overrides: ["data.store=/x", "train.allreduce=spin"])) { e in
-            XCTAssertTrue("\(e)".contains("train.allreduce must be thread, poll or deferred (got spin)"), "\(e)")
+            XCTAssertTrue("\(e)".contains("train.allreduce must be thread, poll, deferred or shm (got spin)"), "\(e)")
         }
         // The run_end record and SKESL_STATUS_FILE hold these words (Cluster/slurm.sbatch reads them).
         XCTAssertEqual(RunStatus.allCases.map(\.rawValue), ["completed", "max_steps", "stopped", "interrupted", "failed"])

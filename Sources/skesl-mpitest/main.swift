@@ -12,9 +12,10 @@ let usage = """
       collectives                      barrier, broadcast, all-reduce, all-gather checks
       reducer [--n N] [--buckets B1,B2,..] [--steps S] [--progress thread|poll|deferred|shm] [--integers] [--shard] [--in-place]
                                        bucketed reducer vs one whole all-reduce
-      die [--how exit|kill] [--after SECONDS]
-                                       rank 1 dies while rank 0 waits in an all-reduce
-      watchdog [--seconds S]           rank 1 stalls; rank 0's watchdog must abort the job
+      die [--how exit|kill] [--after SECONDS] [--progress shm]
+                                       rank 1 dies while rank 0 waits in an all-reduce (or the shared-memory sum)
+      watchdog [--seconds S] [--progress shm]
+                                       rank 1 stalls; rank 0's watchdog must abort the job
       bench-allreduce [--sizes-mb 1,2,..] [--seconds S]
                                        all-reduce bandwidth per message size
       bench-overlap [--mb M] [--bucket-mb B] [--steps S]

@@ -52,6 +52,16 @@ final class SharedMemoryTrainingTests: XCTestCase {
             assertSameBits(try h.checkpointState(h.checkpoint(step: step, run: "shm-zero1")), reference, "step \(step): shm + ZeRO-1 vs MPI all-reduce")
         }
         XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: dir), [], "the shared-memory file is unlinked")
+
+        // Gradient accumulation into the shared block, and a last micro-batch with no sample on
+        // rank 1 (3 samples in 2 micro-batches per rank: 1 + 1 and 1 + none).
+        let split = args + ["--set", "train.globalBatch=3", "--set", "train.microBatches=2"]
+        let plainSplit = try h.pretrain(cfg, np: 2, run: "plain-split", split)
+        XCTAssertEqual(plainSplit.status, 0, plainSplit.err)
+        let shmSplit = try h.pretrain(cfg, np: 2, run: "shm-split", split + shm, environment: ["SKESL_SHM_DIR": dir])
+        XCTAssertEqual(shmSplit.status, 0, shmSplit.err)
+        assertSameBits(try h.checkpointState(h.checkpoint(step: 6, run: "shm-split")),
+                       try h.checkpointState(h.checkpoint(step: 6, run: "plain-split")), "micro-batches and an empty one: shm vs MPI")
     }
 
     func testKilledSharedMemoryRunResumesBitIdenticallyAndLeavesNothingBehind() throws {

@@ -94,6 +94,14 @@ struct BucketCoverage {
         return Array(out.prefix(limit))
     }
 
+    /// Nil when every bucket is complete; else the error naming the elements never marked.
+    func unmarkedError() -> DistributedError? {
+        guard (0..<layout.bucketCount).contains(where: { !isComplete($0) }) else { return nil }
+        return DistributedError("GradientReducer.finish: backward did not mark gradient elements "
+            + "\(missing().map { "\($0)" }.joined(separator: ", ")) ready in this step; every element "
+            + "of the buffer must be marked once (a parameter without gradient still needs its zeros marked)")
+    }
+
     mutating func reset() {
         for i in 0..<marked.count { marked[i] = 0; pieces[i].removeAll(keepingCapacity: true) }
     }

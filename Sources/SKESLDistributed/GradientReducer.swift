@@ -76,14 +76,7 @@ public final class GradientReducer: @unchecked Sendable {
     public init(communicator: Communicator, gradients: UnsafeMutablePointer<Float>, count: Int,
                 bucketBytes: Int = GradientReducer.defaultBucketBytes, average: Bool = true,
                 progress: Progress = .poll, shards: ShardLayout? = nil) throws {
-        if let sh = shards, sh.count != count || sh.parts != communicator.size {
-            throw DistributedError("GradientReducer: shard layout of \(sh.count) elements in \(sh.parts) parts does not fit "
-                + "\(count) gradient elements on \(communicator.size) ranks")
-        }
-        guard count >= 0 else { throw DistributedError("GradientReducer: negative element count \(count)") }
-        guard bucketBytes >= MemoryLayout<Float>.stride else {
-            throw DistributedError("GradientReducer: bucket size \(bucketBytes) bytes is smaller than one Float")
-        }
+        try GradientReducer.check(count: count, bucketBytes: bucketBytes, shards: shards, ranks: communicator.size)
         if progress == .shm {
             engine = try SharedMemoryEngine(communicator: communicator, gradients: gradients, count: count,
                                             bucketBytes: bucketBytes, average: average, shards: shards)
@@ -97,15 +90,21 @@ public final class GradientReducer: @unchecked Sendable {
     /// computes into `gradientStorage`, which stays valid while the reducer lives. Collective.
     public init(sharedMemoryOn communicator: Communicator, count: Int, bucketBytes: Int = GradientReducer.defaultBucketBytes,
                 average: Bool = true, shards: ShardLayout? = nil) throws {
-        if let sh = shards, sh.count != count || sh.parts != communicator.size {
-            throw DistributedError("GradientReducer: shard layout of \(sh.count) elements in \(sh.parts) parts does not fit "
-                + "\(count) gradient elements on \(communicator.size) ranks")
-        }
-        guard count >= 0, bucketBytes >= MemoryLayout<Float>.stride else {
-            throw DistributedError("GradientReducer: bad element count \(count) or bucket size \(bucketBytes) bytes")
-        }
+        try GradientReducer.check(count: count, bucketBytes: bucketBytes, shards: shards, ranks: communicator.size)
         engine = try SharedMemoryEngine(communicator: communicator, gradients: nil, count: count,
                                         bucketBytes: bucketBytes, average: average, shards: shards)
+    }
+
+    /// The arguments both initialisers take, checked once for both engines.
+    private static func check(count: Int, bucketBytes: Int, shards: ShardLayout?, ranks: Int) throws {
+        if let sh = shards, sh.count != count || sh.parts != ranks {
+            throw DistributedError("GradientReducer: shard layout of \(sh.count) elements in \(sh.parts) parts does not fit "
+                + "\(count) gradient elements on \(ranks) ranks")
+        }
+        guard count >= 0 else { throw DistributedError("GradientReducer: negative element count \(count)") }
+        guard bucketBytes >= MemoryLayout<Float>.stride else {
+            throw DistributedError("GradientReducer: bucket size \(bucketBytes) bytes is smaller than one Float")
+        }
     }
 
     /// Where backward must write the gradients: nil unless built with `sharedMemoryOn:`.
@@ -169,7 +168,6 @@ private final class ReducerEngine: ReductionEngine, @unchecked Sendable {
     private let gradients: UnsafeMutablePointer<Float>
     private let cond = NSCondition()
     private var coverage: BucketCoverage
-    private var ready: [Bool]
     private var next = 0          // next bucket the communication thread starts
     private var done = 0          // buckets reduced and averaged
     private var inFlight = 0      // buckets started, not finished
@@ -208,7 +206,6 @@ private final class ReducerEngine: ReductionEngine, @unchecked Sendable {
         self.progress = communicator.threadLevel == .multiple ? progress : .deferred
         comm = try communicator.duplicate()
         coverage = BucketCoverage(layout: layout)
-        ready = [Bool](repeating: false, count: layout.bucketCount)
         if self.progress != .deferred {
             threadRunning = true
             // Strong capture: the thread keeps the engine alive until it has left its loop.
@@ -230,11 +227,7 @@ private final class ReducerEngine: ReductionEngine, @unchecked Sendable {
     func markReady(_ range: Range<Int>) throws {
         cond.lock(); defer { cond.unlock() }
         guard !closed else { throw DistributedError("markReady on a closed GradientReducer") }
-        let completed = try coverage.mark(range)
-        if !completed.isEmpty {
-            for i in completed { ready[i] = true }
-            cond.broadcast()
-        }
+        if !(try coverage.mark(range)).isEmpty { cond.broadcast() }
     }
 
     /// Waits until every bucket is summed over the ranks (and averaged), then
@@ -245,13 +238,10 @@ private final class ReducerEngine: ReductionEngine, @unchecked Sendable {
         if progress == .deferred { return try finishDeferred(called: called) }
         cond.lock(); defer { cond.unlock() }
         let nb = layout.bucketCount
-        if (0..<nb).contains(where: { !coverage.isComplete($0) }) {
-            let missing = coverage.missing()
+        if let unmarked = coverage.unmarkedError() {
             while inFlight > 0 { cond.wait() }
             resetLocked()
-            throw DistributedError("GradientReducer.finish: backward did not mark gradient elements "
-                + "\(missing.map { "\($0)" }.joined(separator: ", ")) ready in this step; every element "
-                + "of the buffer must be marked once (a parameter without gradient still needs its zeros marked)")
+            throw unmarked
         }
         while done < nb && failure == nil { cond.wait() }
         if let f = failure {
@@ -282,12 +272,11 @@ private final class ReducerEngine: ReductionEngine, @unchecked Sendable {
 
     private func resetLocked() {
         coverage.reset()
-        for i in 0..<ready.count { ready[i] = false }
         next = 0; done = 0; failure = nil; commSeconds = 0
     }
 
     /// The next bucket in order, when it is ready and nothing failed.
-    private var nextStartable: Bool { failure == nil && next < layout.bucketCount && ready[next] }
+    private var nextStartable: Bool { failure == nil && next < layout.bucketCount && coverage.isComplete(next) }
 
     private func blockingLoop() {
         cond.lock()
@@ -380,14 +369,10 @@ private final class ReducerEngine: ReductionEngine, @unchecked Sendable {
     private func finishDeferred(called: Double) throws {
         cond.lock()
         let nb = layout.bucketCount
-        let incomplete = (0..<nb).contains(where: { !coverage.isComplete($0) })
-        let missing = incomplete ? coverage.missing() : []
+        let unmarked = coverage.unmarkedError()
         resetLocked()
         cond.unlock()
-        if incomplete {
-            throw DistributedError("GradientReducer.finish: backward did not mark gradient elements "
-                + "\(missing.map { "\($0)" }.joined(separator: ", ")) ready in this step")
-        }
+        if let u = unmarked { throw u }
         for i in 0..<nb { try reduceBucket(i) }
         let t = monotonicSeconds() - called
         lastStep = GradientReducer.StepTiming(communicationSeconds: t, exposedSeconds: t)

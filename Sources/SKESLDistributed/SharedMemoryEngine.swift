@@ -72,7 +72,6 @@ final class SharedMemoryEngine: ReductionEngine, @unchecked Sendable {
     private let wanted: Range<Int>
     private let lock = NSLock()
     private var coverage: BucketCoverage
-    private var complete: [Bool]
     private var base: Int64 = 0      // buckets of all earlier steps: counters count from the run's start
     private var publishedCount = 0   // this step's buckets published, in index order
     private var summedCount = 0      // this step's buckets whose part is summed over the host
@@ -132,7 +131,6 @@ final class SharedMemoryEngine: ReductionEngine, @unchecked Sendable {
         results = (b + counterBytes + hostSize * inputBytes).assumingMemoryBound(to: Float.self)
         self.gradients = gradients ?? inputs[local]
         coverage = BucketCoverage(layout: layout)
-        complete = [Bool](repeating: false, count: layout.bucketCount)
     }
 
     // MARK: backward's side
@@ -140,7 +138,7 @@ final class SharedMemoryEngine: ReductionEngine, @unchecked Sendable {
     func markReady(_ range: Range<Int>) throws {
         lock.lock(); defer { lock.unlock() }
         guard !closed else { throw DistributedError("markReady on a closed GradientReducer") }
-        for i in try coverage.mark(range) { complete[i] = true }
+        _ = try coverage.mark(range)
         let t0 = monotonicSeconds()
         publish()
         try advance(wait: false)
@@ -152,12 +150,9 @@ final class SharedMemoryEngine: ReductionEngine, @unchecked Sendable {
         lock.lock(); defer { lock.unlock() }
         guard !closed else { throw DistributedError("finish on a closed GradientReducer") }
         let nb = layout.bucketCount
-        if complete.contains(false) {
-            let missing = coverage.missing()
+        if let unmarked = coverage.unmarkedError() {
             resetStep(advanceBase: false)
-            throw DistributedError("GradientReducer.finish: backward did not mark gradient elements "
-                + "\(missing.map { "\($0)" }.joined(separator: ", ")) ready in this step; every element "
-                + "of the buffer must be marked once (a parameter without gradient still needs its zeros marked)")
+            throw unmarked
         }
         try advance(wait: true)
         // Every rank has read this rank's input for this step only once all have reduced
@@ -180,14 +175,13 @@ final class SharedMemoryEngine: ReductionEngine, @unchecked Sendable {
     private func resetStep(advanceBase: Bool) {
         if advanceBase { base += Int64(layout.bucketCount) }
         coverage.reset()
-        for i in 0..<complete.count { complete[i] = false }
         publishedCount = 0; summedCount = 0; reducedCount = 0; copiedCount = 0; workSeconds = 0
     }
 
     /// Copies the finished buckets, in index order, into this rank's input and publishes them.
     private func publish() {
         let start = publishedCount
-        while publishedCount < complete.count && complete[publishedCount] {
+        while publishedCount < layout.bucketCount && coverage.isComplete(publishedCount) {
             if !inPlace {
                 let r = layout.range(ofBucket: publishedCount)
                 (inputs[local] + r.lowerBound).update(from: gradients + r.lowerBound, count: r.count)

@@ -75,10 +75,11 @@ public final class Trainer {
         }
         // The shared-memory sum keeps each rank's gradients in the block the host's ranks share,
         // so it comes first and the network computes into it (no copy; docs/cluster.md).
+        let bucketBytes = Int(rc.train.bucketMB * 1_048_576)
         var sharedMemoryReducer: GradientReducer? = nil
         if comm.size > 1 && rc.train.allreduce == .shm {
             let count = ParameterLayout(config: mc).trainableCount
-            sharedMemoryReducer = try GradientReducer(sharedMemoryOn: comm, count: count, bucketBytes: Int(rc.train.bucketMB * 1_048_576),
+            sharedMemoryReducer = try GradientReducer(sharedMemoryOn: comm, count: count, bucketBytes: bucketBytes,
                                                       average: false, shards: Trainer.shards(rc, count: count, ranks: comm.size))
         }
         net = try SKESLNetwork(config: mc, seed: rc.train.seed, gradients: sharedMemoryReducer?.gradientStorage)
@@ -103,7 +104,7 @@ public final class Trainer {
             state = received
             reducer = try sharedMemoryReducer ?? GradientReducer(
                 communicator: comm, gradients: net.grads, count: net.layout.trainableCount,
-                bucketBytes: Int(rc.train.bucketMB * 1_048_576), average: false, progress: rc.train.allreduce,
+                bucketBytes: bucketBytes, average: false, progress: rc.train.allreduce,
                 shards: Trainer.shards(rc, count: net.layout.trainableCount, ranks: comm.size))
         }
     }

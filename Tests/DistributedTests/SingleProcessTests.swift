@@ -74,19 +74,24 @@ final class SingleProcessTests: XCTestCase {
         let grads = UnsafeMutablePointer<Float>.allocate(capacity: n)
         grads.initialize(repeating: 1, count: n)
         defer { grads.deallocate() }
-        let reducer = try GradientReducer(communicator: world, gradients: grads, count: n, bucketBytes: 4 * 30)
-        try reducer.markReady(50..<100)
-        XCTAssertThrowsError(try reducer.markReady(90..<95)) { XCTAssertTrue("\($0)".contains("already marked"), "\($0)") }
-        XCTAssertThrowsError(try reducer.bucketReady(4)) { XCTAssertTrue("\($0)".contains("no bucket 4"), "\($0)") }
-        try reducer.markReady(0..<20)
-        XCTAssertThrowsError(try reducer.finish()) { error in
-            XCTAssertTrue("\(error)".contains("20..<50"), "\(error)")
+        // Every engine: the MPI one in each progress mode and the shared-memory one.
+        for progress in GradientReducer.Progress.allCases {
+            let reducer = try GradientReducer(communicator: world, gradients: grads, count: n, bucketBytes: 4 * 30,
+                                              progress: progress)
+            try reducer.markReady(50..<100)
+            XCTAssertThrowsError(try reducer.markReady(90..<95)) { XCTAssertTrue("\($0)".contains("already marked"), "\(progress): \($0)") }
+            XCTAssertThrowsError(try reducer.bucketReady(4)) { XCTAssertTrue("\($0)".contains("no bucket 4"), "\(progress): \($0)") }
+            try reducer.markReady(0..<20)
+            XCTAssertThrowsError(try reducer.finish()) { error in
+                XCTAssertTrue("\(error)".contains("20..<50"), "\(progress): \(error)")
+            }
+            // The failed step was discarded; the next one works.
+            try reducer.markReady(0..<100)
+            try reducer.finish()
+            reducer.close()
+            XCTAssertThrowsError(try reducer.markReady(0..<1)) { XCTAssertTrue("\($0)".contains("closed"), "\(progress): \($0)") }
+            XCTAssertThrowsError(try GradientReducer(communicator: world, gradients: grads, count: n, bucketBytes: 3,
+                                                     progress: progress))
         }
-        // The failed step was discarded; the next one works.
-        try reducer.markReady(0..<100)
-        try reducer.finish()
-        reducer.close()
-        XCTAssertThrowsError(try reducer.markReady(0..<1)) { XCTAssertTrue("\($0)".contains("closed"), "\($0)") }
-        XCTAssertThrowsError(try GradientReducer(communicator: world, gradients: grads, count: n, bucketBytes: 3))
     }
 }

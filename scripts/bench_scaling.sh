@@ -16,8 +16,12 @@
 #   THREADS=1 (hybrid ranks x threads: T OpenBLAS threads per rank, each rank bound to T cores;
 #              ranks are capped at CPUs/T, efficiency is against 1 rank of T threads; compare
 #              e.g. SIZES=16 with THREADS=2 SIZES=8 for the samples/s of the whole node)
-#   DDP=1 (0: no PyTorch peer)  PYTHON=<python with torch>  MPIRUN_ARGS="--bind-to core"  EXTRA_SET=""
+#   DDP=1 (0: no PyTorch peer)  PYTHON=<python with torch>  EXTRA_SET=""
+#   MPIRUN_ARGS (default: each rank bound to its T cores; where ranks x T exceed the physical
+#              cores but not the CPUs (hyperthreads), to T hardware threads instead)
 #   OUT=<directory for results.jsonl and the runs' logs> (default: a temporary one, removed)
+#   STORE=<directory> (keep the synthetic store there and reuse it while it holds enough samples:
+#              saves the synthesis and, for the cached step, BERT's cache pass in later calls)
 #   SKESL=<skesl binary> (checkout only: skip the release build)
 # Ranks beyond the CPU count are skipped: oversubscribed figures are not scaling figures.
 # MAX_RANKS=N raises the cap (for correctness runs only).
@@ -53,24 +57,37 @@ RES=$W/results.jsonl; : > "$RES"
 sizes=(); for n in $SIZES; do if [ "$n" -le "$MAX" ]; then sizes+=("$n"); else echo "{\"skipped_ranks\": $n, \"why\": \"more ranks than the $MAX allowed ($CPUS CPUs / $T threads per rank, or MAX_RANKS)\"}" >> "$RES"; fi; done
 NMAX=1; for n in "${sizes[@]}"; do [ "$n" -gt "$NMAX" ] && NMAX=$n; done
 over=(); [ $(( NMAX * T )) -gt "$CPUS" ] && over=(--oversubscribe)
-bind=(--bind-to core); [ "$T" -gt 1 ] && bind=(--map-by "slot:PE=$T" --bind-to core)
+# Physical cores: Open MPI counts a slot and binds per core, so on a node of 8 cores x 2
+# hyperthreads 16 ranks would be refused (too few slots) or bound two to a core. Such runs
+# use hardware threads as the CPUs instead (the table's note says so).
+CORES=$(lscpu -p=CORE,SOCKET 2>/dev/null | grep -v '^#' | sort -u | wc -l); [ "$CORES" -gt 0 ] || CORES=$CPUS
+placement() {  # ranks -> mpirun's placement arguments
+  local unit=core hw=()
+  if [ $(( $1 * T )) -gt "$CORES" ] && [ $(( $1 * T )) -le "$CPUS" ]; then unit=hwthread; hw=(--use-hwthread-cpus); fi
+  if [ "$T" -gt 1 ]; then echo "${hw[*]} --map-by slot:PE=$T --bind-to $unit"; else echo "${hw[*]} --bind-to $unit"; fi
+}
 
-echo "bench_scaling: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), $CPUS CPUs ($(lscpu 2>/dev/null | awk -F: '/Thread\(s\) per core/ {gsub(/ /, "", $2); print $2}') thread(s) per core); ranks ${sizes[*]}; tasks $TASKS; $T BLAS thread(s) per rank"
+echo "bench_scaling: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), $CPUS CPUs on $CORES cores; ranks ${sizes[*]}; tasks $TASKS; $T BLAS thread(s) per rank"
 "$SKESL" bench --task pretrain --steps 1 --batch 2 2>/dev/null | grep -E '^(machine|blas):' || true
 
 # One labeled store for every run: fine-tuning trains on its 70% train split.
 need=$(( PER * NMAX * (STEPS + 2) )); cneed=$(( CPER * NMAX * (CSTEPS + 2) ))
 [[ " $TASKS " == *" cached "* ]] && [ $cneed -gt $need ] && need=$cneed
 SAMPLES=$(( (need * 10 + 6) / 7 ))
-"$SKESL" synth --out "$W/store" --samples $SAMPLES --labeled --seed 1 >/dev/null
+STORE=${STORE:-$W/store}
+if [ "$(cat "$STORE/.bench-samples" 2>/dev/null || echo 0)" -lt "$SAMPLES" ]; then
+  rm -rf "$STORE"
+  "$SKESL" synth --out "$STORE" --samples $SAMPLES --labeled --seed 1 >/dev/null
+  echo "$SAMPLES" > "$STORE/.bench-samples"
+fi
 "$SKESL" synth --write-vocab "$W/vocab.txt" --out "$W/unused" --samples 1 >/dev/null 2>&1 || true
 [ -s "$W/vocab.txt" ] || { echo "bench_scaling: skesl synth --write-vocab wrote nothing"; exit 1; }
-echo "store: $SAMPLES samples ($(du -sh "$W/store" | cut -f1))"
+echo "store: $(cat "$STORE/.bench-samples") samples ($(du -sh "$STORE" | cut -f1)), $SAMPLES needed"
 
 run() {  # task ranks
   local task=$1 np=$2 per=$PER steps=$STEPS cmd=$1
   local extra=(--set data.tokenizer="$W/vocab.txt" --set train.epochs=100 --set logEverySeconds=0.001
-               --set data.lexicon="$LEX" --store "$W/store" --resume none --set train.threads=$T ${EXTRA_SET:-})
+               --set data.lexicon="$LEX" --store "$STORE" --resume none --set train.threads=$T ${EXTRA_SET:-})
   case $task in
     finetune) extra+=(--set model.freezeBert=false --set train.optimizer.groupLR.bert=5.0e-6) ;;
     cached) cmd=pretrain; per=$CPER; steps=$CSTEPS; extra+=(--set data.bertCache=true) ;;
@@ -79,11 +96,11 @@ run() {  # task ranks
   extra+=(--set train.globalBatch=$(( per * np )) --set train.maxSteps=$steps)
   local rd=$W/$task-$np
   # shellcheck disable=SC2086
-  if ! "$MPIRUN" -np "$np" ${over[@]+"${over[@]}"} ${MPIRUN_ARGS:-${bind[*]}} "$SKESL" "$cmd" "${extra[@]}" --run-dir "$rd" > "$rd.out" 2> "$rd.err"; then
+  if ! "$MPIRUN" -np "$np" ${over[@]+"${over[@]}"} ${MPIRUN_ARGS:-$(placement "$np")} "$SKESL" "$cmd" "${extra[@]}" --run-dir "$rd" > "$rd.out" 2> "$rd.err"; then
     echo "{\"skesl\": \"$task\", \"ranks\": $np, \"error\": \"failed, see $task-$np.err\"}" >> "$RES"
     echo "  $task $np ranks FAILED:"; tail -5 "$rd.err" | sed 's/^/    /'; return
   fi
-  py - "$rd/metrics.jsonl" "$task" "$np" "$per" "$T" <<'PY' >> "$RES"
+  py - "$rd/metrics.jsonl" "$task" "$np" "$per" "$T" "${MPIRUN_ARGS:-$(placement "$np")}" <<'PY' >> "$RES"
 import json, sys
 recs = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
 train = [r for r in recs if r["kind"] == "train"]
@@ -97,7 +114,9 @@ out = {"skesl": sys.argv[2], "ranks": int(sys.argv[3]), "per_rank_batch": int(sy
        "imbalance_share": round(st["parts"]["imbalance"]["median"] / med, 4),
        "allreduce_share": round(st["parts"]["allreduce"]["median"] / med, 4),
        "allreduce_share_max": round(st["parts"]["allreduce"]["max"] / med, 4), "imbalance_from": st["imbalance"],
-       "blas": start.get("blas", {}).get("core"), "sgemm_gflops": start.get("blas", {}).get("sgemm_gflops")}
+       "compute_ms_median_rank": round(1e3 * (st["parts"]["forward"]["median"] + st["parts"]["backward"]["median"]), 1),
+       "blas": start.get("blas", {}).get("core"), "sgemm_gflops": start.get("blas", {}).get("sgemm_gflops"),
+       "placement": sys.argv[6].strip()}
 print(json.dumps(out))
 PY
   tail -1 "$RES"
@@ -116,28 +135,4 @@ else
   echo "pytorch DDP: skipped (DDP=0, or $PY lacks torch and transformers: scripts/setup --torch)"
 fi
 
-py - "$RES" <<'PY'
-import json, sys
-rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
-ddp_name = {"pretrain": "ddp_pretrain_reference", "finetune": "ddp_finetune_reference", "cached": "ddp_pretrain_cached"}
-print("\n%-9s %5s %7s | %11s %6s %10s %10s | %11s %6s %9s" % ("step", "ranks", "batch/r", "skesl s/s", "eff",
-      "imbalance", "all-reduce", "DDP s/s", "eff", "skesl/DDP"))
-for task in ("pretrain", "finetune", "cached"):
-    mine = {r["ranks"]: r for r in rows if r.get("skesl") == task and "samples_per_s" in r}
-    ddp = {r["world"]: r for r in rows if r.get("bench") == ddp_name[task]}
-    base = mine.get(1, {}).get("samples_per_s")
-    for n in sorted(set(mine) | set(ddp)):
-        m, d = mine.get(n), ddp.get(n)
-        s = "%11.2f %6s %9.1f%% %9.1f%%" % (m["samples_per_s"], "%.0f%%" % (100 * m["samples_per_s"] / (n * base)) if base else "-",
-                                            100 * m["imbalance_share"], 100 * m["allreduce_share"]) if m else "%11s %6s %10s %10s" % ("-", "-", "-", "-")
-        t = "%11.2f %6s" % (d["samples_per_s"], "%.0f%%" % (100 * d["weak_scaling_efficiency"]) if d.get("weak_scaling_efficiency") else "-") if d else "%11s %6s" % ("-", "-")
-        ratio = "%8.2fx" % (m["samples_per_s"] / d["samples_per_s"]) if m and d else "%9s" % "-"
-        per = m["per_rank_batch"] if m else d["per_rank_batch"]
-        print("%-9s %5d %7d | %s | %s %s" % (task, n, per, s, t, ratio))
-for r in rows:
-    if "error" in r or "skipped_ranks" in r:
-        print("note:", json.dumps(r))
-print("threads per rank: %s" % (next((r["threads_per_rank"] for r in rows if "threads_per_rank" in r), 1)))
-print("imbalance and all-reduce: the median rank's share of its step (skesl's step_times record; %s)" %
-      next((r["imbalance_from"] for r in rows if "imbalance_from" in r), "estimate"))
-PY
+py "$here/scaling_table.py" "$RES"

@@ -118,7 +118,7 @@ def main():
             base = sps
         name = {"pretrain": "ddp_pretrain_reference", "finetune": "ddp_finetune_reference",
                 "cached": "ddp_pretrain_cached"}[args.task]
-        line = {"bench": name, "world": world, "per_rank_batch": args.per_rank,
+        line = {"bench": name, "world": world, "per_rank_batch": args.per_rank, "threads_per_rank": args.threads,
                 "steps": args.steps, "ms_per_step_median": round(med * 1e3, 1),
                 "ms_each": [round(t * 1e3, 1) for t in r["times"]], "samples_per_s": round(sps, 3),
                 "grad_params": r["grad_params"], "allreduce_ms": round(r["allreduce_s"] * 1e3, 2)}

@@ -1,0 +1,108 @@
+"""The weak-scaling table of scripts/bench_scaling.sh and scripts/bench_node.sh, from their
+results.jsonl lines (skesl's runs, PyTorch DDP's, skips and failures).
+
+Efficiency is samples/s(N) / (N x samples/s(1)) against one rank of the same step, threads per
+rank and per-rank batch (from the same entry when it has one, else from any entry of the same
+file). "compute x" is the median rank's forward + backward time against that one rank's: the
+part of the loss of efficiency that is the node (clock speed under load, shared caches and
+memory bandwidth, hyperthread siblings), which no change to communication can win back.
+"imbalance" and "all-reduce" are the median rank's shares of its step (step_times record).
+
+With --node, the end lists every placement that used all the node's CPUs (ranks x threads =
+CPUs) per step, fastest first: the launcher's default placement is the winner there.
+
+Run: python3 scripts/scaling_table.py results.jsonl [--node]
+"""
+import json
+import sys
+
+DDP_NAME = {"pretrain": "ddp_pretrain_reference", "finetune": "ddp_finetune_reference", "cached": "ddp_pretrain_cached"}
+
+
+def load(path):
+    rows = []
+    with open(path) as f:
+        for n, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError as e:
+                sys.exit(f"scaling_table: {path} line {n} is not JSON ({e}); the run that wrote it was cut off?")
+    return rows
+
+
+def key(r):
+    return (r["skesl"], r.get("threads_per_rank", 1), r["per_rank_batch"])
+
+
+def table(rows, node=False):
+    mine = [r for r in rows if "skesl" in r and "samples_per_s" in r]
+    labels = []
+    for r in rows:
+        if r.get("label", "") not in labels:
+            labels.append(r.get("label", ""))
+    # One rank of each (step, threads, batch): the entry's own first, else the first anywhere.
+    base = {}
+    for r in mine:
+        if r["ranks"] == 1:
+            base.setdefault((r.get("label", ""),) + key(r), r)
+            base.setdefault(("*",) + key(r), r)
+    labelled = any(labels)
+    out = []
+    head = "%-9s %s%5s %7s | %10s %5s %9s %9s %10s | %10s %5s %9s" % (
+        "step", "%-20s " % "entry" if labelled else "", "ranks", "batch/r", "skesl s/s", "eff", "compute x", "imbalance",
+        "all-reduce", "DDP s/s", "eff", "skesl/DDP")
+    out += ["", head, "-" * len(head)]
+    for task in ("pretrain", "finetune", "cached"):
+        for label in labels:
+            ours = {(r["ranks"], r.get("threads_per_rank", 1)): r for r in mine if r["skesl"] == task and r.get("label", "") == label}
+            ddp = {(r["world"], r.get("threads_per_rank", 1)): r for r in rows
+                   if r.get("bench") == DDP_NAME[task] and r.get("label", "") == label}
+            for n, t in sorted(set(ours) | set(ddp)):
+                m, d = ours.get((n, t)), ddp.get((n, t))
+                if m:
+                    b = base.get((label,) + key(m)) or base.get(("*",) + key(m))
+                    eff = "%.0f%%" % (100 * m["samples_per_s"] / (n * b["samples_per_s"])) if b else "-"
+                    cx = "%.2f" % (m["compute_ms_median_rank"] / b["compute_ms_median_rank"]) \
+                        if b and m.get("compute_ms_median_rank") and b.get("compute_ms_median_rank") else "-"
+                    s = "%10.2f %5s %9s %8.1f%% %9.1f%%" % (m["samples_per_s"], eff, cx, 100 * m["imbalance_share"],
+                                                          100 * m["allreduce_share"])
+                else:
+                    s = "%10s %5s %9s %9s %10s" % ("-", "-", "-", "-", "-")
+                if d:
+                    de = d.get("weak_scaling_efficiency")
+                    u = "%10.2f %5s" % (d["samples_per_s"], "%.0f%%" % (100 * de) if de else "-")
+                else:
+                    u = "%10s %5s" % ("-", "-")
+                ratio = "%8.2fx" % (m["samples_per_s"] / d["samples_per_s"]) if m and d else "%9s" % "-"
+                per = m["per_rank_batch"] if m else d["per_rank_batch"]
+                ranks = "%d" % n if t == 1 else "%dx%d" % (n, t)
+                out.append("%-9s %s%5s %7d | %s | %s %s" % (task, "%-20s " % label[:20] if labelled else "", ranks, per, s, u, ratio))
+    for r in rows:
+        if "error" in r or "skipped_ranks" in r or "skipped_entry" in r:
+            out.append("note: " + json.dumps(r))
+    places = sorted({r.get("placement", "") for r in mine if r["ranks"] > 1} - {""})
+    if places:
+        out.append("placement (mpirun): " + "; ".join(places))
+    barrier = sorted({r.get("label") or "all" for r in mine if r.get("imbalance_from") == "barrier"})
+    out.append("ranks NxT: N ranks of T BLAS threads; eff against 1 rank of the same threads; compute x: forward+backward"
+               " against that rank's; imbalance and all-reduce: the median rank's share of its step (imbalance estimated"
+               " from the ranks' ready times%s)" % ("; measured with a barrier in: " + ", ".join(barrier) if barrier else ""))
+    if node:
+        cpus = max((r["ranks"] * r.get("threads_per_rank", 1) for r in mine), default=0)
+        for task in ("pretrain", "finetune", "cached"):
+            full = sorted((r for r in mine if r["skesl"] == task and r["ranks"] * r.get("threads_per_rank", 1) == cpus),
+                          key=lambda r: -r["samples_per_s"])
+            if full:
+                out.append("node, %s, all %d CPUs, fastest first: " % (task, cpus) + ", ".join(
+                    "%dx%d %s %.2f s/s" % (r["ranks"], r.get("threads_per_rank", 1), r.get("label", ""), r["samples_per_s"])
+                    for r in full))
+    return "\n".join(out)
+
+
+if __name__ == "__main__":
+    args = [a for a in sys.argv[1:] if not a.startswith("--")]
+    if len(args) != 1:
+        sys.exit(__doc__)
+    print(table(load(args[0]), node="--node" in sys.argv))

@@ -1,0 +1,105 @@
+// scripts/bench_node.sh's plan (what a node lent for minutes would run, in which order, at
+// which rank counts) and scripts/scaling_table.py's arithmetic (efficiency, compute slowdown,
+// the DDP ratio, the node's placements fastest first). The measurements themselves need a
+// release build and a bundle: docs/scaling.md records those runs.
+import Foundation
+import XCTest
+
+final class ScalingScriptTests: XCTestCase {
+    private var node: String { ProcessRunner.repoRoot.appendingPathComponent("scripts/bench_node.sh").path }
+    private var table: String { ProcessRunner.repoRoot.appendingPathComponent("scripts/scaling_table.py").path }
+
+    private func lines(_ s: String) -> [String] { s.split(separator: "\n").map(String.init) }
+
+    func testNodePlanFitsTheCPUsInOrder() throws {
+        let r = try ProcessRunner.run("/bin/bash", [node, "all"], environment: ["DRY_RUN": "1", "CPUS": "16", "BUDGET_S": "300"])
+        XCTAssertEqual(r.status, 0, r.summary)
+        let plan = lines(r.stdout).dropFirst().map { $0.split(separator: " ", omittingEmptySubsequences: true).map(String.init) }
+        // label, task, "ranks", sizes..., "~Ns", settings
+        let labels = plan.map { $0[0] }
+        XCTAssertEqual(labels, ["pretrain", "pretrain-shm", "pretrain-half", "pretrain-2threads", "pretrain-diagnose",
+                                "pretrain-half-shm", "pretrain-4threads", "finetune", "finetune-shm", "finetune-shm-zero1",
+                                "finetune-2threads", "finetune-zero1", "cached", "cached-shm"], r.stdout)
+        func ranks(_ label: String) -> [String] {
+            let row = plan.first { $0[0] == label }!
+            return Array(row[3...].prefix { !$0.hasPrefix("~") })
+        }
+        XCTAssertEqual(ranks("pretrain"), ["1", "16"])
+        XCTAssertEqual(ranks("pretrain-half"), ["8"])
+        XCTAssertEqual(ranks("pretrain-2threads"), ["1", "8"], "8 ranks x 2 threads fill 16 CPUs")
+        XCTAssertEqual(ranks("pretrain-4threads"), ["1", "4"])
+        XCTAssertTrue(r.stdout.contains("budget 300s"), r.stdout)
+        XCTAssertTrue(lines(r.stdout).first { $0.contains("finetune-shm-zero1") }!
+            .contains("EXTRA_SET=--set train.allreduce=shm --set train.shardOptimizer=true"), r.stdout)
+
+        // On 2 CPUs the half and full sizes collapse and 4 threads per rank do not fit.
+        let small = try ProcessRunner.run("/bin/bash", [node], environment: ["DRY_RUN": "1", "CPUS": "2"])
+        XCTAssertEqual(small.status, 0, small.summary)
+        XCTAssertTrue(small.stdout.contains("pretrain-4threads: no rank count fits 2 CPUs"), small.stdout)
+        XCTAssertFalse(small.stdout.contains("finetune"), "the default plan is pretraining alone\n" + small.stdout)
+        XCTAssertTrue(lines(small.stdout).contains { $0.hasPrefix("  pretrain ") && $0.contains("ranks 1 2 ") }, small.stdout)
+    }
+
+    func testNodeScriptRejectsBadInputWithAMessage() throws {
+        let empty = FileManager.default.temporaryDirectory.appendingPathComponent("skesl-no-bundle-\(UUID().uuidString)").path
+        for (args, env, message) in [(["bogus"], [String: String](), "unknown plan 'bogus'"),
+                                     ([], ["BUDGET_S": "soon"], "BUDGET_S must be a positive number of seconds"),
+                                     ([], ["CPUS": "0"], "CPUS must be a positive integer"),
+                                     ([], ["BUNDLE": empty + "/skesl-bundle.tar.xz", "OUT": empty + "/out"], "no bundle at ")] {
+            let r = try ProcessRunner.run("/bin/bash", [node] + args, environment: env)
+            XCTAssertEqual(r.status, 2, r.summary)
+            XCTAssertTrue(r.stderr.contains(message), "expected '\(message)'\n" + r.summary)
+        }
+        XCTAssertFalse(FileManager.default.fileExists(atPath: empty), "nothing written before the bundle is found")
+    }
+
+    func testScalingTableComputesEfficiencyComputeRatioAndPlacements() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("skesl-table-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        func skesl(_ label: String, _ ranks: Int, _ threads: Int, _ sps: Double, compute: Double, imbalance: Double = 0,
+                   allreduce: Double = 0, from: String = "estimate") -> String {
+            #"{"skesl": "pretrain", "ranks": \#(ranks), "per_rank_batch": 16, "threads_per_rank": \#(threads), "samples_per_s": \#(sps), "#
+                + #""step_ms_median_rank": 900.0, "imbalance_share": \#(imbalance), "allreduce_share": \#(allreduce), "#
+                + #""allreduce_share_max": 0.01, "imbalance_from": "\#(from)", "compute_ms_median_rank": \#(compute), "#
+                + #""placement": "--bind-to core", "label": "\#(label)"}"#
+        }
+        func ddp(_ world: Int, _ sps: Double, _ eff: Double) -> String {
+            #"{"bench": "ddp_pretrain_reference", "world": \#(world), "per_rank_batch": 16, "threads_per_rank": 1, "#
+                + #""samples_per_s": \#(sps), "weak_scaling_efficiency": \#(eff), "label": "pretrain"}"#
+        }
+        let rows = [skesl("pretrain", 1, 1, 18.0, compute: 800), skesl("pretrain", 16, 1, 216.0, compute: 960, imbalance: 0.05, allreduce: 0.02),
+                    ddp(1, 16.0, 1.0), ddp(16, 160.0, 0.625),
+                    skesl("pretrain-shm", 16, 1, 244.8, compute: 880),
+                    skesl("pretrain-2threads", 1, 2, 30.0, compute: 470), skesl("pretrain-2threads", 8, 2, 228.0, compute: 500),
+                    skesl("pretrain-diagnose", 16, 1, 200.0, compute: 1000, imbalance: 0.1, from: "barrier"),
+                    #"{"skipped_entry": "pretrain-4threads", "why": "about 60 s needed, 12 s of the budget left"}"#]
+        let file = dir.appendingPathComponent("results.jsonl")
+        try (rows.joined(separator: "\n") + "\n").write(to: file, atomically: true, encoding: .utf8)
+        let r = try ProcessRunner.run("/usr/bin/env", ["python3", table, file.path, "--node"])
+        XCTAssertEqual(r.status, 0, r.summary)
+        func row(_ label: String, _ ranks: String) -> [String] {
+            let l = lines(r.stdout).first { $0.hasPrefix("pretrain") && $0.contains(" \(label) ")
+                && $0.split(separator: "|")[0].split(separator: " ").dropFirst(2).first.map(String.init) == ranks }
+            XCTAssertNotNil(l, "no row \(label) \(ranks)\n" + r.stdout)
+            return (l ?? "").split(separator: " ").map(String.init).filter { $0 != "|" }
+        }
+        // pretrain 16: 216 / (16 x 18) = 75%, compute 960 / 800 = 1.20, against DDP 216 / 160 = 1.35x.
+        XCTAssertEqual(row("pretrain", "16"), ["pretrain", "pretrain", "16", "16", "216.00", "75%", "1.20", "5.0%", "2.0%",
+                                              "160.00", "62%", "1.35x"])
+        // An entry without a one-rank run takes the first one of the same threads: 244.8 / 288 = 85%, 880 / 800.
+        XCTAssertEqual(Array(row("pretrain-shm", "16")[4...6]), ["244.80", "85%", "1.10"])
+        // Two threads per rank against one rank of two threads: 228 / (8 x 30) = 95%, 500 / 470.
+        XCTAssertEqual(Array(row("pretrain-2threads", "8x2")[4...6]), ["228.00", "95%", "1.06"])
+        XCTAssertTrue(r.stdout.contains("measured with a barrier in: pretrain-diagnose"), r.stdout)
+        XCTAssertTrue(r.stdout.contains(#"note: {"skipped_entry": "pretrain-4threads""#), r.stdout)
+        XCTAssertTrue(r.stdout.contains("node, pretrain, all 16 CPUs, fastest first: 16x1 pretrain-shm 244.80 s/s, "
+            + "8x2 pretrain-2threads 228.00 s/s, 16x1 pretrain 216.00 s/s, 16x1 pretrain-diagnose 200.00 s/s"), r.stdout)
+
+        // A cut-off line is named, not a traceback.
+        try (rows[0] + "\n" + #"{"skesl": "pretrain", "ra"# + "\n").write(to: file, atomically: true, encoding: .utf8)
+        let bad = try ProcessRunner.run("/usr/bin/env", ["python3", table, file.path])
+        XCTAssertEqual(bad.status, 1, bad.summary)
+        XCTAssertTrue(bad.stderr.contains("results.jsonl line 2 is not JSON"), bad.summary)
+    }
+}

@@ -10,7 +10,8 @@
 #
 # PLANs (default: pretrain), with F = the node's CPUs, H = F/2, Q = F/4, in this order:
 #   pretrain  pretraining at 1 and F ranks with the PyTorch DDP peer; F ranks with the sum in
-#             shared memory (train.allreduce=shm); H ranks; 1 and H ranks of 2 BLAS threads; F
+#             shared memory (train.allreduce=shm); H ranks; F-1 ranks (one CPU left to the
+#             system and the ranks' helper threads); 1 and H ranks of 2 BLAS threads; F
 #             ranks with the imbalance measured by a barrier; H ranks with shm; 1 and Q ranks of
 #             4 threads
 #   finetune  fine-tuning at 1 and F ranks with the DDP peer; F ranks with shm; with shm and
@@ -56,6 +57,7 @@ add() { wants "$1" && entries+=("$1|$2|$3|$4|$5") || true; }
 add pretrain pretrain           pretrain "1 $F"    "DDP=1"
 add pretrain pretrain-shm       pretrain "$F"      "DDP=0;EXTRA_SET=$SHM"
 add pretrain pretrain-half      pretrain "$H"      "DDP=0"
+add pretrain pretrain-spare     pretrain "$(( F - 1 ))" "DDP=0"
 add pretrain pretrain-2threads  pretrain "1 $H"    "DDP=0;THREADS=2"
 add pretrain pretrain-diagnose  pretrain "$F"      "DDP=0;DIAGNOSE=1"
 add pretrain pretrain-half-shm  pretrain "$H"      "DDP=0;EXTRA_SET=$SHM"

@@ -17,7 +17,7 @@ final class ScalingScriptTests: XCTestCase {
         let plan = lines(r.stdout).dropFirst().map { $0.split(separator: " ", omittingEmptySubsequences: true).map(String.init) }
         // label, task, "ranks", sizes..., "~Ns", settings
         let labels = plan.map { $0[0] }
-        XCTAssertEqual(labels, ["pretrain", "pretrain-shm", "pretrain-half", "pretrain-2threads", "pretrain-diagnose",
+        XCTAssertEqual(labels, ["pretrain", "pretrain-shm", "pretrain-half", "pretrain-spare", "pretrain-2threads", "pretrain-diagnose",
                                 "pretrain-half-shm", "pretrain-4threads", "finetune", "finetune-shm", "finetune-shm-zero1",
                                 "finetune-2threads", "finetune-zero1", "cached", "cached-shm"], r.stdout)
         func ranks(_ label: String) -> [String] {
@@ -26,6 +26,7 @@ final class ScalingScriptTests: XCTestCase {
         }
         XCTAssertEqual(ranks("pretrain"), ["1", "16"])
         XCTAssertEqual(ranks("pretrain-half"), ["8"])
+        XCTAssertEqual(ranks("pretrain-spare"), ["15"])
         XCTAssertEqual(ranks("pretrain-2threads"), ["1", "8"], "8 ranks x 2 threads fill 16 CPUs")
         XCTAssertEqual(ranks("pretrain-4threads"), ["1", "4"])
         XCTAssertTrue(r.stdout.contains("budget 300s"), r.stdout)

@@ -83,7 +83,7 @@ let package = Package(
         // Helpers shared by test targets (busy load for race tests, text fixtures).
         .target(name: "TestSupport", path: "Tests/TestSupport"),
         .testTarget(name: "LogTests", dependencies: ["SKESLLog"]),
-        .testTarget(name: "KernelTests", dependencies: ["SKESLKernels"]),
+        .testTarget(name: "KernelTests", dependencies: ["SKESLKernels", "TestSupport"]),
         .testTarget(name: "HDF5Tests", dependencies: ["SKESLHDF5"]),
         .testTarget(name: "ModelTests", dependencies: ["SKESLModel", "SKESLHDF5", "SKESLKernels"]),
         .testTarget(name: "TextTests", dependencies: ["SKESLText", "SKESLModel", "SKESLHDF5", "TestSupport"]),

@@ -66,7 +66,7 @@ public struct ModelBenchmark {
 
     /// Times `steps` optimiser steps (forward, backward, Adam) on random inputs.
     public func run(log: (String) -> Void = { print($0) }) throws -> Result {
-        setBLASThreads(threads)
+        setComputeThreads(threads)
         let c = modelConfig()
         let net = try SKESLNetwork(config: c, seed: 1)
         net.rowPathEnabled = rowPath
@@ -144,7 +144,7 @@ extension ModelBenchmark {
     /// Times the cached step (rows given, features from `store` through the prefetching
     /// loader), then the same step on one in-memory batch, and BERT's [MASK]-row encoding.
     public func runCached(store dir: String, steps: Int = 20, log: (String) -> Void = { print($0) }) throws -> CachedResult {
-        setBLASThreads(threads)
+        setComputeThreads(threads)
         let c = modelConfig()
         let net = try SKESLNetwork(config: c, seed: 1)
         let opt = Optimizer(config: OptimizerConfig(), layout: net.layout)

@@ -19,19 +19,23 @@ public enum GELU {
     /// pre = pre + bias (per row of `dim`), y = GELU(pre): one pass, the pre-activation
     /// kept for backward.
     public static func biasForward(_ y: FPtr, pre: FPtr, bias: CFPtr, rows: Int, dim: Int) {
-        for r in 0..<rows {
-            let p = pre + r * dim, o = y + r * dim
-            for j in 0..<dim { let v = p[j] + bias[j]; p[j] = v; o[j] = f(v) }
+        WorkerTeam.shared.forEachChunk(rows, itemSize: dim) { rs, _ in
+            for r in rs {
+                let p = pre + r * dim, o = y + r * dim
+                for j in 0..<dim { let v = p[j] + bias[j]; p[j] = v; o[j] = f(v) }
+            }
         }
     }
     /// dx = dy * GELU'(x)   (dx may alias dy)
     public static func backward(_ dx: FPtr, dy: CFPtr, x: CFPtr, count n: Int) {
-        // In place gets its own loop: with dx == dy the vectoriser's runtime overlap check
-        // fails and the scalar loop ran instead (10x slower, 7% of a fine-tuning step).
-        if UnsafePointer(dx) == dy {
-            for i in 0..<n { dx[i] = dx[i] * d(x[i]) }
-        } else {
-            for i in 0..<n { dx[i] = dy[i] * d(x[i]) }
+        WorkerTeam.shared.forEachChunk(n) { r, _ in
+            // In place gets its own loop: with dx == dy the vectoriser's runtime overlap check
+            // fails and the scalar loop ran instead (10x slower, 7% of a fine-tuning step).
+            if UnsafePointer(dx) == dy {
+                for i in r { dx[i] = dx[i] * d(x[i]) }
+            } else {
+                for i in r { dx[i] = dy[i] * d(x[i]) }
+            }
         }
     }
 }

@@ -35,16 +35,23 @@ public enum Attention {
         }
     }
 
+    /// Scratch floats `forward` needs with a dropout mask (`backward`: twice this): one
+    /// lq×lk plane per thread of the worker team, which runs the (sample, head) pairs.
+    public static func scratchCount(_ s: AttentionShape) -> Int { s.lq * s.lk * WorkerTeam.shared.threads }
+
     /// ctx = softmax(scale · Q Kᵀ + mask) V per (sample, head). `probs` [B, H, lq, lk] keeps
     /// the softmax output for backward. With a dropout mask (same layout as probs, 0/1 bytes)
     /// the probabilities are dropped and rescaled before multiplying V; `scratch` must
-    /// then hold lq*lk floats.
+    /// then hold `scratchCount(shape)` floats. The (sample, head) pairs run on the worker
+    /// team, each exactly as on one thread.
     public static func forward(ctx: FPtr, probs: FPtr, q: CFPtr, k: CFPtr, v: CFPtr,
                                keyMaskAdd: CFPtr?, shape s: AttentionShape,
                                dropMask: UnsafePointer<UInt8>? = nil, dropScale: Float = 1, scratch: FPtr? = nil) {
         let dh = s.headDim, plane = s.lq * s.lk
-        for b in 0..<s.batch {
-            for h in 0..<s.heads {
+        WorkerTeam.shared.forEachChunk(s.batch * s.heads, itemSize: plane * dh) { pairs, part in
+            let scratch = scratch.map { $0 + part * plane }
+            for pair in pairs {
+                let b = pair / s.heads, h = pair % s.heads
                 let qb = q + b * s.lq * s.ldq + h * dh
                 let kb = k + b * s.lk * s.ldk + h * dh
                 let vb = v + b * s.lk * s.ldv + h * dh
@@ -90,16 +97,18 @@ public enum Attention {
 
     /// Backward of `forward`. dq is written (=) unless `accumulateQ`; dk and dv are written
     /// unless `accumulateKV` (shared K/V across layers accumulate). Any gradient may be nil.
-    /// `scratch` holds 2*lq*lk floats.
+    /// `scratch` holds 2 × `scratchCount(shape)` floats. Each (sample, head) pair writes
+    /// only its own slices, so the pairs run on the worker team.
     public static func backward(dq: FPtr?, dk: FPtr?, dv: FPtr?, dctx: CFPtr, probs: CFPtr,
                                 q: CFPtr, k: CFPtr, v: CFPtr, shape s: AttentionShape,
                                 ldDq: Int, ldDk: Int, ldDv: Int,
                                 accumulateQ: Bool = false, accumulateKV: Bool = false,
                                 dropMask: UnsafePointer<UInt8>? = nil, dropScale: Float = 1, scratch: FPtr) {
         let dh = s.headDim, plane = s.lq * s.lk
-        let dp = scratch, pd = scratch + plane
-        for b in 0..<s.batch {
-            for h in 0..<s.heads {
+        WorkerTeam.shared.forEachChunk(s.batch * s.heads, itemSize: plane * dh) { pairs, part in
+            let dp = scratch + 2 * part * plane, pd = dp + plane
+            for pair in pairs {
+                let b = pair / s.heads, h = pair % s.heads
                 let qb = q + b * s.lq * s.ldq + h * dh
                 let kb = k + b * s.lk * s.ldk + h * dh
                 let vb = v + b * s.lk * s.ldv + h * dh

@@ -57,6 +57,13 @@ public enum BLASKernel {
         return .tryCores(better.reversed())
     }
 
+    /// OPENBLAS_THREAD_TIMEOUT that skesl starts with unless it is set (2^n cycles that an
+    /// idle OpenBLAS thread spins before it sleeps; OpenBLAS's default is 28, about 0.1 s).
+    /// With train.threads > 1 the worker team's loops run between the products on the same
+    /// cores, and threads spinning there took them: a pretraining step's own loops ran 1.84x
+    /// faster on 2 threads with 4 (the least OpenBLAS takes), 1.09x with the default.
+    public static let threadTimeout = 4
+
     /// The core type OpenBLAS runs in this process.
     public static var coreName: String { String(cString: openblas_get_corename()) }
 
@@ -182,5 +189,6 @@ public struct BLASReport: Codable, Equatable, Sendable {
     public var line: String {
         String(format: "blas: OpenBLAS core %@ (%@), %d thread%@, sgemm 1248x3072x768 %.1f GFLOP/s",
                core, source, threads, threads == 1 ? "" : "s", sgemmGFLOPs)
+            + (threads == 1 ? "" : "; idle threads sleep after 2^\(ProcessInfo.processInfo.environment["OPENBLAS_THREAD_TIMEOUT"] ?? "28 (default)") cycles")
     }
 }

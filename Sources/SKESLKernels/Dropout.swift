@@ -17,7 +17,9 @@ public enum Dropout {
     public static func makeMask(_ mask: UnsafeMutablePointer<UInt8>, batch: Int, perSample: Int,
                                 p: Float, keys: DropoutKeys, site: UInt64) {
         let threshold = UInt32((Double(p) * 16_777_216.0).rounded())
-        for b in 0..<batch {
+        // Samples on the worker team: each sample's stream is its own.
+        WorkerTeam.shared.forEachChunk(batch, itemSize: perSample) { samples, _ in
+        for b in samples {
             let rng = KeyedRandom(seed: keys.seed, stream: site, sample: UInt64(bitPattern: keys.sampleIds[b]),
                                   epoch: keys.epoch)
             let m = mask + b * perSample
@@ -42,6 +44,7 @@ public enum Dropout {
                 if i + 3 < perSample { m[i + 3] = (w.3 >> 8) >= threshold ? 1 : 0 }
                 i += 4
             }
+        }
         }
     }
 
@@ -68,11 +71,13 @@ public enum Dropout {
     /// y = x · mask / (1 - p)   (y may alias x)
     public static func apply(_ y: FPtr, _ x: CFPtr, mask: UnsafePointer<UInt8>, count n: Int, p: Float) {
         let s = 1 / (1 - p)
-        // In place gets its own loop (see GELU.backward: the overlap check would fail).
-        if UnsafePointer(y) == x {
-            for i in 0..<n { y[i] = mask[i] != 0 ? y[i] * s : 0 }
-        } else {
-            for i in 0..<n { y[i] = mask[i] != 0 ? x[i] * s : 0 }
+        WorkerTeam.shared.forEachChunk(n) { r, _ in
+            // In place gets its own loop (see GELU.backward: the overlap check would fail).
+            if UnsafePointer(y) == x {
+                for i in r { y[i] = mask[i] != 0 ? y[i] * s : 0 }
+            } else {
+                for i in r { y[i] = mask[i] != 0 ? x[i] * s : 0 }
+            }
         }
     }
 

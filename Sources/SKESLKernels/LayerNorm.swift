@@ -22,12 +22,14 @@ public enum LayerNorm {
     /// y = (x - mean) / sqrt(var + eps) * gamma + beta, per row of `dim` values.
     public static func forward(_ y: FPtr, mean: FPtr?, rstd: FPtr?, _ x: CFPtr,
                                gamma: CFPtr, beta: CFPtr, rows: Int, dim: Int, eps: Float) {
-        for r in 0..<rows {
-            let xr = x + r * dim
-            let (m, rs) = rowStats(xr, dim, eps)
-            normalizeRow(y + r * dim, xr, m, rs, gamma, beta, dim)
-            mean?[r] = m
-            rstd?[r] = rs
+        WorkerTeam.shared.forEachChunk(rows, itemSize: dim) { rows, _ in
+            for r in rows {
+                let xr = x + r * dim
+                let (m, rs) = rowStats(xr, dim, eps)
+                normalizeRow(y + r * dim, xr, m, rs, gamma, beta, dim)
+                mean?[r] = m
+                rstd?[r] = rs
+            }
         }
     }
 
@@ -38,18 +40,20 @@ public enum LayerNorm {
                                        mask: UnsafePointer<UInt8>?, p: Float, residual: CFPtr,
                                        gamma: CFPtr, beta: CFPtr, rows: Int, dim: Int, eps: Float) {
         let scale = 1 / (1 - p)
-        for r in 0..<rows {
-            let sr = sum + r * dim, ar = sublayer + r * dim, br = residual + r * dim
-            if let mk = mask {
-                let mr = mk + r * dim
-                for i in 0..<dim { sr[i] = (mr[i] != 0 ? ar[i] * scale : 0) + br[i] }
-            } else {
-                for i in 0..<dim { sr[i] = ar[i] + br[i] }
+        WorkerTeam.shared.forEachChunk(rows, itemSize: dim) { rows, _ in
+            for r in rows {
+                let sr = sum + r * dim, ar = sublayer + r * dim, br = residual + r * dim
+                if let mk = mask {
+                    let mr = mk + r * dim
+                    for i in 0..<dim { sr[i] = (mr[i] != 0 ? ar[i] * scale : 0) + br[i] }
+                } else {
+                    for i in 0..<dim { sr[i] = ar[i] + br[i] }
+                }
+                let (m, rs) = rowStats(sr, dim, eps)
+                normalizeRow(y + r * dim, sr, m, rs, gamma, beta, dim)
+                mean?[r] = m
+                rstd?[r] = rs
             }
-            let (m, rs) = rowStats(sr, dim, eps)
-            normalizeRow(y + r * dim, sr, m, rs, gamma, beta, dim)
-            mean?[r] = m
-            rstd?[r] = rs
         }
     }
 

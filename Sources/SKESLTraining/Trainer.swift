@@ -55,7 +55,7 @@ public final class Trainer {
         let isRoot = comm.rank == 0
         self.say = { m in if isRoot { say(m) } }
         StopSignal.setLabel("rank \(comm.rank)")
-        setBLASThreads(rc.train.threads)
+        setComputeThreads(rc.train.threads)
         FaultInjection.rank = comm.rank
         store = try FeatureStore(directory: rc.data.store)
         let mc = try ModelSetup.modelConfig(rc, spec: store.spec)

@@ -56,9 +56,28 @@ enum BLASSelect {
         return r
     }
 
-    /// Called first thing in main: may re-execute this process with a better OPENBLAS_CORETYPE.
+    /// Called first thing in main: may re-execute this process with a better OPENBLAS_CORETYPE,
+    /// or with OpenBLAS's idle threads sleeping (`BLASKernel.threadTimeout`).
     static func atStartup(arguments: [String]) {
         guard arguments.count > 1, computing.contains(arguments[1]), !arguments.contains("--help"), !arguments.contains("-h") else { return }
+        // OpenBLAS reads its thread timeout once, when it loads: set it, then restart below.
+        var restart = false
+        if ProcessInfo.processInfo.environment["OPENBLAS_THREAD_TIMEOUT"] == nil {
+            setenv("OPENBLAS_THREAD_TIMEOUT", String(BLASKernel.threadTimeout), 1)
+            restart = true
+        }
+        chooseCore()
+        if restart { reexecute(orContinueWith: "OpenBLAS's default thread timeout") }
+    }
+
+    static func reexecute(orContinueWith what: String) {
+        execv("/proc/self/exe", CommandLine.unsafeArgv)
+        note("cannot re-execute (\(String(cString: strerror(errno)))); continuing with \(what)")
+    }
+
+    /// Where OpenBLAS fell back to an old core type: self-tests better ones and re-executes
+    /// with the first that passes.
+    static func chooseCore() {
         let env = ProcessInfo.processInfo.environment
         // SKESL_BLAS_TEST_CHOSEN=<core> pretends OpenBLAS chose <core>: a drill of this path on a
         // CPU that OpenBLAS knows (docs/performance.md shows one).
@@ -81,8 +100,7 @@ enum BLASSelect {
             setenv("OPENBLAS_CORETYPE", core, 1)
             setenv("SKESL_BLAS_SELECTED", core, 1)
             setenv("SKESL_BLAS_DETECTED", chosen, 1)
-            execv("/proc/self/exe", CommandLine.unsafeArgv)
-            note("cannot re-execute (\(String(cString: strerror(errno)))); continuing with \(chosen)")
+            reexecute(orContinueWith: chosen)
             return
         }
         if !quiet { note("no better OpenBLAS core type passed the self-test; continuing with \(chosen)") }

@@ -61,7 +61,7 @@ struct Bench: ParsableCommand {
     func run() throws {
         var peer: [String: Double] = [:]
         if torch { peer = try runTorch() }
-        setBLASThreads(threads)
+        setComputeThreads(threads)
         let blas = BLASReport.measure(seconds: 1.0)
         let sgemm = blas.sgemmGFLOPs
         print("machine: \(blas.config)")

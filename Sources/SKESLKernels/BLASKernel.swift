@@ -64,6 +64,14 @@ public enum BLASKernel {
     /// faster on 2 threads with 4 (the least OpenBLAS takes), 1.09x with the default.
     public static let threadTimeout = 4
 
+    /// How long OpenBLAS's idle threads spin in this process, as OpenBLAS read it at load.
+    public static var threadTimeoutInEffect: String {
+        let v = Int(skesl_openblas_thread_timeout())
+        if v < 0 { return "an unknown time (this OpenBLAS does not say)" }
+        if v == 0 { return "2^28 cycles (OpenBLAS's default)" }
+        return "2^\(min(max(v, 4), 30)) cycles"
+    }
+
     /// The core type OpenBLAS runs in this process.
     public static var coreName: String { String(cString: openblas_get_corename()) }
 
@@ -189,6 +197,6 @@ public struct BLASReport: Codable, Equatable, Sendable {
     public var line: String {
         String(format: "blas: OpenBLAS core %@ (%@), %d thread%@, sgemm 1248x3072x768 %.1f GFLOP/s",
                core, source, threads, threads == 1 ? "" : "s", sgemmGFLOPs)
-            + (threads == 1 ? "" : "; idle threads sleep after 2^\(ProcessInfo.processInfo.environment["OPENBLAS_THREAD_TIMEOUT"] ?? "28 (default)") cycles")
+            + (threads == 1 ? "" : "; idle threads sleep after " + BLASKernel.threadTimeoutInEffect)
     }
 }

@@ -1,9 +1,10 @@
 // The rank's own loops on its T threads (train.threads), beside OpenBLAS's threads for the
 // products. Why: with T threads per rank, OpenBLAS speeds up the products, but attention per
-// (sample, head), the dropout masks, GELU and LayerNorm stayed on one thread; with 2 threads a
-// pretraining step ran 1.70x one thread's, and the cached step 1.21x. Hybrid placements (one
-// rank per socket or NUMA node with T threads, issue 11) need every part of the step to use
-// the T cores.
+// (sample, head), the dropout masks, GELU, LayerNorm and the optimizer stayed on one thread;
+// with 2 threads a pretraining step ran 1.70x one thread's, and the cached step 1.21x. Hybrid
+// placements (one rank per socket or NUMA node with T threads, issue 11) need every part of
+// the step to use the T cores. Reductions across rows (LayerNorm's and the biases' parameter
+// gradients, the gradient norm) stay on one thread: split, they would change the bits.
 //
 // Every loop given to the team splits into contiguous chunks, each computed exactly as the
 // one-thread loop computes it (no reduction crosses a chunk), so results are bitwise the same

@@ -3,6 +3,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import SKESLKernels
 
 public enum OptimizerKind: String, Codable, Sendable { case adam, adamw, sgd }
 
@@ -142,25 +143,30 @@ public final class Optimizer {
                 let stepSize = rate / bc1
                 let decoupled = c.kind == .adamw
                 let wd = c.weightDecay
-                let shrink = 1 - rate * wd
-                for i in 0..<n {
-                    var gi = g[i]
-                    if decoupled { if wd != 0 { p[i] *= shrink } } else if wd != 0 { gi += wd * p[i] }
-                    mm[i] += (gi - mm[i]) * (1 - b1)
-                    vv[i] = vv[i] * b2 + (1 - b2) * gi * gi
-                    let denom = vv[i].squareRoot() / bc2sqrt + c.eps
-                    p[i] -= stepSize * (mm[i] / denom)
+                let shrink = 1 - rate * wd, eps = c.eps
+                // Element by element: the worker team's chunks give the one-thread bits.
+                WorkerTeam.shared.forEachChunk(n) { r, _ in
+                    for i in r {
+                        var gi = g[i]
+                        if decoupled { if wd != 0 { p[i] *= shrink } } else if wd != 0 { gi += wd * p[i] }
+                        mm[i] += (gi - mm[i]) * (1 - b1)
+                        vv[i] = vv[i] * b2 + (1 - b2) * gi * gi
+                        let denom = vv[i].squareRoot() / bc2sqrt + eps
+                        p[i] -= stepSize * (mm[i] / denom)
+                    }
                 }
             case .sgd:
-                let mu = c.momentum, wd = c.weightDecay
-                for i in 0..<n {
-                    var d = g[i]
-                    if wd != 0 { d += wd * p[i] }
-                    if mu != 0 {
-                        mm[i] = step == 1 ? d : mu * mm[i] + (1 - c.dampening) * d
-                        d = c.nesterov ? d + mu * mm[i] : mm[i]
+                let mu = c.momentum, wd = c.weightDecay, first = step == 1, damp = c.dampening, nesterov = c.nesterov
+                WorkerTeam.shared.forEachChunk(n) { r, _ in
+                    for i in r {
+                        var d = g[i]
+                        if wd != 0 { d += wd * p[i] }
+                        if mu != 0 {
+                            mm[i] = first ? d : mu * mm[i] + (1 - damp) * d
+                            d = nesterov ? d + mu * mm[i] : mm[i]
+                        }
+                        p[i] -= rate * d
                     }
-                    p[i] -= rate * d
                 }
             }
         }

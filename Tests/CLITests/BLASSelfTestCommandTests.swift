@@ -22,4 +22,19 @@ final class BLASSelfTestCommandTests: XCTestCase {
         let help = try h.run(["--help"])
         XCTAssertFalse(help.out.contains("blas-selftest"), help.out)
     }
+
+    /// A computing command restarts itself with OPENBLAS_THREAD_TIMEOUT=4 (OpenBLAS reads it
+    /// only when it loads), so that its idle threads sleep instead of spinning on the cores
+    /// the worker team's loops need; a value the user set is kept.
+    func testComputingCommandsStartWithOpenBLASThreadsThatSleep() throws {
+        let h = try RunHarness("blastimeout")
+        for (env, want) in [([String: String](), "2^4 cycles"), (["OPENBLAS_THREAD_TIMEOUT": "12"], "2^12 cycles")] {
+            let r = try h.run(["bench", "--task", "pretrain", "--steps", "1", "--batch", "1", "--threads", "2"], environment: env)
+            XCTAssertEqual(r.status, 0, r.err)
+            let line = try XCTUnwrap((r.out + r.err).split(separator: "\n").first { $0.hasPrefix("blas: OpenBLAS core") },
+                                     "no blas line\n" + r.out + r.err)
+            XCTAssertTrue(line.contains(", 2 threads, "), String(line))
+            XCTAssertTrue(line.hasSuffix("; idle threads sleep after " + want), "\(env): \(line)")
+        }
+    }
 }

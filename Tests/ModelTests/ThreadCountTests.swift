@@ -33,6 +33,31 @@ final class ThreadCountTests: XCTestCase {
         XCTAssertTrue(one.grads.contains { $0 != 0 }, file: file, line: line)
     }
 
+    /// Three optimiser steps of each kind on 3 threads give the one-thread parameters and moments.
+    func testOptimizerUpdatesGiveTheSameBits() throws {
+        for kind in [OptimizerKind.adam, .adamw, .sgd] {
+            var oc = OptimizerConfig()
+            oc.kind = kind; oc.lr = 1e-2; oc.weightDecay = 0.01
+            if kind == .sgd { oc.momentum = 0.9; oc.nesterov = true }
+            let sizes = [37, 11, 52]
+            let n = sizes.reduce(0, +)
+            func steps(_ threads: Int) -> [UInt32] {
+                WorkerTeam.shared.setThreads(threads, grain: 1)
+                defer { WorkerTeam.shared.setThreads(1) }
+                let p = UnsafeMutablePointer<Float>.allocate(capacity: n), g = UnsafeMutablePointer<Float>.allocate(capacity: n)
+                defer { p.deallocate(); g.deallocate() }
+                KeyedRandom(seed: 1, stream: "p").fillUniform(p, n, lo: -1, hi: 1)
+                let o = Optimizer(config: oc, segments: zip(ParameterGroup.allCases, sizes).map { (group: $0, count: $1) })
+                for s in 1...3 {
+                    KeyedRandom(seed: UInt64(s), stream: "g").fillUniform(g, n, lo: -1, hi: 1)
+                    o.update(params: p, grads: g) { $0 == .bert ? 5e-3 : 1e-2 }
+                }
+                return (0..<n).map { p[$0].bitPattern } + (0..<n).map { o.m[$0].bitPattern } + (0..<n).map { o.v[$0].bitPattern }
+            }
+            XCTAssertEqual(steps(3), steps(1), "\(kind)")
+        }
+    }
+
     func testPretrainingWithFrozenBertAndDropout() throws {
         try check(smallConfig(task: .pretrain, freeze: true, shared: true, dropout: 0.3))
     }

@@ -70,9 +70,12 @@ public enum Linear {
                   a: dy, lda: ldy, b: x, ldb: ldx ?? inFeatures, beta: 1, c: dw, ldc: inFeatures)
         }
         if let db = db {
-            for r in 0..<n {
-                let row = dy + r * ldy
-                for j in 0..<outFeatures { db[j] += row[j] }
+            // Columns on the worker team, each summed over the rows in order: the same bits.
+            WorkerTeam.shared.forEachChunk(outFeatures, itemSize: n) { cols, _ in
+                for r in 0..<n {
+                    let row = dy + r * ldy
+                    for j in cols { db[j] += row[j] }
+                }
             }
         }
     }

@@ -80,11 +80,48 @@ public enum LayerNorm {
         return (sumD * inv, sumDX * inv)
     }
 
+    /// dgamma, dbeta += Σ over rows, column by column (the columns on the worker team): the
+    /// additions of `rowBackward`, in the same row order, so the same bits.
+    static func parameterGradients(dgamma dg: FPtr, dbeta dbt: FPtr, dy: CFPtr, x: CFPtr, mean: CFPtr, rstd: CFPtr,
+                                   rows: Int, dim: Int) {
+        WorkerTeam.shared.forEachChunk(dim, itemSize: rows) { cols, _ in
+            for r in 0..<rows {
+                let xr = x + r * dim, dyr = dy + r * dim, m = mean[r], rs = rstd[r]
+                for i in cols {
+                    let xh = (xr[i] - m) * rs
+                    dg[i] += dyr[i] * xh
+                    dbt[i] += dyr[i]
+                }
+            }
+        }
+    }
+
+    /// On the worker team with more than one thread: the rows' input gradients split by rows,
+    /// then the parameters' by columns (one pass over the rows on one thread).
+    static var splitsBackward: Bool { WorkerTeam.shared.threads > 1 }
+
     /// dx (= or +=) from dy; dgamma, dbeta accumulate (nil when frozen).
     public static func backward(dx: FPtr?, dgamma: FPtr?, dbeta: FPtr?, dy: CFPtr, x: CFPtr,
                                 mean: CFPtr, rstd: CFPtr, gamma: CFPtr, rows: Int, dim: Int,
                                 accumulate: Bool = false) {
-        for r in 0..<rows {
+        if splitsBackward {
+            if let dg = dgamma, let dbt = dbeta {
+                parameterGradients(dgamma: dg, dbeta: dbt, dy: dy, x: x, mean: mean, rstd: rstd, rows: rows, dim: dim)
+            }
+            guard dx != nil else { return }
+            WorkerTeam.shared.forEachChunk(rows, itemSize: dim) { rs, _ in
+                rowsBackward(rs, dx: dx, dgamma: nil, dbeta: nil, dy: dy, x: x, mean: mean, rstd: rstd, gamma: gamma,
+                             dim: dim, accumulate: accumulate)
+            }
+        } else {
+            rowsBackward(0..<rows, dx: dx, dgamma: dgamma, dbeta: dbeta, dy: dy, x: x, mean: mean, rstd: rstd, gamma: gamma,
+                         dim: dim, accumulate: accumulate)
+        }
+    }
+
+    private static func rowsBackward(_ rows: Range<Int>, dx: FPtr?, dgamma: FPtr?, dbeta: FPtr?, dy: CFPtr, x: CFPtr,
+                                     mean: CFPtr, rstd: CFPtr, gamma: CFPtr, dim: Int, accumulate: Bool) {
+        for r in rows {
             let xr = x + r * dim, dyr = dy + r * dim
             let m = mean[r], rs = rstd[r]
             let (sumD, sumDX) = rowBackward(dyr, xr, m, rs, gamma, dgamma, dbeta, dim)
@@ -104,8 +141,25 @@ public enum LayerNorm {
     public static func residualBackward(dResidual: FPtr, dSublayer: FPtr, mask: UnsafePointer<UInt8>?, p: Float,
                                         dgamma: FPtr?, dbeta: FPtr?, dy: CFPtr, sum x: CFPtr,
                                         mean: CFPtr, rstd: CFPtr, gamma: CFPtr, rows: Int, dim: Int) {
+        if splitsBackward {
+            if let dg = dgamma, let dbt = dbeta {
+                parameterGradients(dgamma: dg, dbeta: dbt, dy: dy, x: x, mean: mean, rstd: rstd, rows: rows, dim: dim)
+            }
+            WorkerTeam.shared.forEachChunk(rows, itemSize: dim) { rs, _ in
+                residualRowsBackward(rs, dResidual: dResidual, dSublayer: dSublayer, mask: mask, p: p, dgamma: nil, dbeta: nil,
+                                     dy: dy, sum: x, mean: mean, rstd: rstd, gamma: gamma, dim: dim)
+            }
+        } else {
+            residualRowsBackward(0..<rows, dResidual: dResidual, dSublayer: dSublayer, mask: mask, p: p, dgamma: dgamma,
+                                 dbeta: dbeta, dy: dy, sum: x, mean: mean, rstd: rstd, gamma: gamma, dim: dim)
+        }
+    }
+
+    private static func residualRowsBackward(_ rows: Range<Int>, dResidual: FPtr, dSublayer: FPtr, mask: UnsafePointer<UInt8>?,
+                                             p: Float, dgamma: FPtr?, dbeta: FPtr?, dy: CFPtr, sum x: CFPtr,
+                                             mean: CFPtr, rstd: CFPtr, gamma: CFPtr, dim: Int) {
         let scale = 1 / (1 - p)
-        for r in 0..<rows {
+        for r in rows {
             let xr = x + r * dim, dyr = dy + r * dim
             let m = mean[r], rs = rstd[r]
             let (sumD, sumDX) = rowBackward(dyr, xr, m, rs, gamma, dgamma, dbeta, dim)

@@ -3,8 +3,9 @@
 // (sample, head), the dropout masks, GELU, LayerNorm and the optimizer stayed on one thread;
 // with 2 threads a pretraining step ran 1.70x one thread's, and the cached step 1.21x. Hybrid
 // placements (one rank per socket or NUMA node with T threads, issue 11) need every part of
-// the step to use the T cores. Reductions across rows (LayerNorm's and the biases' parameter
-// gradients, the gradient norm) stay on one thread: split, they would change the bits.
+// the step to use the T cores. Sums over rows (LayerNorm's and the biases' parameter
+// gradients) split by columns, each column summed over the rows in order as on one thread;
+// the gradient norm (one sum over everything) stays on one thread: split, it would change the bits.
 //
 // Every loop given to the team splits into contiguous chunks, each computed exactly as the
 // one-thread loop computes it (no reduction crosses a chunk), so results are bitwise the same

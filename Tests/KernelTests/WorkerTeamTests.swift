@@ -120,6 +120,27 @@ final class WorkerTeamTests: XCTestCase {
             pre.p.update(from: x.p, count: rows * dim)
             GELU.biasForward(y.p, pre: pre.p, bias: bt.p, rows: rows, dim: dim)
         }
+        let dyb = Buf(rows * dim, seed: 6), dA = Buf(zeros: rows * dim), dB = Buf(zeros: rows * dim)
+        let dg = Buf(zeros: dim), db = Buf(zeros: dim)
+        sameBits("LayerNorm.backward", [dA, dg, db]) {
+            LayerNorm.forward(y.p, mean: mean.p, rstd: rstd.p, x.p, gamma: g.p, beta: bt.p, rows: rows, dim: dim, eps: 1e-5)
+            LayerNorm.backward(dx: dA.p, dgamma: dg.p, dbeta: db.p, dy: dyb.p, x: x.p, mean: mean.p, rstd: rstd.p,
+                               gamma: g.p, rows: rows, dim: dim)
+            LayerNorm.backward(dx: dA.p, dgamma: dg.p, dbeta: db.p, dy: res.p, x: x.p, mean: mean.p, rstd: rstd.p,
+                               gamma: g.p, rows: rows, dim: dim, accumulate: true)
+        }
+        sameBits("LayerNorm.residualBackward", [dA, dB, dg, db]) {
+            LayerNorm.residualForward(y.p, sum: sum.p, mean: mean.p, rstd: rstd.p, sublayer: x.p, mask: mask, p: 0.4,
+                                      residual: res.p, gamma: g.p, beta: bt.p, rows: rows, dim: dim, eps: 1e-5)
+            LayerNorm.residualBackward(dResidual: dA.p, dSublayer: dB.p, mask: mask, p: 0.4, dgamma: dg.p, dbeta: db.p,
+                                       dy: dyb.p, sum: sum.p, mean: mean.p, rstd: rstd.p, gamma: g.p, rows: rows, dim: dim)
+        }
+        let w = Buf(dim * dim, seed: 7), dw = Buf(zeros: dim * dim)
+        sameBits("Linear.backward", [dA, dw, db]) {
+            Linear.backward(dx: dA.p, dw: dw.p, db: db.p, dy: dyb.p, x: x.p, weight: w.p, rows: rows, inFeatures: dim, outFeatures: dim)
+            Linear.backward(dx: dA.p, dw: dw.p, db: db.p, dy: res.p, x: x.p, weight: w.p, rows: rows, inFeatures: dim,
+                            outFeatures: dim, accumulateDx: true)
+        }
         sameBits("GELU.backward (in place)", [y]) {
             y.p.update(from: res.p, count: rows * dim)
             GELU.backward(y.p, dy: y.p, x: x.p, count: rows * dim)

@@ -94,13 +94,13 @@ run() {  # task ranks
   esac
   [ "${DIAGNOSE:-0}" = 1 ] && extra+=(--set train.diagnoseImbalance=true)
   extra+=(--set train.globalBatch=$(( per * np )) --set train.maxSteps=$steps)
-  local rd=$W/$task-$np
+  local rd=$W/$task-$np place=${MPIRUN_ARGS:-$(placement "$np")}
   # shellcheck disable=SC2086
-  if ! "$MPIRUN" -np "$np" ${over[@]+"${over[@]}"} ${MPIRUN_ARGS:-$(placement "$np")} "$SKESL" "$cmd" "${extra[@]}" --run-dir "$rd" > "$rd.out" 2> "$rd.err"; then
+  if ! "$MPIRUN" -np "$np" ${over[@]+"${over[@]}"} $place "$SKESL" "$cmd" "${extra[@]}" --run-dir "$rd" > "$rd.out" 2> "$rd.err"; then
     echo "{\"skesl\": \"$task\", \"ranks\": $np, \"error\": \"failed, see $task-$np.err\"}" >> "$RES"
     echo "  $task $np ranks FAILED:"; tail -5 "$rd.err" | sed 's/^/    /'; return
   fi
-  py - "$rd/metrics.jsonl" "$task" "$np" "$per" "$T" "${MPIRUN_ARGS:-$(placement "$np")}" <<'PY' >> "$RES"
+  py - "$rd/metrics.jsonl" "$task" "$np" "$per" "$T" "$place" <<'PY' >> "$RES"
 import json, sys
 recs = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
 train = [r for r in recs if r["kind"] == "train"]

@@ -37,7 +37,8 @@ public enum Attention {
 
     /// Scratch floats `forward` needs with a dropout mask (`backward`: twice this): one
     /// lq×lk plane per thread of the worker team, which runs the (sample, head) pairs.
-    public static func scratchCount(_ s: AttentionShape) -> Int { s.lq * s.lk * WorkerTeam.shared.threads }
+    public static func scratchCount(_ s: AttentionShape) -> Int { scratchCount(lq: s.lq, lk: s.lk) }
+    public static func scratchCount(lq: Int, lk: Int) -> Int { lq * lk * WorkerTeam.shared.threads }
 
     /// ctx = softmax(scale · Q Kᵀ + mask) V per (sample, head). `probs` [B, H, lq, lk] keeps
     /// the softmax output for backward. With a dropout mask (same layout as probs, 0/1 bytes)

@@ -19,32 +19,32 @@ public enum Dropout {
         let threshold = UInt32((Double(p) * 16_777_216.0).rounded())
         // Samples on the worker team: each sample's stream is its own.
         WorkerTeam.shared.forEachChunk(batch, itemSize: perSample) { samples, _ in
-        for b in samples {
-            let rng = KeyedRandom(seed: keys.seed, stream: site, sample: UInt64(bitPattern: keys.sampleIds[b]),
-                                  epoch: keys.epoch)
-            let m = mask + b * perSample
-            // 8 blocks (32 elements) per vector step: element 4·block + j is word j of block.
-            let lanes = SIMD8<UInt32>(0, 1, 2, 3, 4, 5, 6, 7)
-            var i = 0
-            while i + 32 <= perSample {
-                let w = philox4x32x8(lanes &+ UInt32(truncatingIfNeeded: i >> 2), rng.c1, rng.c2, rng.c3, key: rng.k0, rng.k1)
-                let t = SIMD8<UInt32>(repeating: threshold)
-                let k0 = (w.0 &>> 8) .>= t, k1 = (w.1 &>> 8) .>= t, k2 = (w.2 &>> 8) .>= t, k3 = (w.3 &>> 8) .>= t
-                for l in 0..<8 {
-                    let o = m + i + 4 * l
-                    o[0] = k0[l] ? 1 : 0; o[1] = k1[l] ? 1 : 0; o[2] = k2[l] ? 1 : 0; o[3] = k3[l] ? 1 : 0
+            for b in samples {
+                let rng = KeyedRandom(seed: keys.seed, stream: site, sample: UInt64(bitPattern: keys.sampleIds[b]),
+                                      epoch: keys.epoch)
+                let m = mask + b * perSample
+                // 8 blocks (32 elements) per vector step: element 4·block + j is word j of block.
+                let lanes = SIMD8<UInt32>(0, 1, 2, 3, 4, 5, 6, 7)
+                var i = 0
+                while i + 32 <= perSample {
+                    let w = philox4x32x8(lanes &+ UInt32(truncatingIfNeeded: i >> 2), rng.c1, rng.c2, rng.c3, key: rng.k0, rng.k1)
+                    let t = SIMD8<UInt32>(repeating: threshold)
+                    let k0 = (w.0 &>> 8) .>= t, k1 = (w.1 &>> 8) .>= t, k2 = (w.2 &>> 8) .>= t, k3 = (w.3 &>> 8) .>= t
+                    for l in 0..<8 {
+                        let o = m + i + 4 * l
+                        o[0] = k0[l] ? 1 : 0; o[1] = k1[l] ? 1 : 0; o[2] = k2[l] ? 1 : 0; o[3] = k3[l] ? 1 : 0
+                    }
+                    i += 32
                 }
-                i += 32
+                while i < perSample {
+                    let w = rng.block(UInt32(truncatingIfNeeded: i >> 2))
+                    m[i] = (w.0 >> 8) >= threshold ? 1 : 0
+                    if i + 1 < perSample { m[i + 1] = (w.1 >> 8) >= threshold ? 1 : 0 }
+                    if i + 2 < perSample { m[i + 2] = (w.2 >> 8) >= threshold ? 1 : 0 }
+                    if i + 3 < perSample { m[i + 3] = (w.3 >> 8) >= threshold ? 1 : 0 }
+                    i += 4
+                }
             }
-            while i < perSample {
-                let w = rng.block(UInt32(truncatingIfNeeded: i >> 2))
-                m[i] = (w.0 >> 8) >= threshold ? 1 : 0
-                if i + 1 < perSample { m[i + 1] = (w.1 >> 8) >= threshold ? 1 : 0 }
-                if i + 2 < perSample { m[i + 2] = (w.2 >> 8) >= threshold ? 1 : 0 }
-                if i + 3 < perSample { m[i + 3] = (w.3 >> 8) >= threshold ? 1 : 0 }
-                i += 4
-            }
-        }
         }
     }
 

@@ -96,25 +96,27 @@ public enum LayerNorm {
         }
     }
 
-    /// On the worker team with more than one thread: the rows' input gradients split by rows,
-    /// then the parameters' by columns (one pass over the rows on one thread).
-    static var splitsBackward: Bool { WorkerTeam.shared.threads > 1 }
+    /// A backward over rows. On the worker team with more than one thread, dgamma and dbeta
+    /// first (by columns), then `rowsBody` split by rows without them; on one thread,
+    /// `rowsBody` over every row with them (one pass over memory).
+    private static func overRows(dgamma: FPtr?, dbeta: FPtr?, dy: CFPtr, x: CFPtr, mean: CFPtr, rstd: CFPtr,
+                                 rows: Int, dim: Int, _ rowsBody: (Range<Int>, FPtr?, FPtr?) -> Void) {
+        if WorkerTeam.shared.threads > 1 {
+            if let dg = dgamma, let dbt = dbeta {
+                parameterGradients(dgamma: dg, dbeta: dbt, dy: dy, x: x, mean: mean, rstd: rstd, rows: rows, dim: dim)
+            }
+            WorkerTeam.shared.forEachChunk(rows, itemSize: dim) { rs, _ in rowsBody(rs, nil, nil) }
+        } else {
+            rowsBody(0..<rows, dgamma, dbeta)
+        }
+    }
 
     /// dx (= or +=) from dy; dgamma, dbeta accumulate (nil when frozen).
     public static func backward(dx: FPtr?, dgamma: FPtr?, dbeta: FPtr?, dy: CFPtr, x: CFPtr,
                                 mean: CFPtr, rstd: CFPtr, gamma: CFPtr, rows: Int, dim: Int,
                                 accumulate: Bool = false) {
-        if splitsBackward {
-            if let dg = dgamma, let dbt = dbeta {
-                parameterGradients(dgamma: dg, dbeta: dbt, dy: dy, x: x, mean: mean, rstd: rstd, rows: rows, dim: dim)
-            }
-            guard dx != nil else { return }
-            WorkerTeam.shared.forEachChunk(rows, itemSize: dim) { rs, _ in
-                rowsBackward(rs, dx: dx, dgamma: nil, dbeta: nil, dy: dy, x: x, mean: mean, rstd: rstd, gamma: gamma,
-                             dim: dim, accumulate: accumulate)
-            }
-        } else {
-            rowsBackward(0..<rows, dx: dx, dgamma: dgamma, dbeta: dbeta, dy: dy, x: x, mean: mean, rstd: rstd, gamma: gamma,
+        overRows(dgamma: dgamma, dbeta: dbeta, dy: dy, x: x, mean: mean, rstd: rstd, rows: rows, dim: dim) { rs, dg, dbt in
+            rowsBackward(rs, dx: dx, dgamma: dg, dbeta: dbt, dy: dy, x: x, mean: mean, rstd: rstd, gamma: gamma,
                          dim: dim, accumulate: accumulate)
         }
     }
@@ -141,17 +143,9 @@ public enum LayerNorm {
     public static func residualBackward(dResidual: FPtr, dSublayer: FPtr, mask: UnsafePointer<UInt8>?, p: Float,
                                         dgamma: FPtr?, dbeta: FPtr?, dy: CFPtr, sum x: CFPtr,
                                         mean: CFPtr, rstd: CFPtr, gamma: CFPtr, rows: Int, dim: Int) {
-        if splitsBackward {
-            if let dg = dgamma, let dbt = dbeta {
-                parameterGradients(dgamma: dg, dbeta: dbt, dy: dy, x: x, mean: mean, rstd: rstd, rows: rows, dim: dim)
-            }
-            WorkerTeam.shared.forEachChunk(rows, itemSize: dim) { rs, _ in
-                residualRowsBackward(rs, dResidual: dResidual, dSublayer: dSublayer, mask: mask, p: p, dgamma: nil, dbeta: nil,
-                                     dy: dy, sum: x, mean: mean, rstd: rstd, gamma: gamma, dim: dim)
-            }
-        } else {
-            residualRowsBackward(0..<rows, dResidual: dResidual, dSublayer: dSublayer, mask: mask, p: p, dgamma: dgamma,
-                                 dbeta: dbeta, dy: dy, sum: x, mean: mean, rstd: rstd, gamma: gamma, dim: dim)
+        overRows(dgamma: dgamma, dbeta: dbeta, dy: dy, x: x, mean: mean, rstd: rstd, rows: rows, dim: dim) { rs, dg, dbt in
+            residualRowsBackward(rs, dResidual: dResidual, dSublayer: dSublayer, mask: mask, p: p, dgamma: dg, dbeta: dbt,
+                                 dy: dy, sum: x, mean: mean, rstd: rstd, gamma: gamma, dim: dim)
         }
     }
 

@@ -56,7 +56,7 @@ extension SKESLNetwork {
         var acts: [BertLayerActs] = []
         var outs: [FPtr] = []
         if !keep { outs = [arena.floats(N * H), arena.floats(N * H)] }
-        let scratch = arena.floats(L * L * WorkerTeam.shared.threads)   // Attention.scratchCount
+        let scratch = arena.floats(Attention.scratchCount(lq: L, lk: L))
         for (l, o) in bertLayers.prefix(layers ?? bertLayers.count).enumerated() {
             var a: BertLayerActs
             if keep || shared == nil {
@@ -185,7 +185,7 @@ extension SKESLNetwork {
         let dRes = arena.floats(N * H), dH1 = arena.floats(N * H), dCtx = arena.floats(N * H)
         let dInter = arena.floats(N * I), dQKV = arena.floats(N * 3 * H)
         let dIn = [arena.floats(N * H), arena.floats(N * H)]
-        let scratch = arena.floats(2 * L * L * WorkerTeam.shared.threads)
+        let scratch = arena.floats(2 * Attention.scratchCount(lq: L, lk: L))
         for l in stride(from: bertLayers.count - 1, through: 0, by: -1) {
             let o = bertLayers[l], a = state.bert[l]
             // out = LN2(res2), res2 = h1 + drop(outDense)

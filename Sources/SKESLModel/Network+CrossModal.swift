@@ -100,7 +100,7 @@ extension SKESLNetwork {
         let dF = arena.floats(N * H), dZ = arena.floats(N * H), dY = arena.floats(N * H)
         let dCtx = arena.floats(N * e), dQ = arena.floats(N * e), dLn = arena.floats(N * H)
         let dIn = [arena.floats(N * H), arena.floats(N * H)]
-        let scratch = arena.floats(2 * L * max(Ta, Tv) * WorkerTeam.shared.threads)   // 2 x Attention.scratchCount
+        let scratch = arena.floats(2 * Attention.scratchCount(lq: L, lk: max(Ta, Tv)))
         var dx = dTop
         for l in stride(from: c.layers - 1, through: 0, by: -1) {
             let si = c.shared ? 0 : l

@@ -5,11 +5,16 @@
 #   Cluster/launch.sh --hostfile Cluster/hostfile --per-node 2 --threads 8 -- pretrain -c Configs/pretrain-reference.yaml --store /data/voxceleb --init-bert bert-base-uncased.h5
 #
 # Options (launcher's own; everything after `--` goes to the program):
-#   -n, --np N              total ranks (default: per-node x hosts in the hostfile, else 1)
+#   -n, --np N              total ranks (default: per-node x hosts in the hostfile; with a hostfile
+#                           and no --per-node, one rank per slot it lists; without a hostfile,
+#                           this node full: one rank per T of its physical cores)
 #   -H, --hostfile FILE     Open MPI hostfile: "hostname slots=N" per line
 #   --per-node N            ranks per node (maps ppr:N:node)
-#   --threads T             threads per rank: OPENBLAS_NUM_THREADS=OMP_NUM_THREADS=T, and T cores bound per rank
-#   --bind core|socket|none CPU binding of each rank (default core)
+#   --threads T             threads per rank: OPENBLAS_NUM_THREADS=OMP_NUM_THREADS=T (skesl's train.threads
+#                           follows it unless set), and T cores bound per rank
+#   --bind core|hwthread|socket|none
+#                           CPU binding of each rank (default core; hwthread counts hyperthreads as CPUs,
+#                           and core becomes hwthread where ranks x T exceed a node's cores but not its CPUs)
 #   --net CIDR              keep MPI traffic (data and control) on this network, TCP only, e.g. 10.0.0.0/24
 #   --oversubscribe         allow more ranks than cores (tests, laptops)
 #   --kill-grace S          seconds Open MPI waits between the steps of ending the job on SIGTERM/SIGINT
@@ -25,7 +30,7 @@ set -euo pipefail
 die() { echo "launch.sh: $*" >&2; exit 2; }
 here="$(cd "$(dirname "$0")" && pwd)"
 
-np="" hostfile="" per_node="" threads=1 bind=core net="" oversubscribe=0 dry=0 kill_grace="${SKESL_KILL_GRACE:-20}"
+np="" hostfile="" per_node="" threads=1 bind=core bind_given=0 net="" oversubscribe=0 dry=0 kill_grace="${SKESL_KILL_GRACE:-20}"
 exe="${SKESL_BIN:-}" mpirun_bin="${MPIRUN:-mpirun}"
 envs=() mcas=()
 while [ $# -gt 0 ]; do
@@ -34,7 +39,7 @@ while [ $# -gt 0 ]; do
     -H|--hostfile) hostfile="${2:?--hostfile needs a file}"; shift 2 ;;
     --per-node) per_node="${2:?--per-node needs a number}"; shift 2 ;;
     --threads) threads="${2:?--threads needs a number}"; shift 2 ;;
-    --bind) bind="${2:?--bind needs core, socket or none}"; shift 2 ;;
+    --bind) bind="${2:?--bind needs core, hwthread, socket or none}"; bind_given=1; shift 2 ;;
     --net) net="${2:?--net needs a CIDR like 10.0.0.0/24}"; shift 2 ;;
     --oversubscribe) oversubscribe=1; shift ;;
     --kill-grace) kill_grace="${2:?--kill-grace needs seconds}"; shift 2 ;;
@@ -43,7 +48,7 @@ while [ $# -gt 0 ]; do
     --exe) exe="${2:?--exe needs a path}"; shift 2 ;;
     --mpirun) mpirun_bin="${2:?--mpirun needs a path}"; shift 2 ;;
     --dry-run) dry=1; shift ;;
-    -h|--help) sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,27p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     --) shift; break ;;
     *) die "unknown option $1 (program arguments go after --; see --help)" ;;
   esac
@@ -54,14 +59,44 @@ is_count "$kill_grace" || die "--kill-grace must be a positive number of seconds
 is_count "$threads" || die "--threads must be a positive integer, got '$threads'"
 [ -z "$per_node" ] || is_count "$per_node" || die "--per-node must be a positive integer, got '$per_node'"
 [ -z "$np" ] || is_count "$np" || die "--np must be a positive integer, got '$np'"
-case "$bind" in core|socket|none) ;; *) die "--bind must be core, socket or none, got '$bind'" ;; esac
+case "$bind" in core|hwthread|socket|none) ;; *) die "--bind must be core, hwthread, socket or none, got '$bind'" ;; esac
+note() { echo "launch.sh: $*" >&2; }
+hosts=1
 if [ -n "$hostfile" ]; then
   [ -r "$hostfile" ] || die "hostfile $hostfile is not readable"
   hosts=$(grep -cvE '^[[:space:]]*(#|$)' "$hostfile" || true)
   [ "$hosts" -gt 0 ] || die "hostfile $hostfile lists no hosts"
-  if [ -z "$np" ] && [ -n "$per_node" ]; then np=$((hosts * per_node)); fi
 fi
-np="${np:-1}"
+
+# This node's CPUs (those this launcher may use) and the physical cores behind them, for a
+# job on this node alone (a hostfile's nodes may differ from the one launching: their slots
+# say what they take). LAUNCH_TEST_NODE_CPUS/_CORES stand in for them in tests.
+allowed_cpus() {
+  local list part
+  list=$(sed -n 's/^Cpus_allowed_list:[[:space:]]*//p' /proc/self/status 2>/dev/null || true)
+  if [ -z "$list" ]; then seq 0 $(( $(getconf _NPROCESSORS_ONLN) - 1 )); return; fi
+  for part in ${list//,/ }; do seq "${part%-*}" "${part#*-}"; done
+}
+mine=" $(allowed_cpus | tr '\n' ' ')"
+node_cpus=${LAUNCH_TEST_NODE_CPUS:-$(echo $mine | wc -w)}
+node_cores=${LAUNCH_TEST_NODE_CORES:-$(lscpu -p=CPU,CORE,SOCKET 2>/dev/null | awk -F, -v mine="$mine" '!/^#/ && index(mine, " " $1 " ") { print $2 "," $3 }' | sort -u | wc -l)}
+[ "$node_cores" -gt 0 ] 2>/dev/null || node_cores=$node_cpus
+
+# On this node alone without --np or --per-node: the node full, one rank per T physical cores
+# (hyperthreads add little to sgemm-bound ranks; docs/scaling.md has what was measured).
+if [ -z "$hostfile" ] && [ -z "$np" ] && [ -z "$per_node" ]; then
+  per_node=$(( node_cores / threads > 0 ? node_cores / threads : 1 ))
+  note "$per_node rank(s) of $threads thread(s): this node's $node_cores physical cores ($node_cpus CPUs) full; --np or --per-node to choose"
+fi
+if [ -z "$np" ] && [ -n "$per_node" ]; then np=$(( hosts * per_node )); fi
+[ -n "$np" ] || note "one rank per slot of $hostfile (--np or --per-node to choose)"
+# More ranks x threads on this node than cores but not than CPUs: Open MPI would refuse core
+# binding (too few slots), so count hyperthreads as the CPUs and bind each rank to T of them.
+if [ -z "$hostfile" ] && [ "$bind" = core ] && [ "$bind_given" = 0 ] \
+   && [ $(( np * threads )) -gt "$node_cores" ] && [ $(( np * threads )) -le "$node_cpus" ]; then
+  bind=hwthread
+  note "$np rank(s) x $threads thread(s) exceed this node's $node_cores cores: bound to hardware threads (of its $node_cpus CPUs)"
+fi
 
 if [ -z "$exe" ]; then
   if [ -x "$here/../.build/release/skesl" ]; then exe="$here/../.build/release/skesl"
@@ -72,11 +107,12 @@ fi
 [ -x "$exe" ] || command -v "$exe" >/dev/null || die "program $exe is not executable"
 command -v "$mpirun_bin" >/dev/null || die "$mpirun_bin not found: install Open MPI (openmpi-bin)"
 
-cmd=("$mpirun_bin" -np "$np")
+cmd=("$mpirun_bin"); [ -n "$np" ] && cmd+=(-np "$np")
 [ -n "$hostfile" ] && cmd+=(--hostfile "$hostfile")
 # Placement: N ranks per node, each owning T cores (PE=T) when bound.
 map="slot"; [ -n "$per_node" ] && map="ppr:$per_node:node"
 if [ "$bind" != none ] && [ "$threads" -gt 1 ]; then map="$map:PE=$threads"; fi
+[ "$bind" = hwthread ] && cmd+=(--use-hwthread-cpus)
 cmd+=(--map-by "$map" --bind-to "$bind")
 [ "$oversubscribe" = 1 ] && cmd+=(--oversubscribe)
 [ "$(id -u)" = 0 ] && cmd+=(--allow-run-as-root)

@@ -116,7 +116,10 @@ out = {"skesl": sys.argv[2], "ranks": int(sys.argv[3]), "per_rank_batch": int(sy
        "allreduce_share_max": round(st["parts"]["allreduce"]["max"] / med, 4), "imbalance_from": st["imbalance"],
        "compute_ms_median_rank": round(1e3 * (st["parts"]["forward"]["median"] + st["parts"]["backward"]["median"]), 1),
        "blas": start.get("blas", {}).get("core"), "sgemm_gflops": start.get("blas", {}).get("sgemm_gflops"),
-       "placement": sys.argv[6].strip()}
+       "placement": sys.argv[6].strip(),
+       # where the ranks ran, as they saw it (run_start's placement: hyperthread siblings, shared CPUs)
+       "ranks_sharing_a_core": len({r for pair in start.get("placement", {}).get("shared_cores", []) for r in pair}),
+       "placement_seen": start.get("placement", {}).get("summary")}
 print(json.dumps(out))
 PY
   tail -1 "$RES"

@@ -85,6 +85,11 @@ def table(rows, node=False):
     places = sorted({r.get("placement", "") for r in mine if r["ranks"] > 1} - {""})
     if places:
         out.append("placement (mpirun): " + "; ".join(places))
+    # From each run's run_start (what the ranks saw of their CPUs): siblings share one core's FMA units.
+    shared = ["%s %dx%d: %d of %d" % (r.get("label") or r["skesl"], r["ranks"], r.get("threads_per_rank", 1),
+                                      r["ranks_sharing_a_core"], r["ranks"]) for r in mine if r.get("ranks_sharing_a_core")]
+    if shared:
+        out.append("ranks sharing a physical core with another rank (hyperthread siblings): " + "; ".join(shared))
     barrier = sorted({r.get("label") or "all" for r in mine if r.get("imbalance_from") == "barrier"})
     out.append("ranks NxT: N ranks of T BLAS threads; eff against 1 rank of the same threads; compute x: forward+backward"
                " against that rank's; imbalance and all-reduce: the median rank's share of its step (imbalance estimated"

@@ -92,10 +92,12 @@ public final class MetricsLog: @unchecked Sendable {
 
     public func runStart(run: String, phase: String, worldSize: Int, epochs: Int? = nil,
                          stepsPerEpoch: Int? = nil, batchSize: Int? = nil, resumedFromEpoch: Int? = nil,
-                         config: LogJSON = .object([:]), versions: [String: String] = [:], blas: BLASReport? = nil) throws {
+                         config: LogJSON = .object([:]), versions: [String: String] = [:], blas: BLASReport? = nil,
+                         placement: PlacementReport? = nil) throws {
         try write(.runStart(RunStartRecord(time: wallClock(), run: run, phase: phase, worldSize: worldSize,
                                            epochs: epochs, stepsPerEpoch: stepsPerEpoch, batchSize: batchSize,
-                                           resumedFromEpoch: resumedFromEpoch, config: config, versions: versions, blas: blas)))
+                                           resumedFromEpoch: resumedFromEpoch, config: config, versions: versions, blas: blas,
+                                           placement: placement)))
     }
 
     public func eval(epoch: Int, split: String, loss: Double, samples: Int, metrics: RegressionMetrics? = nil) throws {

@@ -73,8 +73,12 @@ public struct TrainConfig: Codable, Equatable, Sendable {
     public var seed: UInt64 = 0
     /// Stop after this many optimiser steps (0 = no limit): smoke runs and tests.
     public var maxSteps = 0
-    /// OpenBLAS threads per rank.
-    public var threads = 1
+    /// Threads per rank, for OpenBLAS's products and the step's own loops (WorkerTeam).
+    /// 0 (the default): OPENBLAS_NUM_THREADS where it is set, else 1. The launchers set that
+    /// variable where they bind cores to each rank (Cluster/launch.sh --threads T,
+    /// Cluster/slurm.sbatch from SLURM_CPUS_PER_TASK), so their ranks use the cores they hold
+    /// without the config repeating the count (`resolvedThreads`).
+    public var threads = 0
     public var optimizer = OptimizerConfig()
     public var schedule = ScheduleConfig()
     /// Gradient all-reduce bucket size in MiB, and how the sum runs: an MPI mode (poll, thread,
@@ -94,6 +98,16 @@ public struct TrainConfig: Codable, Equatable, Sendable {
     /// How the best epoch (checkpoints/best.h5) is chosen.
     public var selection = SelectionConfig()
     public init() {}
+
+    /// The rank's thread count: `threads`, or for 0 OPENBLAS_NUM_THREADS (else 1).
+    public func resolvedThreads(environment env: [String: String] = ProcessInfo.processInfo.environment) throws -> Int {
+        if threads > 0 { return threads }
+        guard let raw = env["OPENBLAS_NUM_THREADS"]?.trimmingCharacters(in: .whitespaces), !raw.isEmpty else { return 1 }
+        guard let n = Int(raw), (1...256).contains(n) else {
+            throw ConfigError("OPENBLAS_NUM_THREADS=\(raw) is not a thread count between 1 and 256, and train.threads is 0 (take it from there): fix the variable, or set train.threads (--threads)")
+        }
+        return n
+    }
 }
 
 /// The validation loss that picks the best epoch. The reported metric stays the
@@ -158,7 +172,7 @@ public struct RunConfig: Codable, Equatable, Sendable {
         guard train.globalBatch >= 1 else { throw bad("train.globalBatch must be at least 1 (got \(train.globalBatch))") }
         guard train.microBatches >= 1 else { throw bad("train.microBatches must be at least 1") }
         guard train.maxSteps >= 0 else { throw bad("train.maxSteps must be >= 0") }
-        guard (1...256).contains(train.threads) else { throw bad("train.threads must be between 1 and 256") }
+        guard (0...256).contains(train.threads) else { throw bad("train.threads must be between 1 and 256, or 0 for OPENBLAS_NUM_THREADS (else 1)") }
         guard train.bucketMB > 0 else { throw bad("train.bucketMB must be > 0") }
         guard train.evalEveryEpochs >= 1 else { throw bad("train.evalEveryEpochs must be at least 1") }
         guard train.selection.batch >= 1 else { throw bad("train.selection.batch must be at least 1") }

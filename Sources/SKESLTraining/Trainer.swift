@@ -44,6 +44,8 @@ public final class Trainer {
     var log: MetricsLog?
     var reducer: GradientReducer?
     public internal(set) var lastCheckpoint: String?
+    /// This rank's compute threads (train.threads resolved: TrainConfig.resolvedThreads).
+    let threads: Int
     /// Copies a resume completed, logged once the metrics log is open.
     var copiesCompletedOnResume: [String] = []
 
@@ -55,7 +57,8 @@ public final class Trainer {
         let isRoot = comm.rank == 0
         self.say = { m in if isRoot { say(m) } }
         StopSignal.setLabel("rank \(comm.rank)")
-        setComputeThreads(rc.train.threads)
+        threads = try rc.train.resolvedThreads()
+        setComputeThreads(threads)
         FaultInjection.rank = comm.rank
         store = try FeatureStore(directory: rc.data.store)
         let mc = try ModelSetup.modelConfig(rc, spec: store.spec)

@@ -107,7 +107,11 @@ extension Trainer {
         let meter = TrainIntervalMeter(start: MonotonicClock().now(), everySteps: 50, everySeconds: rc.logEverySeconds)
         // Rank 0's header (its sgemm measurement takes 0.3 s) comes before the step timer's
         // barrier, so that every rank's clock starts at the first step.
-        let progress = rank == 0 ? try startLog(loader) : nil
+        // Every rank reads where it runs; rank 0 reports all of them (header and run_start).
+        let mine = RankPlacement.read(rank: rank, threads: threads)
+        let placements = worldSize == 1 ? [mine] : try comm.allGather(String(decoding: try JSONEncoder().encode(mine), as: UTF8.self))
+            .map { try JSONDecoder().decode(RankPlacement.self, from: Data($0.utf8)) }
+        let progress = rank == 0 ? try startLog(loader, placement: PlacementReport(placements)) : nil
         let timer = try StepTimer(rank: rank, worldSize: worldSize, diagnose: rc.train.diagnoseImbalance,
                                   logDirectory: rc.train.stepTimeLog ? rc.runDir + "/step-times" : nil, comm: comm)
         let step = TrainStep(net: net, optimizer: optimizer, comm: comm, reducer: reducer, timer: timer, seed: rc.train.seed)
@@ -132,7 +136,7 @@ extension Trainer {
     }
 
     /// Rank 0: config.yaml, the metrics log's run_start, the header; returns the progress display.
-    func startLog(_ loader: StoreLoader) throws -> ProgressReporter {
+    func startLog(_ loader: StoreLoader, placement: PlacementReport) throws -> ProgressReporter {
         let rc = config
         let blas = BLASReport.measure(seconds: 0.3)   // rank 0's kernel and sgemm rate, in the header and run_start
         try? yaml.write(toFile: rc.runDir + "/config.yaml", atomically: true, encoding: .utf8)
@@ -141,14 +145,15 @@ extension Trainer {
                           epochs: rc.train.epochs, stepsPerEpoch: loader.stepsPerEpoch, batchSize: rc.train.globalBatch,
                           resumedFromEpoch: state.step > 0 ? state.cursorEpoch + 1 : nil,
                           config: (try? LogJSON.from(rc)) ?? .object([:]),
-                          versions: ["skesl": skeslCodeVersion, "openblas": blasConfig], blas: blas)
+                          versions: ["skesl": skeslCodeVersion, "openblas": blasConfig], blas: blas, placement: placement)
         for dst in copiesCompletedOnResume {
             try log?.checkpoint(epoch: state.epochOfLastStep, step: state.step, path: dst, reason: CheckpointReason(copy: dst))
         }
         let progress = ProgressReporter(options: ProgressOptions(totalEpochs: rc.train.epochs, stepsPerEpoch: loader.stepsPerEpoch,
                                                                  plainEverySeconds: rc.logEverySeconds))
-        say("\(rc.task.rawValue): \(loader.count) samples, \(loader.stepsPerEpoch) steps/epoch of \(rc.train.globalBatch) samples, \(worldSize) rank(s) x \(rc.train.threads) thread(s), \(net.layout.trainableCount) trainable parameters")
+        say("\(rc.task.rawValue): \(loader.count) samples, \(loader.stepsPerEpoch) steps/epoch of \(rc.train.globalBatch) samples, \(worldSize) rank(s) x \(threads) thread(s), \(net.layout.trainableCount) trainable parameters")
         say(blas.line)
+        say("placement: " + placement.summary)
         if let r = reducer { say("gradient sum: \(r.summary), buckets of \(rc.train.bucketMB) MiB") }
         return progress
     }

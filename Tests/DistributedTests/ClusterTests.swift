@@ -21,9 +21,62 @@ final class ClusterTests: XCTestCase {
         XCTAssertEqual(cmd.contains("--allow-run-as-root"), getuid() == 0, cmd)
     }
 
+    /// Without --np or --per-node the launcher fills this node, one rank per T physical cores;
+    /// ranks x threads beyond the cores but within the CPUs (hyperthreads) bind to hardware
+    /// threads, which Open MPI otherwise refuses. A 16-CPU node of 8 cores x 2 stands in here.
+    func testLaunchFillsTheNodeAndUsesHyperthreadsOnlyBeyondTheCores() throws {
+        let node = ["LAUNCH_TEST_NODE_CPUS": "16", "LAUNCH_TEST_NODE_CORES": "8"]
+        func dry(_ args: [String], _ env: [String: String] = node) throws -> ProcessResult {
+            let r = try ProcessRunner.run(launch, ["--dry-run"] + args + ["--exe", "/bin/true", "--", "x"], environment: env)
+            XCTAssertEqual(r.status, 0, r.summary)
+            return r
+        }
+        var r = try dry([])
+        XCTAssertTrue(r.stdout.hasPrefix("mpirun -np 8 --map-by ppr:8:node --bind-to core "), r.summary)
+        XCTAssertTrue(r.stderr.contains("8 rank(s) of 1 thread(s): this node's 8 physical cores (16 CPUs) full"), r.summary)
+        r = try dry(["--threads", "2"])
+        XCTAssertTrue(r.stdout.hasPrefix("mpirun -np 4 --map-by ppr:4:node:PE=2 --bind-to core "), r.summary)
+        r = try dry(["-n", "16"])
+        XCTAssertTrue(r.stdout.hasPrefix("mpirun -np 16 --use-hwthread-cpus --map-by slot --bind-to hwthread "), r.summary)
+        XCTAssertTrue(r.stderr.contains("exceed this node's 8 cores: bound to hardware threads"), r.summary)
+        r = try dry(["-n", "4", "--threads", "3"])
+        XCTAssertTrue(r.stdout.hasPrefix("mpirun -np 4 --use-hwthread-cpus --map-by slot:PE=3 --bind-to hwthread "), r.summary)
+        // Beyond the CPUs, or a binding the user chose: left to the user and Open MPI.
+        r = try dry(["-n", "17"])
+        XCTAssertTrue(r.stdout.hasPrefix("mpirun -np 17 --map-by slot --bind-to core "), r.summary)
+        r = try dry(["-n", "16", "--bind", "core"])
+        XCTAssertTrue(r.stdout.hasPrefix("mpirun -np 16 --map-by slot --bind-to core "), r.summary)
+        r = try dry(["-n", "2", "--bind", "hwthread"])
+        XCTAssertTrue(r.stdout.hasPrefix("mpirun -np 2 --use-hwthread-cpus --map-by slot --bind-to hwthread "), r.summary)
+        // A hostfile's nodes may differ from this one: its slots decide.
+        let hostfile = ProcessRunner.repoRoot.appendingPathComponent("Cluster/hostfile.example").path
+        r = try dry(["--hostfile", hostfile, "-n", "16"])
+        XCTAssertTrue(r.stdout.hasPrefix("mpirun -np 16 --hostfile \(hostfile) --map-by slot --bind-to core "), r.summary)
+        r = try dry(["--hostfile", hostfile])
+        XCTAssertTrue(r.stdout.hasPrefix("mpirun --hostfile \(hostfile) --map-by slot --bind-to core "), r.summary)
+        XCTAssertTrue(r.stderr.contains("one rank per slot of \(hostfile)"), r.summary)
+        // This machine, counted apart from the launcher: its physical cores among the CPUs it may use.
+        let status = try String(contentsOfFile: "/proc/self/status", encoding: .utf8)
+        let allowed = status.split(separator: "\n").first { $0.hasPrefix("Cpus_allowed_list:") }!.split(separator: "\t").last!
+        var cores = Set<String>(), cpus = 0
+        for part in allowed.split(separator: ",") {
+            let ends = part.split(separator: "-").map { Int($0.trimmingCharacters(in: .whitespaces))! }
+            for cpu in ends[0]...ends[ends.count - 1] {
+                cpus += 1
+                let t = "/sys/devices/system/cpu/cpu\(cpu)/topology/"
+                let core = try String(contentsOfFile: t + "core_id", encoding: .utf8), pkg = try String(contentsOfFile: t + "physical_package_id", encoding: .utf8)
+                cores.insert(pkg.trimmingCharacters(in: .whitespacesAndNewlines) + ":" + core.trimmingCharacters(in: .whitespacesAndNewlines))
+            }
+        }
+        r = try dry([], [:])
+        XCTAssertTrue(r.stdout.hasPrefix("mpirun -np \(cores.count) --map-by ppr:\(cores.count):node --bind-to core "), r.summary)
+        XCTAssertTrue(r.stderr.contains("this node's \(cores.count) physical cores (\(cpus) CPUs)"), r.summary)
+    }
+
     func testLaunchRejectsBadOptionsWithAMessage() throws {
         for (args, message) in [(["--threads", "0"], "--threads must be a positive integer"),
                                 (["--frobnicate"], "unknown option --frobnicate"),
+                                (["--bind", "cores"], "--bind must be core, hwthread, socket or none, got 'cores'"),
                                 (["--hostfile", "/nonexistent/hosts"], "hostfile /nonexistent/hosts is not readable"),
                                 (["--exe", "/nonexistent/skesl"], "program /nonexistent/skesl is not executable")] {
             let r = try ProcessRunner.run(launch, ["--dry-run"] + args + (args.contains("--exe") ? [] : ["--exe", "/bin/true"]))

@@ -59,17 +59,17 @@ final class ScalingScriptTests: XCTestCase {
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: dir) }
         func skesl(_ label: String, _ ranks: Int, _ threads: Int, _ sps: Double, compute: Double, imbalance: Double = 0,
-                   allreduce: Double = 0, from: String = "estimate") -> String {
+                   allreduce: Double = 0, from: String = "estimate", sharing: Int = 0) -> String {
             #"{"skesl": "pretrain", "ranks": \#(ranks), "per_rank_batch": 16, "threads_per_rank": \#(threads), "samples_per_s": \#(sps), "#
                 + #""step_ms_median_rank": 900.0, "imbalance_share": \#(imbalance), "allreduce_share": \#(allreduce), "#
                 + #""allreduce_share_max": 0.01, "imbalance_from": "\#(from)", "compute_ms_median_rank": \#(compute), "#
-                + #""placement": "--bind-to core", "label": "\#(label)"}"#
+                + #""placement": "--bind-to core", "ranks_sharing_a_core": \#(sharing), "label": "\#(label)"}"#
         }
         func ddp(_ world: Int, _ sps: Double, _ eff: Double) -> String {
             #"{"bench": "ddp_pretrain_reference", "world": \#(world), "per_rank_batch": 16, "threads_per_rank": 1, "#
                 + #""samples_per_s": \#(sps), "weak_scaling_efficiency": \#(eff), "label": "pretrain"}"#
         }
-        let rows = [skesl("pretrain", 1, 1, 18.0, compute: 800), skesl("pretrain", 16, 1, 216.0, compute: 960, imbalance: 0.05, allreduce: 0.02),
+        let rows = [skesl("pretrain", 1, 1, 18.0, compute: 800), skesl("pretrain", 16, 1, 216.0, compute: 960, imbalance: 0.05, allreduce: 0.02, sharing: 16),
                     ddp(1, 16.0, 1.0), ddp(16, 160.0, 0.625),
                     skesl("pretrain-shm", 16, 1, 244.8, compute: 880),
                     skesl("pretrain-2threads", 1, 2, 30.0, compute: 470), skesl("pretrain-2threads", 8, 2, 228.0, compute: 500),
@@ -93,6 +93,8 @@ final class ScalingScriptTests: XCTestCase {
         // Two threads per rank against one rank of two threads: 228 / (8 x 30) = 95%, 500 / 470.
         XCTAssertEqual(Array(row("pretrain-2threads", "8x2")[4...6]), ["228.00", "95%", "1.06"])
         XCTAssertTrue(r.stdout.contains("measured with a barrier in: pretrain-diagnose"), r.stdout)
+        // The run's own view of its placement: all 16 ranks had a hyperthread sibling rank.
+        XCTAssertTrue(r.stdout.contains("ranks sharing a physical core with another rank (hyperthread siblings): pretrain 16x1: 16 of 16\n"), r.stdout)
         XCTAssertTrue(r.stdout.contains(#"note: {"skipped_entry": "pretrain-4threads""#), r.stdout)
         XCTAssertTrue(r.stdout.contains("node, pretrain, all 16 CPUs, fastest first: 16x1 pretrain-shm 244.80 s/s, "
             + "8x2 pretrain-2threads 228.00 s/s, 16x1 pretrain 216.00 s/s, 16x1 pretrain-diagnose 200.00 s/s"), r.stdout)

@@ -70,6 +70,23 @@ final class RunConfigTests: XCTestCase {
         }
     }
 
+    /// train.threads 0 (the default) takes the launchers' OPENBLAS_NUM_THREADS; a count wins.
+    func testThreadsComeFromTheLauncherUnlessSet() throws {
+        let auto = try RunConfigLoader.load(path: nil, overrides: ["data.store=/x"])
+        XCTAssertEqual(auto.train.threads, 0)
+        XCTAssertEqual(try auto.train.resolvedThreads(environment: [:]), 1)
+        XCTAssertEqual(try auto.train.resolvedThreads(environment: ["OPENBLAS_NUM_THREADS": "4"]), 4)
+        XCTAssertThrowsError(try auto.train.resolvedThreads(environment: ["OPENBLAS_NUM_THREADS": "four"])) { e in
+            XCTAssertTrue("\(e)".contains("OPENBLAS_NUM_THREADS=four is not a thread count"), "\(e)")
+            XCTAssertTrue("\(e)".contains("set train.threads"), "\(e)")
+        }
+        let set = try RunConfigLoader.load(path: nil, overrides: ["data.store=/x", "train.threads=2"])
+        XCTAssertEqual(try set.train.resolvedThreads(environment: ["OPENBLAS_NUM_THREADS": "4"]), 2)
+        XCTAssertThrowsError(try RunConfigLoader.load(path: nil, overrides: ["data.store=/x", "train.threads=300"])) { e in
+            XCTAssertTrue("\(e)".contains("train.threads must be between 1 and 256"), "\(e)")
+        }
+    }
+
     /// Closed sets are enums that read and write the same words as the strings they replaced.
     func testClosedSetsKeepTheirWords() throws {
         let c = try RunConfigLoader.load(path: nil, overrides: ["data.store=/x", "train.allreduce=thread", "train.selection.loss=batch_mean"])

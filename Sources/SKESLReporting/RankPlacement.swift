@@ -1,0 +1,143 @@
+// Where each rank runs: its host, the CPUs it may run on, and the physical core behind each
+// CPU. On a node whose CPUs are hyperthreads (16 CPUs = 8 cores x 2), two ranks bound to
+// sibling CPUs share one core's FMA units, and every rank of a 16-rank job may get half a
+// core: the step times then show "imbalance" or slow compute that no change to the
+// all-reduce can remove. Recording the placement in the run header and the metrics log's
+// run_start (docs/metrics-log.md) makes that visible instead of a guess.
+import Foundation
+
+/// One rank's placement, read by the rank itself at start-up.
+public struct RankPlacement: Codable, Equatable, Sendable {
+    public var rank: Int
+    public var host: String
+    /// The CPUs the rank's process may run on (its affinity mask; all the host's CPUs when unbound).
+    public var cpus: [Int]
+    /// The physical core of each CPU in `cpus`, "package:core" (the same for hyperthread siblings).
+    public var cores: [String]
+    /// Online CPUs and physical cores of the host.
+    public var hostCPUs: Int
+    public var hostCores: Int
+    /// Compute threads of the rank (train.threads).
+    public var threads: Int
+
+    enum CodingKeys: String, CodingKey {
+        case rank, host, cpus, cores, hostCPUs = "host_cpus", hostCores = "host_cores", threads
+    }
+
+    public init(rank: Int, host: String, cpus: [Int], cores: [String], hostCPUs: Int, hostCores: Int, threads: Int) {
+        self.rank = rank; self.host = host; self.cpus = cpus; self.cores = cores
+        self.hostCPUs = hostCPUs; self.hostCores = hostCores; self.threads = threads
+    }
+
+    /// This process's placement, from `root`/proc/self/status and `root`/sys/devices/system/cpu
+    /// (`root` is "" on a real machine; tests point it at a fixture tree). A CPU whose topology
+    /// is not readable counts as a core of its own.
+    public static func read(rank: Int, threads: Int, host: String = RankPlacement.hostName, root: String = "") -> RankPlacement {
+        func text(_ path: String) -> String? {
+            (try? String(contentsOfFile: root + path, encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines)
+        }
+        let online = text("/sys/devices/system/cpu/online").flatMap(parseCPUList) ?? []
+        let status = text("/proc/self/status") ?? ""
+        let allowed = status.split(separator: "\n").first { $0.hasPrefix("Cpus_allowed_list:") }
+            .flatMap { parseCPUList(String($0.dropFirst("Cpus_allowed_list:".count))) }
+        // Only CPUs that are online: a mask may name CPUs that this host does not have.
+        let cpus = (allowed ?? online).filter { online.isEmpty || online.contains($0) }
+        func core(_ cpu: Int) -> String {
+            let base = "/sys/devices/system/cpu/cpu\(cpu)/topology/"
+            guard let c = text(base + "core_id") else { return "cpu\(cpu)" }
+            return (text(base + "physical_package_id") ?? "0") + ":" + c
+        }
+        let hostCores = Set((online.isEmpty ? cpus : online).map(core)).count
+        return RankPlacement(rank: rank, host: host, cpus: cpus, cores: cpus.map(core),
+                             hostCPUs: online.isEmpty ? cpus.count : online.count, hostCores: hostCores, threads: threads)
+    }
+
+    public static var hostName: String {
+        var buf = [CChar](repeating: 0, count: 256)
+        guard gethostname(&buf, buf.count - 1) == 0 else { return "unknown" }
+        return String(cString: buf)
+    }
+
+    /// "0-3,8,10-11" -> [0, 1, 2, 3, 8, 10, 11]; nil when it is not such a list.
+    public static func parseCPUList(_ s: String) -> [Int]? {
+        var out: [Int] = []
+        for part in s.trimmingCharacters(in: .whitespaces).split(separator: ",") {
+            let ends = part.split(separator: "-", omittingEmptySubsequences: false).map { Int($0.trimmingCharacters(in: .whitespaces)) }
+            guard ends.allSatisfy({ $0 != nil }) else { return nil }
+            switch ends.count {
+            case 1: out.append(ends[0]!)
+            case 2 where ends[0]! <= ends[1]!: out.append(contentsOf: ends[0]!...ends[1]!)
+            default: return nil
+            }
+        }
+        return out.isEmpty ? nil : out
+    }
+}
+
+/// Every rank's placement and what it means for the step time: ranks that share a CPU,
+/// ranks that share a physical core through hyperthread siblings, ranks left to roam the
+/// whole host, and ranks with more threads than CPUs.
+public struct PlacementReport: Codable, Equatable, Sendable {
+    public var ranks: [RankPlacement]
+    /// Pairs of ranks on one host whose CPU sets overlap (bound ranks only).
+    public var sharedCPUs: [[Int]]
+    /// Pairs of ranks on one host with no CPU in common but a physical core in common.
+    public var sharedCores: [[Int]]
+    /// Ranks that may run on every CPU of a host that runs more than one rank.
+    public var unbound: [Int]
+    /// Ranks with more compute threads than CPUs to run them on.
+    public var threadsOverCPUs: [Int]
+    /// The header line.
+    public var summary: String
+
+    enum CodingKeys: String, CodingKey {
+        case ranks, sharedCPUs = "shared_cpus", sharedCores = "shared_cores", unbound,
+             threadsOverCPUs = "threads_over_cpus", summary
+    }
+
+    public init(_ ranks: [RankPlacement]) {
+        self.ranks = ranks.sorted { $0.rank < $1.rank }
+        let byHost = Dictionary(grouping: self.ranks, by: \.host)
+        var sharedCPUs: [[Int]] = [], sharedCores: [[Int]] = [], unbound: [Int] = []
+        for (_, rs) in byHost {
+            for r in rs where rs.count > 1 && r.cpus.count >= r.hostCPUs { unbound.append(r.rank) }
+            for (i, a) in rs.enumerated() {
+                for b in rs[(i + 1)...] where !unbound.contains(a.rank) && !unbound.contains(b.rank) {
+                    if !Set(a.cpus).isDisjoint(with: b.cpus) { sharedCPUs.append([a.rank, b.rank]) }
+                    else if !Set(a.cores).isDisjoint(with: b.cores) { sharedCores.append([a.rank, b.rank]) }
+                }
+            }
+        }
+        self.sharedCPUs = sharedCPUs.sorted { $0.lexicographicallyPrecedes($1) }
+        self.sharedCores = sharedCores.sorted { $0.lexicographicallyPrecedes($1) }
+        self.unbound = unbound.sorted()
+        self.threadsOverCPUs = self.ranks.filter { $0.threads > $0.cpus.count }.map(\.rank)
+        self.summary = PlacementReport.describe(self.ranks, byHost: byHost, sharedCPUs: self.sharedCPUs,
+                                                sharedCores: self.sharedCores, unbound: self.unbound, over: self.threadsOverCPUs)
+    }
+
+    static func pairs(_ p: [[Int]]) -> String {
+        p.prefix(4).map { "\($0[0])+\($0[1])" }.joined(separator: ", ") + (p.count > 4 ? ", ..." : "")
+    }
+
+    static func describe(_ ranks: [RankPlacement], byHost: [String: [RankPlacement]], sharedCPUs: [[Int]],
+                         sharedCores: [[Int]], unbound: [Int], over: [Int]) -> String {
+        let threads = Set(ranks.map(\.threads)).sorted().map(String.init).joined(separator: "/")
+        var s = "\(ranks.count) rank\(ranks.count == 1 ? "" : "s") x \(threads) thread\(threads == "1" ? "" : "s") on "
+        let hosts = byHost.keys.sorted()
+        if hosts.count == 1, let r = ranks.first {
+            s += "\(r.host) (\(r.hostCPUs) CPUs = \(r.hostCores) cores x \(r.hostCPUs / max(r.hostCores, 1)))"
+        } else {
+            s += "\(hosts.count) hosts (" + hosts.prefix(3).map { "\($0): \(byHost[$0]!.count)" }.joined(separator: ", ") + (hosts.count > 3 ? ", ..." : "") + ")"
+        }
+        // A rank allowed every CPU of its host is not bound, whether or not that matters.
+        let widths = Set(ranks.filter { $0.cpus.count < $0.hostCPUs }.map(\.cpus.count)).sorted()
+        if !widths.isEmpty { s += "; bound to " + widths.map(String.init).joined(separator: "/") + " CPU\(widths == [1] ? "" : "s") each" }
+        var findings: [String] = []
+        if !unbound.isEmpty { findings.append("\(unbound.count) rank(s) not bound to CPUs (they roam the host)") }
+        if !sharedCPUs.isEmpty { findings.append("\(sharedCPUs.count) pair(s) of ranks share CPUs (\(pairs(sharedCPUs)))") }
+        if !sharedCores.isEmpty { findings.append("\(sharedCores.count) pair(s) of ranks share a physical core as hyperthread siblings (\(pairs(sharedCores)))") }
+        if !over.isEmpty { findings.append("\(over.count) rank(s) have more threads than CPUs") }
+        return s + (findings.isEmpty ? "; no two ranks share a core" : "; " + findings.joined(separator: "; "))
+    }
+}

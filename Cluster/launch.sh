@@ -83,7 +83,8 @@ node_cores=${LAUNCH_TEST_NODE_CORES:-$(lscpu -p=CPU,CORE,SOCKET 2>/dev/null | aw
 [ "$node_cores" -gt 0 ] 2>/dev/null || node_cores=$node_cpus
 
 # On this node alone without --np or --per-node: the node full, one rank per T physical cores
-# (hyperthreads add little to sgemm-bound ranks; docs/scaling.md has what was measured).
+# (a hyperthread sibling adds little to an sgemm-bound rank while it halves both ranks' share
+# of the core; docs/scaling.md says what a 16-CPU node's measurement would change).
 if [ -z "$hostfile" ] && [ -z "$np" ] && [ -z "$per_node" ]; then
   per_node=$(( node_cores / threads > 0 ? node_cores / threads : 1 ))
   note "$per_node rank(s) of $threads thread(s): this node's $node_cores physical cores ($node_cpus CPUs) full; --np or --per-node to choose"

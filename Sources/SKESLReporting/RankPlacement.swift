@@ -41,15 +41,17 @@ public struct RankPlacement: Codable, Equatable, Sendable {
         let allowed = status.split(separator: "\n").first { $0.hasPrefix("Cpus_allowed_list:") }
             .flatMap { parseCPUList(String($0.dropFirst("Cpus_allowed_list:".count))) }
         // Only CPUs that are online: a mask may name CPUs that this host does not have.
-        let cpus = (allowed ?? online).filter { online.isEmpty || online.contains($0) }
-        func core(_ cpu: Int) -> String {
+        let isOnline = Set(online)
+        let cpus = (allowed ?? online).filter { online.isEmpty || isOnline.contains($0) }
+        // The host's CPUs (the rank's own where the online list is unreadable), each topology read once.
+        let hostCPUs = online.isEmpty ? cpus : online
+        let coreOf = Dictionary(uniqueKeysWithValues: hostCPUs.map { cpu -> (Int, String) in
             let base = "/sys/devices/system/cpu/cpu\(cpu)/topology/"
-            guard let c = text(base + "core_id") else { return "cpu\(cpu)" }
-            return (text(base + "physical_package_id") ?? "0") + ":" + c
-        }
-        let hostCores = Set((online.isEmpty ? cpus : online).map(core)).count
-        return RankPlacement(rank: rank, host: host, cpus: cpus, cores: cpus.map(core),
-                             hostCPUs: online.isEmpty ? cpus.count : online.count, hostCores: hostCores, threads: threads)
+            guard let c = text(base + "core_id") else { return (cpu, "cpu\(cpu)") }
+            return (cpu, (text(base + "physical_package_id") ?? "0") + ":" + c)
+        })
+        return RankPlacement(rank: rank, host: host, cpus: cpus, cores: cpus.map { coreOf[$0]! },
+                             hostCPUs: hostCPUs.count, hostCores: Set(coreOf.values).count, threads: threads)
     }
 
     public static var hostName: String {
@@ -101,8 +103,9 @@ public struct PlacementReport: Codable, Equatable, Sendable {
         var sharedCPUs: [[Int]] = [], sharedCores: [[Int]] = [], unbound: [Int] = []
         for (_, rs) in byHost {
             for r in rs where rs.count > 1 && r.cpus.count >= r.hostCPUs { unbound.append(r.rank) }
-            for (i, a) in rs.enumerated() {
-                for b in rs[(i + 1)...] where !unbound.contains(a.rank) && !unbound.contains(b.rank) {
+            let bound = rs.filter { !unbound.contains($0.rank) }
+            for (i, a) in bound.enumerated() {
+                for b in bound[(i + 1)...] {
                     if !Set(a.cpus).isDisjoint(with: b.cpus) { sharedCPUs.append([a.rank, b.rank]) }
                     else if !Set(a.cores).isDisjoint(with: b.cores) { sharedCores.append([a.rank, b.rank]) }
                 }
@@ -112,16 +115,16 @@ public struct PlacementReport: Codable, Equatable, Sendable {
         self.sharedCores = sharedCores.sorted { $0.lexicographicallyPrecedes($1) }
         self.unbound = unbound.sorted()
         self.threadsOverCPUs = self.ranks.filter { $0.threads > $0.cpus.count }.map(\.rank)
-        self.summary = PlacementReport.describe(self.ranks, byHost: byHost, sharedCPUs: self.sharedCPUs,
-                                                sharedCores: self.sharedCores, unbound: self.unbound, over: self.threadsOverCPUs)
+        self.summary = ""
+        self.summary = describe(byHost: byHost)
     }
 
     static func pairs(_ p: [[Int]]) -> String {
         p.prefix(4).map { "\($0[0])+\($0[1])" }.joined(separator: ", ") + (p.count > 4 ? ", ..." : "")
     }
 
-    static func describe(_ ranks: [RankPlacement], byHost: [String: [RankPlacement]], sharedCPUs: [[Int]],
-                         sharedCores: [[Int]], unbound: [Int], over: [Int]) -> String {
+    /// The header line, from the findings above.
+    func describe(byHost: [String: [RankPlacement]]) -> String {
         let threads = Set(ranks.map(\.threads)).sorted().map(String.init).joined(separator: "/")
         var s = "\(ranks.count) rank\(ranks.count == 1 ? "" : "s") x \(threads) thread\(threads == "1" ? "" : "s") on "
         let hosts = byHost.keys.sorted()
@@ -135,9 +138,9 @@ public struct PlacementReport: Codable, Equatable, Sendable {
         if !widths.isEmpty { s += "; bound to " + widths.map(String.init).joined(separator: "/") + " CPU\(widths == [1] ? "" : "s") each" }
         var findings: [String] = []
         if !unbound.isEmpty { findings.append("\(unbound.count) rank(s) not bound to CPUs (they roam the host)") }
-        if !sharedCPUs.isEmpty { findings.append("\(sharedCPUs.count) pair(s) of ranks share CPUs (\(pairs(sharedCPUs)))") }
-        if !sharedCores.isEmpty { findings.append("\(sharedCores.count) pair(s) of ranks share a physical core as hyperthread siblings (\(pairs(sharedCores)))") }
-        if !over.isEmpty { findings.append("\(over.count) rank(s) have more threads than CPUs") }
+        if !sharedCPUs.isEmpty { findings.append("\(sharedCPUs.count) pair(s) of ranks share CPUs (\(Self.pairs(sharedCPUs)))") }
+        if !sharedCores.isEmpty { findings.append("\(sharedCores.count) pair(s) of ranks share a physical core as hyperthread siblings (\(Self.pairs(sharedCores)))") }
+        if !threadsOverCPUs.isEmpty { findings.append("\(threadsOverCPUs.count) rank(s) have more threads than CPUs") }
         return s + (findings.isEmpty ? "; no two ranks share a core" : "; " + findings.joined(separator: "; "))
     }
 }

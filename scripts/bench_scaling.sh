@@ -117,6 +117,12 @@ out = {"skesl": sys.argv[2], "ranks": int(sys.argv[3]), "per_rank_batch": int(sy
        "compute_ms_median_rank": round(1e3 * (st["parts"]["forward"]["median"] + st["parts"]["backward"]["median"]), 1),
        "blas": start.get("blas", {}).get("core"), "sgemm_gflops": start.get("blas", {}).get("sgemm_gflops"),
        "placement": sys.argv[6].strip(),
+       # whether the ranks kept their CPUs while computing (step_times' cpu; absent from older skesl)
+       **({"compute_on_cpu_min": round(st["cpu"]["compute_on_cpu"]["min"], 4),
+           "compute_on_cpu_min_rank": min(range(len(st["cpu"]["ranks"]["compute_on_cpu"])), key=lambda i: st["cpu"]["ranks"]["compute_on_cpu"][i]),
+           "compute_on_cpu_median": round(st["cpu"]["compute_on_cpu"]["median"], 4),
+           "preemptions_max": round(st["cpu"]["preemptions"]["max"], 2),
+           "other_threads_compute_ms_median": round(1e3 * st["cpu"]["other_threads_s"]["median"], 2)} if "cpu" in st else {}),
        # where the ranks ran, as they saw it (run_start's placement: hyperthread siblings, shared CPUs)
        "ranks_sharing_a_core": len({r for pair in start.get("placement", {}).get("shared_cores", []) for r in pair}),
        "placement_seen": start.get("placement", {}).get("summary")}

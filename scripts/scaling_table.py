@@ -7,6 +7,10 @@ file). "compute x" is the median rank's forward + backward time against that one
 part of the loss of efficiency that is the node (clock speed under load, shared caches and
 memory bandwidth, hyperthread siblings), which no change to communication can win back.
 "imbalance" and "all-reduce" are the median rank's shares of its step (step_times record).
+"on CPU" is the share of forward + backward during which the rank that held its CPU least had
+it (step_times' cpu.compute_on_cpu, min over ranks): below 100% a rank was preempted (by its
+own loader or communication thread, another rank, the system); at 100% with compute x above 1
+the CPU itself computed slower (a busy hyperthread sibling, memory bandwidth, clock speed).
 
 With --node, the end lists every placement that used all the node's CPUs (ranks x threads =
 CPUs) per step, fastest first: the launcher's default placement is the winner there.
@@ -50,9 +54,9 @@ def table(rows, node=False):
             base.setdefault(("*",) + key(r), r)
     labelled = any(labels)
     out = []
-    head = "%-9s %s%5s %7s | %10s %5s %9s %9s %10s | %10s %5s %9s" % (
-        "step", "%-20s " % "entry" if labelled else "", "ranks", "batch/r", "skesl s/s", "eff", "compute x", "imbalance",
-        "all-reduce", "DDP s/s", "eff", "skesl/DDP")
+    head = "%-9s %s%5s %7s | %10s %5s %9s %6s %9s %10s | %10s %5s %9s" % (
+        "step", "%-20s " % "entry" if labelled else "", "ranks", "batch/r", "skesl s/s", "eff", "compute x", "on CPU",
+        "imbalance", "all-reduce", "DDP s/s", "eff", "skesl/DDP")
     out += ["", head, "-" * len(head)]
     for task in ("pretrain", "finetune", "cached"):
         for label in labels:
@@ -66,10 +70,11 @@ def table(rows, node=False):
                     eff = "%.0f%%" % (100 * m["samples_per_s"] / (n * b["samples_per_s"])) if b else "-"
                     cx = "%.2f" % (m["compute_ms_median_rank"] / b["compute_ms_median_rank"]) \
                         if b and m.get("compute_ms_median_rank") and b.get("compute_ms_median_rank") else "-"
-                    s = "%10.2f %5s %9s %8.1f%% %9.1f%%" % (m["samples_per_s"], eff, cx, 100 * m["imbalance_share"],
-                                                          100 * m["allreduce_share"])
+                    oc = "%.0f%%" % (100 * m["compute_on_cpu_min"]) if m.get("compute_on_cpu_min") is not None else "-"
+                    s = "%10.2f %5s %9s %6s %8.1f%% %9.1f%%" % (m["samples_per_s"], eff, cx, oc, 100 * m["imbalance_share"],
+                                                               100 * m["allreduce_share"])
                 else:
-                    s = "%10s %5s %9s %9s %10s" % ("-", "-", "-", "-", "-")
+                    s = "%10s %5s %9s %6s %9s %10s" % ("-", "-", "-", "-", "-", "-")
                 if d:
                     de = d.get("weak_scaling_efficiency")
                     u = "%10.2f %5s" % (d["samples_per_s"], "%.0f%%" % (100 * de) if de else "-")
@@ -90,9 +95,17 @@ def table(rows, node=False):
                                       r["ranks_sharing_a_core"], r["ranks"]) for r in mine if r.get("ranks_sharing_a_core")]
     if shared:
         out.append("ranks sharing a physical core with another rank (hyperthread siblings): " + "; ".join(shared))
+    # Runs where some rank lost its CPU while it computed, and what else ran in its processes.
+    lost = ["%s %dx%d: rank %s on its CPU %.0f%% of forward + backward, preempted up to %.1f times per step; its"
+            " other threads ran %.0f ms per step meanwhile (median rank)" % (r.get("label") or r["skesl"], r["ranks"], r.get("threads_per_rank", 1),
+                                                     r.get("compute_on_cpu_min_rank", "?"), 100 * r["compute_on_cpu_min"],
+                                                     r.get("preemptions_max", 0), r.get("other_threads_compute_ms_median", 0))
+            for r in mine if r.get("compute_on_cpu_min") is not None and r["compute_on_cpu_min"] < 0.95]
+    if lost:
+        out.append("ranks preempted while computing (under 95% on CPU): " + "; ".join(lost))
     barrier = sorted({r.get("label") or "all" for r in mine if r.get("imbalance_from") == "barrier"})
     out.append("ranks NxT: N ranks of T BLAS threads; eff against 1 rank of the same threads; compute x: forward+backward"
-               " against that rank's; imbalance and all-reduce: the median rank's share of its step (imbalance estimated"
+               " against that rank's; on CPU: the least any rank's training thread ran in its forward+backward; imbalance and all-reduce: the median rank's share of its step (imbalance estimated"
                " from the ranks' ready times%s)" % ("; measured with a barrier in: " + ", ".join(barrier) if barrier else ""))
     if node:
         cpus = max((r["ranks"] * r.get("threads_per_rank", 1) for r in mine), default=0)

@@ -223,6 +223,15 @@ public enum RunReport {
         }
         out += String(format: "<tr><td>step</td><td>%.2f</td><td>%.2f</td><td>%.2f</td><td></td></tr>\n",
                       1e3 * t.stepSeconds.min, 1e3 * t.stepSeconds.median, 1e3 * t.stepSeconds.max)
+        if let c = t.cpu {
+            // Whether the ranks kept their CPUs while they computed (StepTimesRecord.CPUUse).
+            out += String(format: "<tr><td>on CPU in forward + backward</td><td>%.1f%%</td><td>%.1f%%</td><td>%.1f%%</td><td></td></tr>\n",
+                          100 * c.computeOnCPU.min, 100 * c.computeOnCPU.median, 100 * c.computeOnCPU.max)
+            out += String(format: "<tr><td>preempted in forward + backward, per step</td><td>%.1f</td><td>%.1f</td><td>%.1f</td><td></td></tr>\n",
+                          c.preemptions.min, c.preemptions.median, c.preemptions.max)
+            out += String(format: "<tr><td>other threads' CPU in forward + backward, ms per step</td><td>%.2f</td><td>%.2f</td><td>%.2f</td><td></td></tr>\n",
+                          1e3 * c.otherThreads.min, 1e3 * c.otherThreads.median, 1e3 * c.otherThreads.max)
+        }
         return out + "</table>\n"
     }
 

@@ -29,9 +29,36 @@ public struct StepTimesRecord: Codable, Equatable, Sendable {
     public var ranks: [String: [Double]]
     /// Mean step wall time per rank, and its spread.
     public var stepSeconds: Spread
+    /// Whether each rank's training thread kept its CPU while it computed (absent in logs
+    /// written before it was measured).
+    public var cpu: CPUUse?
 
     enum CodingKeys: String, CodingKey {
-        case time, steps, worldSize = "world_size", imbalance, parts, ranks, stepSeconds = "step_s"
+        case time, steps, worldSize = "world_size", imbalance, parts, ranks, stepSeconds = "step_s", cpu
+    }
+
+    /// What the CPU did for each rank, to tell a rank that computes slowly because it lost its
+    /// CPU (preempted by its own loader or communication thread, another process, the system)
+    /// from one whose CPU computes slowly (a busy hyperthread sibling, shared memory bandwidth,
+    /// a lower clock with every core busy): the first holds its CPU less than all the time in
+    /// forward and backward, the second holds it all the time and still takes longer.
+    public struct CPUUse: Codable, Equatable, Sendable {
+        /// The training thread's CPU time in forward and backward over their wall time (1 = it
+        /// ran all the time; CPU time on a hyperthread counts as running).
+        public var computeOnCPU: Spread
+        /// Involuntary context switches of the training thread in forward and backward, per step.
+        public var preemptions: Spread
+        /// CPU seconds per step that the rank's other threads (the loader, the communication
+        /// thread, BLAS threads beyond the first) ran while the training thread was in forward
+        /// and backward: on a rank bound to one CPU, time they may have taken from it.
+        public var otherThreads: Spread
+        /// Each of the three per rank, indexed by rank.
+        public var ranks: [String: [Double]]
+        public static let names = ["compute_on_cpu", "preemptions", "other_threads_s"]
+
+        enum CodingKeys: String, CodingKey {
+            case computeOnCPU = "compute_on_cpu", preemptions, otherThreads = "other_threads_s", ranks
+        }
     }
 
     static func spread(_ v: [Double]) -> Spread {
@@ -41,16 +68,29 @@ public struct StepTimesRecord: Codable, Equatable, Sendable {
         return Spread(min: s.first ?? 0, median: med, max: s.last ?? 0)
     }
 
-    public static func make(perRank: [[Double]], steps: [Int], diagnose: Bool, time: Double) -> StepTimesRecord {
+    /// `perRank`: each rank's mean seconds per step by part (StepBreakdown's order).
+    /// `cpuPerRank`: each rank's mean per step of [training thread's CPU seconds in forward and
+    /// backward, its involuntary context switches there, the other threads' CPU seconds there].
+    public static func make(perRank: [[Double]], cpuPerRank: [[Double]]? = nil, steps: [Int], diagnose: Bool,
+                            time: Double) -> StepTimesRecord {
         var parts: [String: Spread] = [:], ranks: [String: [Double]] = [:]
         for (i, n) in StepBreakdown.partNames.enumerated() {
             let v = perRank.map { $0[i] }
             ranks[n] = v
             parts[n] = spread(v)
         }
+        var cpu: CPUUse?
+        if let c = cpuPerRank, c.count == perRank.count {
+            let fwd = StepBreakdown.partNames.firstIndex(of: "forward")!, bwd = StepBreakdown.partNames.firstIndex(of: "backward")!
+            // A rank that computed nothing (no steps) held its CPU for all of no time.
+            let onCPU = zip(c, perRank).map { cpu, wall in wall[fwd] + wall[bwd] > 0 ? cpu[0] / (wall[fwd] + wall[bwd]) : 1 }
+            let byName = [onCPU, c.map { $0[1] }, c.map { $0[2] }]
+            cpu = CPUUse(computeOnCPU: spread(byName[0]), preemptions: spread(byName[1]), otherThreads: spread(byName[2]),
+                         ranks: Dictionary(uniqueKeysWithValues: zip(CPUUse.names, byName).map { ($0, $1) }))
+        }
         return StepTimesRecord(time: time, steps: steps.first ?? 0, worldSize: perRank.count,
                                imbalance: diagnose ? "barrier" : "estimate", parts: parts, ranks: ranks,
-                               stepSeconds: spread(perRank.map { $0.reduce(0, +) }))
+                               stepSeconds: spread(perRank.map { $0.reduce(0, +) }), cpu: cpu)
     }
 
     /// The table printed at the end of a run.
@@ -65,6 +105,17 @@ public struct StepTimesRecord: Codable, Equatable, Sendable {
         }
         s += "  " + "step".padding(toLength: 10, withPad: " ", startingAt: 0)
             + String(format: "%9.2f %9.2f %9.2f ms", 1e3 * stepSeconds.min, 1e3 * stepSeconds.median, 1e3 * stepSeconds.max)
+        if let c = cpu { s += "\n" + c.text }
         return s
+    }
+}
+
+extension StepTimesRecord.CPUUse {
+    /// Two lines under the step-time table, min / median / max over the ranks.
+    public var text: String {
+        let a = computeOnCPU, b = preemptions, c = otherThreads
+        return String(format: "  CPU: training thread on its CPU in forward + backward %.1f%% / %.1f%% / %.1f%% of the time,\n", 100 * a.min, 100 * a.median, 100 * a.max)
+            + String(format: "       preempted there %.1f / %.1f / %.1f times per step, while its other threads ran %.1f / %.1f / %.1f ms per step",
+                     b.min, b.median, b.max, 1e3 * c.min, 1e3 * c.median, 1e3 * c.max)
     }
 }

@@ -15,6 +15,12 @@
 // - with `train.diagnoseImbalance`, a barrier before the gradient wait measures the
 //   imbalance directly (what is left after it is the all-reduce proper). The barrier
 //   costs one latency per step, so it is a diagnostic, not the default.
+//
+// Time says how long a rank computed, not why: a rank bound to one CPU also runs its loader
+// and communication threads there, and may share a physical core with a hyperthread
+// sibling. So the timer also reads, at each mark, the training thread's CPU time, its
+// involuntary context switches and the whole process's CPU time, and sums them over forward
+// and backward (StepTimesRecord.CPUUse says how to read them).
 import Foundation
 import SKESLReporting
 import SKESLDistributed
@@ -49,6 +55,25 @@ public final class StepTimer {
     private var ready = 0.0
     private var fd: Int32 = -1
     private var stepNumber = 0
+    private var cpuMark = CPUSample()
+    /// This step's and the run's sums over forward and backward: [the training thread's CPU
+    /// seconds, its involuntary switches, the other threads' CPU seconds] (StepTimesRecord.make's
+    /// cpuPerRank order).
+    private var currentCPU = [0.0, 0.0, 0.0]
+    public private(set) var totalsCPU = [0.0, 0.0, 0.0]
+
+    /// The training thread's CPU seconds and involuntary context switches, and the process's CPU seconds.
+    struct CPUSample {
+        var thread = 0.0, involuntary = 0, process = 0.0
+        static func now() -> CPUSample {
+            var ru = rusage(), ts = timespec()
+            _ = getrusage(__rusage_who_t(1), &ru)            // RUSAGE_THREAD (Linux), not exported to Swift
+            clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts)
+            let process = Double(ts.tv_sec) + 1e-9 * Double(ts.tv_nsec)
+            clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts)
+            return CPUSample(thread: Double(ts.tv_sec) + 1e-9 * Double(ts.tv_nsec), involuntary: ru.ru_nivcsw, process: process)
+        }
+    }
 
     /// `logDirectory`: where this rank appends one JSON line per step (rank-NNNNN.jsonl); nil for none.
     /// With a communicator of several ranks, a barrier starts the clocks together (rank 0
@@ -70,6 +95,7 @@ public final class StepTimer {
     /// A step (number `step`, 1-based global) starts.
     public func begin(step: Int) {
         mark = clock.now()
+        cpuMark = CPUSample.now(); currentCPU = [0, 0, 0]
         if syncEnd == nil { syncEnd = mark }
         current = StepBreakdown(); gradientWait = 0; stepNumber = step
         if let ms = StepTimer.slowMilliseconds, StepTimer.slowRank == nil || StepTimer.slowRank == rank {
@@ -83,6 +109,13 @@ public final class StepTimer {
         let t = clock.now()
         add(part, t - mark)
         mark = t
+        let c = CPUSample.now()
+        if part == .forward || part == .backward {
+            currentCPU[0] += c.thread - cpuMark.thread
+            currentCPU[1] += Double(c.involuntary - cpuMark.involuntary)
+            currentCPU[2] += max(0, (c.process - cpuMark.process) - (c.thread - cpuMark.thread))
+        }
+        cpuMark = c
     }
 
     private func add(_ part: Part, _ dt: Double) {
@@ -137,10 +170,13 @@ public final class StepTimer {
         last = current
         steps += 1
         for i in 0..<totals.values.count { totals.values[i] += current.values[i] }
+        for i in 0..<totalsCPU.count { totalsCPU[i] += currentCPU[i] }
         guard fd >= 0 else { return }
         var line = "{\"step\":\(stepNumber),\"rank\":\(rank)"
         for (i, n) in StepBreakdown.partNames.enumerated() { line += ",\"\(n)\":" + String(format: "%.6f", current.values[i]) }
-        line += ",\"total\":" + String(format: "%.6f", current.total) + "}\n"
+        line += ",\"total\":" + String(format: "%.6f", current.total)
+        line += String(format: ",\"compute_cpu\":%.6f,\"preempted\":%d,\"other_threads_cpu\":%.6f}\n",
+                       currentCPU[0], Int(currentCPU[1]), currentCPU[2])
         _ = line.withCString { write(fd, $0, strlen($0)) }
     }
 
@@ -150,13 +186,14 @@ public final class StepTimer {
     /// every rank calls it after the loop).
     public func summary(_ comm: Communicator?) throws -> StepTimesRecord {
         let n = Double(max(steps, 1))
-        let mine = totals.values.map { $0 / n } + [Double(steps)]
+        let parts = totals.values.count, cpu = totalsCPU.count
+        let mine = totals.values.map { $0 / n } + totalsCPU.map { $0 / n } + [Double(steps)]
         var all: [[Double]] = [mine]
         if let c = comm, c.size > 1 {
             let flat = try mine.withUnsafeBufferPointer { try c.allGather($0) }
             all = stride(from: 0, to: flat.count, by: mine.count).map { Array(flat[$0..<$0 + mine.count]) }
         }
-        return StepTimesRecord.make(perRank: all.map { Array($0.dropLast()) }, steps: all.map { Int($0.last!) },
-                                    diagnose: diagnose, time: Date().timeIntervalSince1970)
+        return StepTimesRecord.make(perRank: all.map { Array($0[0..<parts]) }, cpuPerRank: all.map { Array($0[parts..<parts + cpu]) },
+                                    steps: all.map { Int($0.last!) }, diagnose: diagnose, time: Date().timeIntervalSince1970)
     }
 }

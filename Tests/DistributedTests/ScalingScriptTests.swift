@@ -59,8 +59,9 @@ final class ScalingScriptTests: XCTestCase {
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: dir) }
         func skesl(_ label: String, _ ranks: Int, _ threads: Int, _ sps: Double, compute: Double, imbalance: Double = 0,
-                   allreduce: Double = 0, from: String = "estimate", sharing: Int = 0) -> String {
+                   allreduce: Double = 0, from: String = "estimate", sharing: Int = 0, onCPU: Double = 0.999) -> String {
             #"{"skesl": "pretrain", "ranks": \#(ranks), "per_rank_batch": 16, "threads_per_rank": \#(threads), "samples_per_s": \#(sps), "#
+                + #""compute_on_cpu_min": \#(onCPU), "compute_on_cpu_min_rank": 3, "preemptions_max": 7.5, "other_threads_compute_ms_median": 41.0, "#
                 + #""step_ms_median_rank": 900.0, "imbalance_share": \#(imbalance), "allreduce_share": \#(allreduce), "#
                 + #""allreduce_share_max": 0.01, "imbalance_from": "\#(from)", "compute_ms_median_rank": \#(compute), "#
                 + #""placement": "--bind-to core", "ranks_sharing_a_core": \#(sharing), "label": "\#(label)"}"#
@@ -69,7 +70,7 @@ final class ScalingScriptTests: XCTestCase {
             #"{"bench": "ddp_pretrain_reference", "world": \#(world), "per_rank_batch": 16, "threads_per_rank": 1, "#
                 + #""samples_per_s": \#(sps), "weak_scaling_efficiency": \#(eff), "label": "pretrain"}"#
         }
-        let rows = [skesl("pretrain", 1, 1, 18.0, compute: 800), skesl("pretrain", 16, 1, 216.0, compute: 960, imbalance: 0.05, allreduce: 0.02, sharing: 16),
+        let rows = [skesl("pretrain", 1, 1, 18.0, compute: 800), skesl("pretrain", 16, 1, 216.0, compute: 960, imbalance: 0.05, allreduce: 0.02, sharing: 16, onCPU: 0.82),
                     ddp(1, 16.0, 1.0), ddp(16, 160.0, 0.625),
                     skesl("pretrain-shm", 16, 1, 244.8, compute: 880),
                     skesl("pretrain-2threads", 1, 2, 30.0, compute: 470), skesl("pretrain-2threads", 8, 2, 228.0, compute: 500),
@@ -86,8 +87,13 @@ final class ScalingScriptTests: XCTestCase {
             return (l ?? "").split(separator: " ").map(String.init).filter { $0 != "|" }
         }
         // pretrain 16: 216 / (16 x 18) = 75%, compute 960 / 800 = 1.20, against DDP 216 / 160 = 1.35x.
-        XCTAssertEqual(row("pretrain", "16"), ["pretrain", "pretrain", "16", "16", "216.00", "75%", "1.20", "5.0%", "2.0%",
+        // The least any rank held its CPU in forward + backward: 82%.
+        XCTAssertEqual(row("pretrain", "16"), ["pretrain", "pretrain", "16", "16", "216.00", "75%", "1.20", "82%", "5.0%", "2.0%",
                                               "160.00", "62%", "1.35x"])
+        XCTAssertEqual(row("pretrain-shm", "16")[7], "100%")
+        // That run, and only it, is named with its preempted rank and what its other threads ran.
+        XCTAssertTrue(r.stdout.contains("ranks preempted while computing (under 95% on CPU): pretrain 16x1: rank 3 on its CPU 82% of "
+            + "forward + backward, preempted up to 7.5 times per step; its other threads ran 41 ms per step meanwhile (median rank)\n"), r.stdout)
         // An entry without a one-rank run takes the first one of the same threads: 244.8 / 288 = 85%, 880 / 800.
         XCTAssertEqual(Array(row("pretrain-shm", "16")[4...6]), ["244.80", "85%", "1.10"])
         // Two threads per rank against one rank of two threads: 228 / (8 x 30) = 95%, 500 / 470.

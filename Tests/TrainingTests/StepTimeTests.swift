@@ -5,6 +5,7 @@ import SKESLReporting
 import XCTest
 import CLISupport
 import SKESLTraining
+import SKESLStore
 
 final class StepTimeTests: XCTestCase {
     func testSplitOfTheGradientWait() {
@@ -25,8 +26,22 @@ final class StepTimeTests: XCTestCase {
             v[3] = Double(4 - r) * 1e-3
             return v
         }
-        let rec = StepTimesRecord.make(perRank: perRank, steps: [7, 7, 7, 7], diagnose: false, time: 1)
+        // CPU: rank r's training thread ran 0.5 ms of its r ms of forward + backward (rank 1: none).
+        let cpuPerRank = (1...4).map { r -> [Double] in [Double(r - 1) * 0.5e-3, Double(r), Double(r) * 1e-3] }
+        let rec = StepTimesRecord.make(perRank: perRank, cpuPerRank: cpuPerRank, steps: [7, 7, 7, 7], diagnose: false, time: 1)
         XCTAssertEqual(rec.worldSize, 4); XCTAssertEqual(rec.steps, 7); XCTAssertEqual(rec.imbalance, "estimate")
+        let cpu = try XCTUnwrap(rec.cpu)
+        // On CPU: 0/1, 0.5/2, 1/3, 1.5/4 of forward + backward.
+        for (got, want) in zip(cpu.ranks["compute_on_cpu"]!, [0, 0.25, 1.0 / 3, 0.375]) { XCTAssertEqual(got, want, accuracy: 1e-12) }
+        XCTAssertEqual(cpu.computeOnCPU.min, 0); XCTAssertEqual(cpu.computeOnCPU.max, 0.375, accuracy: 1e-12)
+        XCTAssertEqual(cpu.preemptions.median, 2.5); XCTAssertEqual(cpu.otherThreads.max, 4e-3, accuracy: 1e-15)
+        XCTAssertTrue(rec.text.contains("CPU: training thread on its CPU in forward + backward 0.0% / 29.2% / 37.5% of the time"), rec.text)
+        XCTAssertTrue(rec.text.contains("preempted there 1.0 / 2.5 / 4.0 times per step, while its other threads ran 1.0 / 2.5 / 4.0 ms"), rec.text)
+        // A log written before the CPU was measured still reads (no "cpu" field).
+        var old = rec; old.cpu = nil
+        let oldLine = try MetricsRecord.stepTimes(old).jsonLine()
+        XCTAssertFalse(oldLine.contains("\"cpu\""), oldLine)
+        XCTAssertEqual(try MetricsRecord.parse(line: oldLine), .stepTimes(old))
         XCTAssertEqual(rec.parts["forward"]!.min, 1e-3, accuracy: 1e-15)
         XCTAssertEqual(rec.parts["forward"]!.median, 2.5e-3, accuracy: 1e-15)
         XCTAssertEqual(rec.parts["forward"]!.max, 4e-3, accuracy: 1e-15)
@@ -40,11 +55,15 @@ final class StepTimeTests: XCTestCase {
         let html = RunReport.render(RunReportData(records: [.stepTimes(rec)]), title: "t")
         XCTAssertTrue(html.contains("<h2>Step time by part</h2>"), html)
         XCTAssertTrue(html.contains("<tr><td>forward</td><td>1.00</td><td>2.50</td><td>4.00</td>"), html)
+        XCTAssertTrue(html.contains("<tr><td>on CPU in forward + backward</td><td>0.0%</td><td>29.2%</td><td>37.5%</td>"), html)
     }
 
     // MARK: 2 ranks
 
-    struct StepLine: Decodable { var step: Int; var rank: Int; var data, forward, backward, imbalance, allreduce, optimizer, other, total: Double }
+    struct StepLine: Decodable {
+        var step: Int; var rank: Int; var data, forward, backward, imbalance, allreduce, optimizer, other, total: Double
+        var compute_cpu: Double; var preempted: Int; var other_threads_cpu: Double
+    }
 
     func stepLines(_ dir: String, rank: Int) throws -> [StepLine] {
         let text = try String(contentsOfFile: dir + String(format: "/step-times/rank-%05d.jsonl", rank), encoding: .utf8)
@@ -92,7 +111,16 @@ final class StepTimeTests: XCTestCase {
                     XCTAssertEqual(parts, l.total, accuracy: 1e-5, "parts add up to the step")
                     XCTAssertGreaterThan(l.forward, 0); XCTAssertGreaterThan(l.backward, 0)
                     XCTAssertGreaterThan(l.optimizer, 0); XCTAssertGreaterThan(l.data, 0)
+                    // The training thread cannot run longer than forward + backward took
+                    // (the clocks are read a few microseconds apart).
+                    XCTAssertGreaterThan(l.compute_cpu, 0)
+                    XCTAssertLessThanOrEqual(l.compute_cpu, l.forward + l.backward + 1e-3)
+                    XCTAssertGreaterThanOrEqual(l.preempted, 0); XCTAssertGreaterThanOrEqual(l.other_threads_cpu, 0)
                 }
+                // The same from the lines (written to the microsecond: 6 x 0.5 us on either side of the ratio).
+                let wall = lines.map { $0.forward + $0.backward }.reduce(0, +)
+                XCTAssertEqual(rec.cpu!.ranks["compute_on_cpu"]![rank], lines.map(\.compute_cpu).reduce(0, +) / wall,
+                               accuracy: 1e-5 / wall)
                 // The summary is the mean of the per-step lines.
                 let mean = lines.map(\.forward).reduce(0, +) / 6
                 XCTAssertEqual(rec.ranks["forward"]![rank], mean, accuracy: 2e-6)
@@ -103,6 +131,42 @@ final class StepTimeTests: XCTestCase {
             let printed = Double(r.err[m].split(separator: " ")[1])!
             XCTAssertEqual(total, printed, accuracy: 0.05 + 0.02 * printed, r.err)
         }
+    }
+
+    /// A rank whose CPU is shared with a busy process for the whole run: the record must say
+    /// that its training thread lost the CPU while it computed (about half the time on an
+    /// otherwise idle CPU; less on a loaded machine), and that it was preempted.
+    func testARankThatSharesItsCPUIsSeenLosingIt() throws {
+        let h = try RunHarness("steptimes-cpu")
+        try h.synth(samples: 40)
+        // Steps of about 100 ms of compute (BERT of 2 layers, hidden 256, 32 x 64 tokens): many
+        // scheduler time slices, so a shared CPU shows in every step.
+        let cfg = h.dir + "/big.yaml"
+        try """
+        model:
+          bert: {vocab_size: \(SynthVocabulary.tokens.count), hidden_size: 256, num_hidden_layers: 2, num_attention_heads: 4,
+                 intermediate_size: 1024, max_position_embeddings: 64}
+          crossmodal: {layers: 2, attentionDim: 8, audioDim: 5, videoDim: 7}
+          head: {hidden: 8}
+        data: {store: \(h.dir)/store, tokenizer: \(h.dir)/vocab.txt, textLength: 64}
+        train: {epochs: 3, globalBatch: 32, seed: 11}
+        """.write(toFile: cfg, atomically: true, encoding: .utf8)
+        let cpu = try XCTUnwrap(RankPlacement.read(rank: 0, threads: 1).cpus.first, "no CPU in this process's affinity")
+        let busy = Process()
+        busy.executableURL = URL(fileURLWithPath: "/usr/bin/taskset")
+        busy.arguments = ["-c", "\(cpu)", "/bin/sh", "-c", "while :; do :; done"]
+        try busy.run()
+        defer { busy.terminate(); busy.waitUntilExit() }
+        let r = try h.run(["pretrain", "-c", cfg, "--run-dir", h.dir + "/run", "--max-steps", "4"],
+                          wrapper: ["/usr/bin/taskset", "-c", "\(cpu)"])
+        XCTAssertEqual(r.status, 0, r.err)
+        XCTAssertTrue(busy.isRunning, "the busy loop ran throughout")
+        let rec = try stepTimes(h.dir + "/run")
+        let c = try XCTUnwrap(rec.cpu, rec.text)
+        XCTAssertLessThan(c.computeOnCPU.max, 0.8, rec.text)
+        XCTAssertGreaterThan(c.computeOnCPU.max, 0, rec.text)
+        XCTAssertGreaterThan(c.preemptions.max, 0, rec.text)
+        XCTAssertTrue(r.err.contains("CPU: training thread on its CPU in forward + backward"), r.err)
     }
 
     func testOneRankHasNoWaitAndStepLogCanBeOff() throws {

@@ -110,9 +110,10 @@ else
       tar -C "$B.part" -xJf "$src" || die "could not unpack $src"
       mv "$B.part" "$B"
     fi
-    # The checkout's benchmark scripts, not the bundle's copies (a fix needs no new bundle).
+    # The checkout's benchmark scripts and launcher, not the bundle's copies (a fix needs no new bundle).
     cp "$here"/bench_scaling.sh "$here"/scaling_table.py "$here"/bench_torch_ddp.py "$here"/bench_torch.py \
        "$here"/torch_reference.py "$B/scripts/"
+    mkdir -p "$B/Cluster" && cp "$here/../Cluster/launch.sh" "$B/Cluster/"
   else
     die "no bundle at $src: make one with scripts/bundle --out $src (or set BUNDLE)"
   fi

@@ -17,8 +17,10 @@
 #              ranks are capped at CPUs/T, efficiency is against 1 rank of T threads; compare
 #              e.g. SIZES=16 with THREADS=2 SIZES=8 for the samples/s of the whole node)
 #   DDP=1 (0: no PyTorch peer)  PYTHON=<python with torch>  EXTRA_SET=""
-#   MPIRUN_ARGS (default: each rank bound to its T cores; where ranks x T exceed the physical
-#              cores but not the CPUs (hyperthreads), to T hardware threads instead)
+#   MPIRUN_ARGS (default: none, the ranks are started by Cluster/launch.sh --np N --threads T,
+#              so they are placed as the launcher places them: each bound to its T cores, or to
+#              T hardware threads where ranks x T exceed the physical cores but not the CPUs;
+#              set, mpirun is called directly with these arguments instead)
 #   OUT=<directory for results.jsonl and the runs' logs> (default: a temporary one, removed)
 #   STORE=<directory> (keep the synthetic store there and reuse it while it holds enough samples:
 #              saves the synthesis and, for the cached step, BERT's cache pass in later calls)
@@ -31,6 +33,7 @@ if [ -f "$here/../MANIFEST" ] && [ -x "$here/../bin/skesl" ]; then
   # Inside a bundle: `run` has set PATH and the libraries up (or do it now).
   [ -n "${OPAL_PREFIX:-}" ] || exec "$here/../run" bash "$0" "$@"
   SKESL=$here/../bin/skesl; MPIRUN=$here/../usr/bin/mpirun; LEX=$here/../share/vader_lexicon.txt
+  LAUNCH=$here/../Cluster/launch.sh
   PY=${PYTHON:-python3}
   py() { env -u LD_LIBRARY_PATH "$PY" "$@"; }   # the machine's Python with its own libraries, not the bundle's
 else
@@ -39,7 +42,7 @@ else
     swift build -c release --product skesl 2>&1 | tail -1
     SKESL=$(swift build -c release --show-bin-path)/skesl
   fi
-  MPIRUN=mpirun; LEX=auto
+  MPIRUN=mpirun; LEX=auto; LAUNCH=$here/../Cluster/launch.sh
   PY=${PYTHON:-.venv/bin/python}
   py() { "$PY" "$@"; }
   export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
@@ -57,14 +60,22 @@ RES=$W/results.jsonl; : > "$RES"
 sizes=(); for n in $SIZES; do if [ "$n" -le "$MAX" ]; then sizes+=("$n"); else echo "{\"skipped_ranks\": $n, \"why\": \"more ranks than the $MAX allowed ($CPUS CPUs / $T threads per rank, or MAX_RANKS)\"}" >> "$RES"; fi; done
 NMAX=1; for n in "${sizes[@]}"; do [ "$n" -gt "$NMAX" ] && NMAX=$n; done
 over=(); [ $(( NMAX * T )) -gt "$CPUS" ] && over=(--oversubscribe)
-# Physical cores: Open MPI counts a slot and binds per core, so on a node of 8 cores x 2
-# hyperthreads 16 ranks would be refused (too few slots) or bound two to a core. Such runs
-# use hardware threads as the CPUs instead (the table's note says so).
+[ -x "$LAUNCH" ] || { echo "bench_scaling: $LAUNCH is missing (a bundle made before it carried Cluster/launch.sh: make a new one)"; exit 1; }
 CORES=$(lscpu -p=CORE,SOCKET 2>/dev/null | grep -v '^#' | sort -u | wc -l); [ "$CORES" -gt 0 ] || CORES=$CPUS
-placement() {  # ranks -> mpirun's placement arguments
-  local unit=core hw=()
-  if [ $(( $1 * T )) -gt "$CORES" ] && [ $(( $1 * T )) -le "$CPUS" ]; then unit=hwthread; hw=(--use-hwthread-cpus); fi
-  if [ "$T" -gt 1 ]; then echo "${hw[*]} --map-by slot:PE=$T --bind-to $unit"; else echo "${hw[*]} --bind-to $unit"; fi
+# The ranks start as users start them, through the launcher: what wins here is its default.
+launcher() {  # ranks -> LCMD: the command before skesl's own arguments
+  if [ -n "${MPIRUN_ARGS:-}" ]; then
+    # shellcheck disable=SC2206
+    LCMD=("$MPIRUN" -np "$1" ${over[@]+"${over[@]}"} $MPIRUN_ARGS "$SKESL")
+  else
+    LCMD=("$LAUNCH" --mpirun "$MPIRUN" --exe "$SKESL" --np "$1" --threads "$T" ${over[@]+"${over[@]}"} --)
+  fi
+}
+placement() {  # ranks -> mpirun's placement arguments, as the launcher gives them
+  if [ -n "${MPIRUN_ARGS:-}" ]; then echo "$MPIRUN_ARGS"; return; fi
+  launcher "$1"
+  "${LCMD[@]:0:${#LCMD[@]}-1}" --dry-run 2>/dev/null | grep -oE -- '--use-hwthread-cpus|--map-by [^ ]+|--bind-to [^ ]+' \
+    | tr '\n' ' ' | sed 's/ $//'
 }
 
 echo "bench_scaling: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), $CPUS CPUs on $CORES cores; ranks ${sizes[*]}; tasks $TASKS; $T BLAS thread(s) per rank"
@@ -94,9 +105,8 @@ run() {  # task ranks
   esac
   [ "${DIAGNOSE:-0}" = 1 ] && extra+=(--set train.diagnoseImbalance=true)
   extra+=(--set train.globalBatch=$(( per * np )) --set train.maxSteps=$steps)
-  local rd=$W/$task-$np place=${MPIRUN_ARGS:-$(placement "$np")}
-  # shellcheck disable=SC2086
-  if ! "$MPIRUN" -np "$np" ${over[@]+"${over[@]}"} $place "$SKESL" "$cmd" "${extra[@]}" --run-dir "$rd" > "$rd.out" 2> "$rd.err"; then
+  local rd=$W/$task-$np place; place=$(placement "$np"); launcher "$np"
+  if ! "${LCMD[@]}" "$cmd" "${extra[@]}" --run-dir "$rd" > "$rd.out" 2> "$rd.err"; then
     echo "{\"skesl\": \"$task\", \"ranks\": $np, \"error\": \"failed, see $task-$np.err\"}" >> "$RES"
     echo "  $task $np ranks FAILED:"; tail -5 "$rd.err" | sed 's/^/    /'; return
   fi

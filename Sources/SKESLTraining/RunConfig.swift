@@ -108,6 +108,18 @@ public struct TrainConfig: Codable, Equatable, Sendable {
         }
         return n
     }
+
+    /// Threads per rank for `skesl evaluate` and `predict`: as training's where `threads` or
+    /// OPENBLAS_NUM_THREADS gives a count; else this rank's share of the CPUs it may use (its own
+    /// CPUs when bound to fewer than the host has, else the host's divided among its ranks on
+    /// that host), where training's default would leave an inference on a workstation on one.
+    public func inferenceThreads(environment env: [String: String] = ProcessInfo.processInfo.environment,
+                                 allowedCPUs: Int, hostCPUs: Int, ranksOnHost: Int) throws -> Int {
+        let raw = env["OPENBLAS_NUM_THREADS"]?.trimmingCharacters(in: .whitespaces) ?? ""
+        if threads > 0 || !raw.isEmpty { return try resolvedThreads(environment: env) }
+        let share = allowedCPUs < hostCPUs ? allowedCPUs : allowedCPUs / max(1, ranksOnHost)
+        return min(256, max(1, share))
+    }
 }
 
 /// The validation loss that picks the best epoch. The reported metric stays the

@@ -7,6 +7,7 @@ import SKESLDistributed
 import SKESLModel
 import SKESLStore
 import SKESLTraining
+import SKESLLog
 
 /// What evaluate and predict read: a checkpoint, a store, and how to tokenize.
 struct InferenceOptions: ParsableArguments {
@@ -14,6 +15,8 @@ struct InferenceOptions: ParsableArguments {
     @Option(help: "Labeled feature store.") var store: String
     @Option(help: "Tokenizer (default: the one the checkpoint's run used, from its stored config).") var tokenizer: String?
     @Option(name: .shortAndLong, help: "Run config the checkpoint was trained with (for the tokenizer and text length).") var config: String?
+    @Option(help: "Compute threads per rank (default: train.threads or OPENBLAS_NUM_THREADS where set, else the CPUs this rank may use, shared among the ranks on its host).")
+    var threads: Int?
 
     /// Loads the checkpoint's model and the text pipeline it needs.
     func context(_ comm: Communicator) throws -> Trainer.EvaluationContext {
@@ -21,8 +24,11 @@ struct InferenceOptions: ParsableArguments {
         var settings = [S("task", "finetune", flag: "evaluation"), S("data.store", store, flag: "--store"),
                         S("initialize.checkpoint", checkpoint, flag: "--checkpoint")]
         if let t = tokenizer { settings.append(S("data.tokenizer", t, flag: "--tokenizer")) }
+        if let n = threads { settings.append(S("train.threads", "\(n)", flag: "--threads")) }
         let rc = try RunConfigLoader.load(path: config, settings: settings)
-        return try Trainer.inferenceContext(checkpoint: checkpoint, config: rc, comm: comm)
+        let ctx = try Trainer.inferenceContext(checkpoint: checkpoint, config: rc, comm: comm)
+        if comm.rank == 0 { Log.info("threads: \(ctx.threads) per rank (\(ctx.threadsWhy))") }
+        return ctx
     }
 }
 

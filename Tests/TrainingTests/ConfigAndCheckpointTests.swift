@@ -87,6 +87,21 @@ final class RunConfigTests: XCTestCase {
         }
     }
 
+    /// evaluate and predict: a count from the config or the launcher as in training, else the
+    /// rank's share of its CPUs (bound: its own; unbound: the host's over its ranks there).
+    func testInferenceThreadsUseTheRanksShareOfItsCPUs() throws {
+        let auto = try RunConfigLoader.load(path: nil, overrides: ["data.store=/x"])
+        XCTAssertEqual(try auto.train.inferenceThreads(environment: [:], allowedCPUs: 16, hostCPUs: 16, ranksOnHost: 1), 16)
+        XCTAssertEqual(try auto.train.inferenceThreads(environment: [:], allowedCPUs: 16, hostCPUs: 16, ranksOnHost: 4), 4)
+        XCTAssertEqual(try auto.train.inferenceThreads(environment: [:], allowedCPUs: 16, hostCPUs: 16, ranksOnHost: 32), 1)
+        XCTAssertEqual(try auto.train.inferenceThreads(environment: [:], allowedCPUs: 2, hostCPUs: 16, ranksOnHost: 8), 2)
+        XCTAssertEqual(try auto.train.inferenceThreads(environment: ["OPENBLAS_NUM_THREADS": " "], allowedCPUs: 8, hostCPUs: 8, ranksOnHost: 1), 8)
+        XCTAssertEqual(try auto.train.inferenceThreads(environment: ["OPENBLAS_NUM_THREADS": "3"], allowedCPUs: 8, hostCPUs: 8, ranksOnHost: 1), 3)
+        XCTAssertThrowsError(try auto.train.inferenceThreads(environment: ["OPENBLAS_NUM_THREADS": "x"], allowedCPUs: 8, hostCPUs: 8, ranksOnHost: 1))
+        let set = try RunConfigLoader.load(path: nil, overrides: ["data.store=/x", "train.threads=2"])
+        XCTAssertEqual(try set.train.inferenceThreads(environment: ["OPENBLAS_NUM_THREADS": "4"], allowedCPUs: 8, hostCPUs: 8, ranksOnHost: 1), 2)
+    }
+
     /// Closed sets are enums that read and write the same words as the strings they replaced.
     func testClosedSetsKeepTheirWords() throws {
         let c = try RunConfigLoader.load(path: nil, overrides: ["data.store=/x", "train.allreduce=thread", "train.selection.loss=batch_mean"])

@@ -211,6 +211,20 @@ final class DistributedTrainingTests: XCTestCase {
                                "--tokenizer", h.dir + "/vocab.txt"])
         XCTAssertEqual(evTok.status, 0, evTok.err)
         XCTAssertEqual(evTok.out, ev.out, "evaluate --tokenizer must keep the checkpoint's text length")
+        // Threads: the launcher's OPENBLAS_NUM_THREADS (the harness sets 1); without it, the
+        // CPUs this process may use; --threads wins. The metrics do not depend on the count.
+        XCTAssertTrue(ev.err.contains("threads: 1 per rank (OPENBLAS_NUM_THREADS)"), ev.err)
+        let cpus = RankPlacement.read(rank: 0, threads: 1).cpus.count
+        let evAll = try h.run(["evaluate", "--checkpoint", best, "--store", h.dir + "/store", "--split", "valid", "--split", "test",
+                               "--json", h.dir + "/m-all.json"], environment: ["OPENBLAS_NUM_THREADS": ""])
+        XCTAssertEqual(evAll.status, 0, evAll.err)
+        XCTAssertTrue(evAll.err.contains("threads: \(cpus) per rank ("), evAll.err)
+        let jsonAll = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: h.dir + "/m-all.json"))) as! [String: Any]
+        let mae = { (j: [String: Any]) in ((j["test"] as? [String: Any])?["mae"] as? Double) ?? .nan }
+        XCTAssertEqual(mae(jsonAll), mae(json), accuracy: 1e-5, "the metrics do not depend on the thread count")
+        let evSet = try h.run(["evaluate", "--checkpoint", best, "--store", h.dir + "/store", "--split", "test", "--threads", "2"])
+        XCTAssertEqual(evSet.status, 0, evSet.err)
+        XCTAssertTrue(evSet.err.contains("threads: 2 per rank (train.threads)"), evSet.err)
     }
 }
 

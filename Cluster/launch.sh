@@ -130,12 +130,28 @@ for ((i = 0; i < ${#mcas[@]}; i += 2)); do [ "${mcas[i]}" = odls_base_sigkill_ti
 for ((i = 0; i < ${#mcas[@]}; i += 2)); do cmd+=(--mca "${mcas[i]}" "${mcas[i + 1]}"); done
 # Threads per rank for OpenBLAS (and anything OpenMP); the rest of the environment
 # is exported by name so remote ranks see the launcher's values.
-cmd+=(-x "OPENBLAS_NUM_THREADS=$threads" -x "OMP_NUM_THREADS=$threads")
-for v in $(compgen -e | grep -E '^SKESL_' || true); do cmd+=(-x "$v"); done
+fwd=("OPENBLAS_NUM_THREADS=$threads" "OMP_NUM_THREADS=$threads")
+for v in $(compgen -e | grep -E '^SKESL_' || true); do fwd+=("$v"); done
 # A user's OpenBLAS core type (and cache size) holds on every node, not only where mpirun runs.
-for v in OPENBLAS_CORETYPE OPENBLAS_L2_SIZE; do if [ -n "${!v:-}" ]; then cmd+=(-x "$v"); fi; done
-for e in ${envs[@]+"${envs[@]}"}; do cmd+=(-x "$e"); done
+for v in OPENBLAS_CORETYPE OPENBLAS_L2_SIZE; do if [ -n "${!v:-}" ]; then fwd+=("$v"); fi; done
+for e in ${envs[@]+"${envs[@]}"}; do fwd+=("$e"); done
+# Open MPI refuses -x where the environment already forwards variables through
+# mca_base_env_list (the bundle's `run` wrapper does, for its library paths): then set the
+# values here and add their names to that list instead.
+pre=()
+if [ -n "${OMPI_MCA_mca_base_env_list:-}" ]; then
+  list=$OMPI_MCA_mca_base_env_list
+  for e in "${fwd[@]}"; do
+    name=${e%%=*}
+    [[ "$e" == *=* ]] && pre+=("$e")
+    case ";$list;" in *";$name;"*) ;; *) list="$list;$name" ;; esac
+  done
+  pre+=("OMPI_MCA_mca_base_env_list=$list")
+else
+  for e in "${fwd[@]}"; do cmd+=(-x "$e"); done
+fi
 cmd+=("$exe" "$@")
+[ ${#pre[@]} -gt 0 ] && cmd=(env "${pre[@]}" "${cmd[@]}")
 
 if [ "$dry" = 1 ]; then printf '%q ' "${cmd[@]}"; echo; exit 0; fi
 exec "${cmd[@]}"

@@ -92,6 +92,25 @@ final class ClusterTests: XCTestCase {
         XCTAssertEqual(r.stdout.components(separatedBy: "collectives ok").count - 1, 2, r.summary)
     }
 
+    /// Where the environment already forwards variables through mca_base_env_list (the
+    /// bundle's `run` wrapper does), Open MPI refuses -x: the launcher then adds its variables
+    /// to that list, and every rank still sees them.
+    func testLaunchForwardsThroughAnEnvListWhereOneIsSet() throws {
+        let env = ["OMPI_MCA_mca_base_env_list": "PATH;OPENBLAS_NUM_THREADS", "SKESL_LAUNCH_PROBE": "seen"]
+        let args = ["--np", "2", "--threads", "1", "--bind", "none", "--oversubscribe", "-x", "EXTRA=1", "--exe", "/bin/sh", "--",
+                    "-c", "echo probe T=$OPENBLAS_NUM_THREADS O=$OMP_NUM_THREADS S=$SKESL_LAUNCH_PROBE E=$EXTRA"]
+        let dry = try ProcessRunner.run(launch, ["--dry-run"] + args, environment: env)
+        XCTAssertEqual(dry.status, 0, dry.summary)
+        XCTAssertFalse(dry.stdout.contains(" -x "), dry.stdout)
+        // The list keeps what it had and gains each name once (SKESL_* variables of the test's own environment too).
+        XCTAssertTrue(dry.stdout.contains(#"OMPI_MCA_mca_base_env_list=PATH\;OPENBLAS_NUM_THREADS\;OMP_NUM_THREADS\;"#), dry.stdout)
+        XCTAssertTrue(dry.stdout.contains(#"\;SKESL_LAUNCH_PROBE\;"#) && dry.stdout.contains(#"\;EXTRA mpirun "#), dry.stdout)
+        XCTAssertTrue(dry.stdout.hasPrefix("env OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 EXTRA=1 "), dry.stdout)
+        let r = try ProcessRunner.run(launch, args, environment: env)
+        XCTAssertEqual(r.status, 0, r.summary)
+        XCTAssertEqual(r.stdout.components(separatedBy: "probe T=1 O=1 S=seen E=1\n").count - 1, 2, r.summary)
+    }
+
     private func runAcrossNamespaces(_ args: [String], environment: [String: String] = [:]) throws -> ProcessResult {
         let r = try ProcessRunner.run(netns, [try ProcessRunner.mpitestExecutable()] + args, environment: environment, timeout: 120)
         if r.status == 77 { throw XCTSkip("two-host test skipped: \(r.stderr.trimmingCharacters(in: .whitespacesAndNewlines))") }

@@ -9,12 +9,13 @@
 #   ./run scripts/bench_node.sh [PLAN ...] from an unpacked bundle
 #
 # PLANs (default: pretrain), with F = the node's CPUs, H = F/2, Q = F/4, in this order:
-#   pretrain  pretraining at 1 and F ranks with the PyTorch DDP peer; F ranks with the sum in
-#             shared memory (train.allreduce=shm); H ranks; F-1 ranks (one CPU left to the
+#   pretrain  pretraining at 1 and F ranks with the PyTorch DDP peer (train.allreduce auto: on
+#             one node, deferred); F ranks with the sum in shared memory (train.allreduce=shm);
+#             H ranks; F ranks with poll (the default before auto); F-1 ranks (one CPU left to the
 #             system and the ranks' helper threads); 1 and H ranks of 2 BLAS threads; F
 #             ranks with the imbalance measured by a barrier; H ranks with shm; 1 and Q ranks of
 #             4 threads
-#   finetune  fine-tuning at 1 and F ranks with the DDP peer; F ranks with shm; with shm and
+#   finetune  fine-tuning at 1 and F ranks with the DDP peer; F ranks with shm; with poll; with shm and
 #             ZeRO-1; H ranks of 2 threads; F ranks with ZeRO-1
 #   cached    the cached step at 1 and F ranks with the DDP peer; F ranks with shm
 #   all       the three
@@ -44,7 +45,7 @@ for p in $PLANS; do case $p in pretrain|finetune|cached|all) ;; *) die "unknown 
 wants() { [[ " $PLANS " == *" $1 "* || " $PLANS " == *" all "* ]]; }
 
 F=$CPUS H=$(( CPUS / 2 )) Q=$(( CPUS / 4 ))
-SHM="--set train.allreduce=shm" Z1="--set train.shardOptimizer=true"
+SHM="--set train.allreduce=shm" Z1="--set train.shardOptimizer=true" POLL="--set train.allreduce=poll"
 
 # Estimated seconds per skesl run and per DDP world at 16 samples per rank on a 2-3 GHz core
 # (measured on 2 cores: pretraining 20 s, fine-tuning 46 s, the cached step's first run with
@@ -57,6 +58,7 @@ add() { wants "$1" && entries+=("$1|$2|$3|$4|$5") || true; }
 add pretrain pretrain           pretrain "1 $F"    "DDP=1"
 add pretrain pretrain-shm       pretrain "$F"      "DDP=0;EXTRA_SET=$SHM"
 add pretrain pretrain-half      pretrain "$H"      "DDP=0"
+add pretrain pretrain-poll      pretrain "$F"      "DDP=0;EXTRA_SET=$POLL"
 add pretrain pretrain-spare     pretrain "$(( F - 1 ))" "DDP=0"
 add pretrain pretrain-2threads  pretrain "1 $H"    "DDP=0;THREADS=2"
 add pretrain pretrain-diagnose  pretrain "$F"      "DDP=0;DIAGNOSE=1"
@@ -64,6 +66,7 @@ add pretrain pretrain-half-shm  pretrain "$H"      "DDP=0;EXTRA_SET=$SHM"
 add pretrain pretrain-4threads  pretrain "1 $Q"    "DDP=0;THREADS=4"
 add finetune finetune           finetune "1 $F"    "DDP=1"
 add finetune finetune-shm       finetune "$F"      "DDP=0;EXTRA_SET=$SHM"
+add finetune finetune-poll      finetune "$F"      "DDP=0;EXTRA_SET=$POLL"
 add finetune finetune-shm-zero1 finetune "$F"      "DDP=0;EXTRA_SET=$SHM $Z1"
 add finetune finetune-2threads  finetune "$H"      "DDP=0;THREADS=2"
 add finetune finetune-zero1     finetune "$F"      "DDP=0;EXTRA_SET=$Z1"

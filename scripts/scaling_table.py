@@ -90,6 +90,12 @@ def table(rows, node=False):
     places = sorted({r.get("placement", "") for r in mine if r["ranks"] > 1} - {""})
     if places:
         out.append("placement (mpirun): " + "; ".join(places))
+    sums = {}
+    for r in mine:
+        if r.get("gradient_sum"):
+            sums.setdefault(r["gradient_sum"], []).append("%s %d" % (r.get("label") or r["skesl"], r["ranks"]))
+    for g, runs in sums.items():
+        out.append("gradient sum: %s: %s" % (g, ", ".join(runs)))
     # From each run's run_start (what the ranks saw of their CPUs): siblings share one core's FMA units.
     shared = ["%s %dx%d: %d of %d" % (r.get("label") or r["skesl"], r["ranks"], r.get("threads_per_rank", 1),
                                       r["ranks_sharing_a_core"], r["ranks"]) for r in mine if r.get("ranks_sharing_a_core")]

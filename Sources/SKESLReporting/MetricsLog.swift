@@ -93,11 +93,11 @@ public final class MetricsLog: @unchecked Sendable {
     public func runStart(run: String, phase: String, worldSize: Int, epochs: Int? = nil,
                          stepsPerEpoch: Int? = nil, batchSize: Int? = nil, resumedFromEpoch: Int? = nil,
                          config: LogJSON = .object([:]), versions: [String: String] = [:], blas: BLASReport? = nil,
-                         placement: PlacementReport? = nil) throws {
+                         placement: PlacementReport? = nil, gradientSum: String? = nil) throws {
         try write(.runStart(RunStartRecord(time: wallClock(), run: run, phase: phase, worldSize: worldSize,
                                            epochs: epochs, stepsPerEpoch: stepsPerEpoch, batchSize: batchSize,
                                            resumedFromEpoch: resumedFromEpoch, config: config, versions: versions, blas: blas,
-                                           placement: placement)))
+                                           placement: placement, gradientSum: gradientSum)))
     }
 
     public func eval(epoch: Int, split: String, loss: Double, samples: Int, metrics: RegressionMetrics? = nil) throws {

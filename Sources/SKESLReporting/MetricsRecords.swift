@@ -20,20 +20,22 @@ public struct RunStartRecord: Codable, Equatable, Sendable {
     public var versions: [String: String]  // e.g. skesl, swift, mpi, openblas, hdf5
     public var blas: BLASReport?        // OpenBLAS core type, how it was chosen, rank 0's sgemm rate
     public var placement: PlacementReport?  // every rank's host, CPUs and physical cores
+    public var gradientSum: String?     // how the ranks sum gradients (train.allreduce resolved), e.g. "MPI all-reduce, deferred progress"
 
     public init(time: Double, run: String, phase: String, worldSize: Int, epochs: Int? = nil,
                 stepsPerEpoch: Int? = nil, batchSize: Int? = nil, resumedFromEpoch: Int? = nil,
                 config: LogJSON = .object([:]), versions: [String: String] = [:], blas: BLASReport? = nil,
-                placement: PlacementReport? = nil) {
+                placement: PlacementReport? = nil, gradientSum: String? = nil) {
         self.time = time; self.run = run; self.phase = phase; self.worldSize = worldSize
         self.epochs = epochs; self.stepsPerEpoch = stepsPerEpoch; self.batchSize = batchSize
         self.resumedFromEpoch = resumedFromEpoch; self.config = config; self.versions = versions; self.blas = blas
-        self.placement = placement
+        self.placement = placement; self.gradientSum = gradientSum
     }
 
     enum CodingKeys: String, CodingKey {
         case time, run, phase, worldSize = "world_size", epochs, stepsPerEpoch = "steps_per_epoch",
-             batchSize = "batch_size", resumedFromEpoch = "resumed_from_epoch", config, versions, blas, placement
+             batchSize = "batch_size", resumedFromEpoch = "resumed_from_epoch", config, versions, blas, placement,
+             gradientSum = "gradient_sum"
     }
 }
 

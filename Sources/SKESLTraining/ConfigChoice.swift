@@ -29,8 +29,30 @@ enum ConfigChoiceMessage {
     static let prefix = "must be "
 }
 
-/// How the gradient all-reduce progresses (train.allreduce; docs/cluster.md).
-extension GradientReducer.Progress: ConfigChoice {}
+extension TrainConfig {
+    /// How the gradient sum runs (train.allreduce; docs/cluster.md): one of the reducer's
+    /// modes, or `auto`, which picks one by where the ranks are (`resolved`).
+    public enum AllReduce: String, ConfigChoice {
+        /// All ranks on one host: `deferred`; ranks on several hosts: `poll`.
+        case auto
+        case thread, poll, deferred, shm
+
+        /// The reducer's mode. On one host the sum is memory-bound work on the ranks' own
+        /// cores with no network latency to hide: a communication thread overlapping it with
+        /// backward takes that work (and its polling) from the compute thread's CPU, and MPI's
+        /// non-blocking all-reduce does more of it than the blocking one (docs/scaling.md,
+        /// "Why a rank is slow"). Across hosts, overlap hides the network's time.
+        public func resolved(hosts: Int) -> GradientReducer.Progress {
+            switch self {
+            case .auto: return hosts > 1 ? .poll : .deferred
+            case .thread: return .thread
+            case .poll: return .poll
+            case .deferred: return .deferred
+            case .shm: return .shm
+            }
+        }
+    }
+}
 
 extension SelectionConfig {
     /// The validation loss that picks the best epoch (train.selection.loss; Selection.swift).

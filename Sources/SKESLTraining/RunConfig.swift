@@ -82,9 +82,10 @@ public struct TrainConfig: Codable, Equatable, Sendable {
     public var optimizer = OptimizerConfig()
     public var schedule = ScheduleConfig()
     /// Gradient all-reduce bucket size in MiB, and how the sum runs: an MPI mode (poll, thread,
-    /// deferred) or shm, the sum in host shared memory (docs/cluster.md).
+    /// deferred), shm, the sum in host shared memory (docs/cluster.md), or auto (deferred on one
+    /// host, poll across hosts: AllReduce.resolved).
     public var bucketMB: Double = 8
-    public var allreduce = GradientReducer.Progress.poll
+    public var allreduce = AllReduce.auto
     /// ZeRO-1: reduce-scatter the gradients, each rank updates its 1/N shard of the
     /// parameters and optimiser moments, then an all-gather of the parameters (docs/scaling.md).
     public var shardOptimizer = false

@@ -46,6 +46,9 @@ public final class Trainer {
     public internal(set) var lastCheckpoint: String?
     /// This rank's compute threads (train.threads resolved: TrainConfig.resolvedThreads).
     let threads: Int
+    /// How the gradient sum runs (train.allreduce resolved), and why where `auto` chose it.
+    private(set) var allReduce = GradientReducer.Progress.deferred
+    private(set) var allReduceWhy: String?
     /// Copies a resume completed, logged once the metrics log is open.
     var copiesCompletedOnResume: [String] = []
 
@@ -80,7 +83,19 @@ public final class Trainer {
         // so it comes first and the network computes into it (no copy; docs/cluster.md).
         let bucketBytes = Int(rc.train.bucketMB * 1_048_576)
         var sharedMemoryReducer: GradientReducer? = nil
-        if comm.size > 1 && rc.train.allreduce == .shm {
+        // Hosts as MPI sees them (the ranks that can share memory), as the shm sum counts them.
+        var hosts = 1
+        if comm.size > 1 && rc.train.allreduce == .auto {
+            let local = try comm.splitByHost()
+            var firsts = [local.rank == 0 ? 1.0 : 0.0]
+            try comm.allReduce(&firsts)
+            hosts = Int(firsts[0])
+        }
+        allReduce = rc.train.allreduce.resolved(hosts: hosts)
+        if rc.train.allreduce == .auto {
+            allReduceWhy = "train.allreduce auto: " + (hosts > 1 ? "ranks on \(hosts) hosts" : "all ranks on one host")
+        }
+        if comm.size > 1 && allReduce == .shm {
             let count = ParameterLayout(config: mc).trainableCount
             sharedMemoryReducer = try GradientReducer(sharedMemoryOn: comm, count: count, bucketBytes: bucketBytes,
                                                       average: false, shards: Trainer.shards(rc, count: count, ranks: comm.size))
@@ -107,7 +122,7 @@ public final class Trainer {
             state = received
             reducer = try sharedMemoryReducer ?? GradientReducer(
                 communicator: comm, gradients: net.grads, count: net.layout.trainableCount,
-                bucketBytes: bucketBytes, average: false, progress: rc.train.allreduce,
+                bucketBytes: bucketBytes, average: false, progress: allReduce,
                 shards: Trainer.shards(rc, count: net.layout.trainableCount, ranks: comm.size))
         }
     }

@@ -135,6 +135,11 @@ extension Trainer {
         return try BertCache.Reader(store: store, key: key, memoryMB: config.data.cacheMemoryMB)
     }
 
+    /// How the ranks sum gradients, with the bucket size and why `auto` chose it (nil on one rank).
+    var gradientSumLine: String? {
+        reducer.map { "\($0.summary), buckets of \(config.train.bucketMB) MiB" + (allReduceWhy.map { " (\($0))" } ?? "") }
+    }
+
     /// Rank 0: config.yaml, the metrics log's run_start, the header; returns the progress display.
     func startLog(_ loader: StoreLoader, placement: PlacementReport) throws -> ProgressReporter {
         let rc = config
@@ -145,7 +150,8 @@ extension Trainer {
                           epochs: rc.train.epochs, stepsPerEpoch: loader.stepsPerEpoch, batchSize: rc.train.globalBatch,
                           resumedFromEpoch: state.step > 0 ? state.cursorEpoch + 1 : nil,
                           config: (try? LogJSON.from(rc)) ?? .object([:]),
-                          versions: ["skesl": skeslCodeVersion, "openblas": blasConfig], blas: blas, placement: placement)
+                          versions: ["skesl": skeslCodeVersion, "openblas": blasConfig], blas: blas, placement: placement,
+                          gradientSum: gradientSumLine)
         for dst in copiesCompletedOnResume {
             try log?.checkpoint(epoch: state.epochOfLastStep, step: state.step, path: dst, reason: CheckpointReason(copy: dst))
         }
@@ -154,7 +160,7 @@ extension Trainer {
         say("\(rc.task.rawValue): \(loader.count) samples, \(loader.stepsPerEpoch) steps/epoch of \(rc.train.globalBatch) samples, \(worldSize) rank(s) x \(threads) thread(s), \(net.layout.trainableCount) trainable parameters")
         say(blas.line)
         say("placement: " + placement.summary)
-        if let r = reducer { say("gradient sum: \(r.summary), buckets of \(rc.train.bucketMB) MiB") }
+        if let g = gradientSumLine { say("gradient sum: " + g) }
         return progress
     }
 

@@ -17,8 +17,9 @@ final class ScalingScriptTests: XCTestCase {
         let plan = lines(r.stdout).dropFirst().map { $0.split(separator: " ", omittingEmptySubsequences: true).map(String.init) }
         // label, task, "ranks", sizes..., "~Ns", settings
         let labels = plan.map { $0[0] }
-        XCTAssertEqual(labels, ["pretrain", "pretrain-shm", "pretrain-half", "pretrain-spare", "pretrain-2threads", "pretrain-diagnose",
-                                "pretrain-half-shm", "pretrain-4threads", "finetune", "finetune-shm", "finetune-shm-zero1",
+        XCTAssertEqual(labels, ["pretrain", "pretrain-shm", "pretrain-half", "pretrain-poll", "pretrain-spare", "pretrain-2threads",
+                                "pretrain-diagnose", "pretrain-half-shm", "pretrain-4threads", "finetune", "finetune-shm",
+                                "finetune-poll", "finetune-shm-zero1",
                                 "finetune-2threads", "finetune-zero1", "cached", "cached-shm"], r.stdout)
         func ranks(_ label: String) -> [String] {
             let row = plan.first { $0[0] == label }!
@@ -59,8 +60,10 @@ final class ScalingScriptTests: XCTestCase {
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: dir) }
         func skesl(_ label: String, _ ranks: Int, _ threads: Int, _ sps: Double, compute: Double, imbalance: Double = 0,
-                   allreduce: Double = 0, from: String = "estimate", sharing: Int = 0, onCPU: Double = 0.999) -> String {
+                   allreduce: Double = 0, from: String = "estimate", sharing: Int = 0, onCPU: Double = 0.999,
+                   sum: String = "MPI all-reduce, deferred progress (auto)") -> String {
             #"{"skesl": "pretrain", "ranks": \#(ranks), "per_rank_batch": 16, "threads_per_rank": \#(threads), "samples_per_s": \#(sps), "#
+                + (ranks > 1 ? #""gradient_sum": "\#(sum)", "# : "")
                 + #""compute_on_cpu_min": \#(onCPU), "compute_on_cpu_min_rank": 3, "preemptions_max": 7.5, "other_threads_compute_ms_median": 41.0, "#
                 + #""step_ms_median_rank": 900.0, "imbalance_share": \#(imbalance), "allreduce_share": \#(allreduce), "#
                 + #""allreduce_share_max": 0.01, "imbalance_from": "\#(from)", "compute_ms_median_rank": \#(compute), "#
@@ -72,7 +75,7 @@ final class ScalingScriptTests: XCTestCase {
         }
         let rows = [skesl("pretrain", 1, 1, 18.0, compute: 800), skesl("pretrain", 16, 1, 216.0, compute: 960, imbalance: 0.05, allreduce: 0.02, sharing: 16, onCPU: 0.82),
                     ddp(1, 16.0, 1.0), ddp(16, 160.0, 0.625),
-                    skesl("pretrain-shm", 16, 1, 244.8, compute: 880),
+                    skesl("pretrain-shm", 16, 1, 244.8, compute: 880, sum: "shared memory, 1 host x 16 ranks"),
                     skesl("pretrain-2threads", 1, 2, 30.0, compute: 470), skesl("pretrain-2threads", 8, 2, 228.0, compute: 500),
                     skesl("pretrain-diagnose", 16, 1, 200.0, compute: 1000, imbalance: 0.1, from: "barrier"),
                     #"{"skipped_entry": "pretrain-4threads", "why": "about 60 s needed, 12 s of the budget left"}"#]
@@ -99,6 +102,9 @@ final class ScalingScriptTests: XCTestCase {
         // Two threads per rank against one rank of two threads: 228 / (8 x 30) = 95%, 500 / 470.
         XCTAssertEqual(Array(row("pretrain-2threads", "8x2")[4...6]), ["228.00", "95%", "1.06"])
         XCTAssertTrue(r.stdout.contains("measured with a barrier in: pretrain-diagnose"), r.stdout)
+        // Which sum each run used, from its run_start.
+        XCTAssertTrue(r.stdout.contains("gradient sum: shared memory, 1 host x 16 ranks: pretrain-shm 16\n"), r.stdout)
+        XCTAssertTrue(r.stdout.contains("gradient sum: MPI all-reduce, deferred progress (auto): pretrain 16, pretrain-2threads 8, pretrain-diagnose 16\n"), r.stdout)
         // The run's own view of its placement: all 16 ranks had a hyperthread sibling rank.
         XCTAssertTrue(r.stdout.contains("ranks sharing a physical core with another rank (hyperthread siblings): pretrain 16x1: 16 of 16\n"), r.stdout)
         XCTAssertTrue(r.stdout.contains(#"note: {"skipped_entry": "pretrain-4threads""#), r.stdout)

@@ -110,9 +110,14 @@ final class RunConfigTests: XCTestCase {
         let yaml = try RunConfigLoader.yaml(c)
         XCTAssertTrue(yaml.contains("allreduce: thread\n"), yaml)
         XCTAssertTrue(yaml.contains("loss: batch_mean\n"), yaml)
-        XCTAssertTrue(try RunConfigLoader.yaml(RunConfig()).contains("allreduce: poll\n"), "the default is poll")
+        XCTAssertTrue(try RunConfigLoader.yaml(RunConfig()).contains("allreduce: auto\n"), "the default is auto")
+        // auto: deferred on one host (no communication thread on the compute cores), poll across hosts.
+        XCTAssertEqual(TrainConfig.AllReduce.auto.resolved(hosts: 1), .deferred)
+        XCTAssertEqual(TrainConfig.AllReduce.auto.resolved(hosts: 3), .poll)
+        XCTAssertEqual(TrainConfig.AllReduce.poll.resolved(hosts: 1), .poll)
+        XCTAssertEqual(TrainConfig.AllReduce.shm.resolved(hosts: 2), .shm)
         XCTAssertThrowsError(try RunConfigLoader.load(path: nil, overrides: ["data.store=/x", "train.allreduce=spin"])) { e in
-            XCTAssertTrue("\(e)".contains("train.allreduce must be thread, poll, deferred or shm (got spin)"), "\(e)")
+            XCTAssertTrue("\(e)".contains("train.allreduce must be auto, thread, poll, deferred or shm (got spin)"), "\(e)")
         }
         // The run_end record and SKESL_STATUS_FILE hold these words (Cluster/slurm.sbatch reads them).
         XCTAssertEqual(RunStatus.allCases.map(\.rawValue), ["completed", "max_steps", "stopped", "interrupted", "failed"])

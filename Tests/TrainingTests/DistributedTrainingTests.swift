@@ -29,6 +29,16 @@ final class DistributedTrainingTests: XCTestCase {
             let p = try h.parameters(h.checkpoint(step: 4, run: "np\(np)"))
             XCTAssertEqual(Set(p.keys), Set(ref.keys))
             XCTAssertLessThan(maxRelativeDifference(p, ref), 1e-5, "\(np) ranks vs 1 rank with accumulation")
+            XCTAssertTrue(r.err.contains("gradient sum: MPI all-reduce, deferred progress, buckets of 8.0 MiB (train.allreduce auto: all ranks on one host)"), r.err)
+        }
+        // The modes with a communication thread (auto's choice across hosts) train the same
+        // parameters, bit for bit on 2 ranks (a + b either way).
+        let deferred = try h.checkpointState(h.checkpoint(step: 4, run: "np2"))
+        for mode in ["poll", "thread"] {
+            let r = try pretrain(h, cfg, np: 2, run: mode, ["--max-steps", "4", "--micro-batches", "3", "--set", "train.allreduce=\(mode)"])
+            XCTAssertEqual(r.status, 0, r.err)
+            XCTAssertTrue(r.err.contains("gradient sum: MPI all-reduce, \(mode) progress, buckets of 8.0 MiB\n"), r.err)
+            assertSameBits(try h.checkpointState(h.checkpoint(step: 4, run: mode)), deferred, "\(mode) vs deferred on 2 ranks")
         }
         // And training moved the parameters at all.
         let f = try H5File.open(h.checkpoint(step: 4, run: "one"))

@@ -1,7 +1,7 @@
 // scripts/bench_node.sh's plan (what a node lent for minutes would run, in which order, at
-// which rank counts) and scripts/scaling_table.py's arithmetic (efficiency, compute slowdown,
-// the DDP ratio, the node's placements fastest first). The measurements themselves need a
-// release build and a bundle: docs/scaling.md records those runs.
+// which rank counts), scripts/scaling_table.py's arithmetic (efficiency, compute slowdown,
+// the DDP ratio, the node's placements fastest first), and scripts/bench_scaling.sh itself at
+// 1 and 2 ranks. The measurements need a release build and a bundle: docs/scaling.md records them.
 import Foundation
 import XCTest
 
@@ -40,6 +40,36 @@ final class ScalingScriptTests: XCTestCase {
         XCTAssertTrue(small.stdout.contains("pretrain-4threads: no rank count fits 2 CPUs"), small.stdout)
         XCTAssertFalse(small.stdout.contains("finetune"), "the default plan is pretraining alone\n" + small.stdout)
         XCTAssertTrue(lines(small.stdout).contains { $0.hasPrefix("  pretrain ") && $0.contains("ranks 1 2 ") }, small.stdout)
+    }
+
+    /// The instrument a lent node runs, end to end at 1 and 2 ranks (tiny batches, the debug
+    /// build: a check of the path, not figures): ranks started through Cluster/launch.sh, and
+    /// every result line with the placement, the CPU each rank kept and the sum that ran.
+    func testBenchScalingRunsThroughTheLauncherAndRecordsTheRuns() throws {
+        let skesl = URL(fileURLWithPath: try ProcessRunner.mpitestExecutable()).deletingLastPathComponent()
+            .appendingPathComponent("skesl").path
+        XCTAssertTrue(FileManager.default.isExecutableFile(atPath: skesl), "skesl is not built next to skesl-mpitest: \(skesl)")
+        let out = FileManager.default.temporaryDirectory.appendingPathComponent("skesl-bench-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: out) }
+        let script = ProcessRunner.repoRoot.appendingPathComponent("scripts/bench_scaling.sh").path
+        let r = try ProcessRunner.run("/bin/bash", [script], environment: [
+            "SKESL": skesl, "DDP": "0", "SIZES": "1 2", "MAX_RANKS": "2", "TASKS": "pretrain", "PER": "1", "STEPS": "2",
+            "OUT": out.path], timeout: 400)
+        XCTAssertEqual(r.status, 0, r.summary)
+        let results = try String(contentsOf: out.appendingPathComponent("results.jsonl"), encoding: .utf8)
+        let runs = try results.split(separator: "\n").map { try JSONSerialization.jsonObject(with: Data($0.utf8)) as! [String: Any] }
+            .filter { $0["skesl"] != nil }
+        XCTAssertEqual(runs.map { $0["ranks"] as? Int }, [1, 2], results)
+        for run in runs {
+            XCTAssertGreaterThan(run["samples_per_s"] as? Double ?? 0, 0, results)
+            XCTAssertTrue((run["placement"] as? String ?? "").contains("--bind-to core"), "the launcher's placement\n" + results)
+            let onCPU = run["compute_on_cpu_min"] as? Double ?? -1
+            XCTAssertTrue(onCPU > 0 && onCPU <= 1.001, results)
+        }
+        XCTAssertTrue((runs[1]["gradient_sum"] as? String ?? "").hasPrefix("MPI all-reduce, deferred progress"), results)
+        XCTAssertTrue(r.stdout.contains(" on CPU ") && r.stdout.contains("\npretrain      2       1 |"), r.stdout)
+        // The ranks' own logs come back too.
+        XCTAssertTrue(FileManager.default.fileExists(atPath: out.appendingPathComponent("pretrain-2.err").path))
     }
 
     func testNodeScriptRejectsBadInputWithAMessage() throws {

@@ -114,12 +114,15 @@ public struct TrainConfig: Codable, Equatable, Sendable {
     /// OPENBLAS_NUM_THREADS gives a count; else this rank's share of the CPUs it may use (its own
     /// CPUs when bound to fewer than the host has, else the host's divided among its ranks on
     /// that host), where training's default would leave an inference on a workstation on one.
+    /// Returns the count and where it came from (for the command's `threads:` line).
     public func inferenceThreads(environment env: [String: String] = ProcessInfo.processInfo.environment,
-                                 allowedCPUs: Int, hostCPUs: Int, ranksOnHost: Int) throws -> Int {
+                                 allowedCPUs: Int, hostCPUs: Int, ranksOnHost: Int) throws -> (count: Int, why: String) {
         let raw = env["OPENBLAS_NUM_THREADS"]?.trimmingCharacters(in: .whitespaces) ?? ""
-        if threads > 0 || !raw.isEmpty { return try resolvedThreads(environment: env) }
-        let share = allowedCPUs < hostCPUs ? allowedCPUs : allowedCPUs / max(1, ranksOnHost)
-        return min(256, max(1, share))
+        if threads > 0 || !raw.isEmpty {
+            return (try resolvedThreads(environment: env), threads > 0 ? "train.threads" : "OPENBLAS_NUM_THREADS")
+        }
+        if allowedCPUs < hostCPUs { return (min(256, max(1, allowedCPUs)), "the \(allowedCPUs) CPU(s) this rank is bound to") }
+        return (min(256, max(1, allowedCPUs / max(1, ranksOnHost))), "the host's \(allowedCPUs) CPU(s) over its \(ranksOnHost) rank(s)")
     }
 }
 

@@ -60,7 +60,7 @@ public final class StepTimer {
     /// seconds, its involuntary switches, the other threads' CPU seconds] (StepTimesRecord.make's
     /// cpuPerRank order).
     private var currentCPU = [0.0, 0.0, 0.0]
-    public private(set) var totalsCPU = [0.0, 0.0, 0.0]
+    private var totalsCPU = [0.0, 0.0, 0.0]
 
     /// The training thread's CPU seconds and involuntary context switches, and the process's CPU seconds.
     struct CPUSample {

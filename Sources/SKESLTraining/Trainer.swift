@@ -363,14 +363,9 @@ extension Trainer {
         let text = try TextPipeline(tokenizer: try ModelSetup.tokenizer(rc), lexicon: nil, length: rc.data.textLength)
         // OpenBLAS's products and the model's own loops on the same count (as a training rank's).
         let me = RankPlacement.read(rank: comm.rank, threads: 1)
-        let hosts = comm.size > 1 ? try comm.allGather(me.host) : [me.host]
-        let onHost = hosts.filter { $0 == me.host }.count
+        let onHost = comm.size > 1 ? try comm.splitByHost().size : 1
         let threads = try rc.train.inferenceThreads(allowedCPUs: me.cpus.count, hostCPUs: me.hostCPUs, ranksOnHost: onHost)
-        let env = ProcessInfo.processInfo.environment["OPENBLAS_NUM_THREADS"]?.trimmingCharacters(in: .whitespaces) ?? ""
-        let why = rc.train.threads > 0 ? "train.threads" : !env.isEmpty ? "OPENBLAS_NUM_THREADS"
-            : me.cpus.count < me.hostCPUs ? "the \(me.cpus.count) CPU(s) this rank is bound to"
-            : "the \(me.cpus.count) CPU(s) of \(me.host) over its \(onHost) rank(s)"
-        setComputeThreads(threads)
-        return EvaluationContext(net: net, store: store, text: text, comm: comm, config: rc, threads: threads, threadsWhy: why)
+        setComputeThreads(threads.count)
+        return EvaluationContext(net: net, store: store, text: text, comm: comm, config: rc, threads: threads.count, threadsWhy: threads.why)
     }
 }

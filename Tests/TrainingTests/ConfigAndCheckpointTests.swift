@@ -91,15 +91,23 @@ final class RunConfigTests: XCTestCase {
     /// rank's share of its CPUs (bound: its own; unbound: the host's over its ranks there).
     func testInferenceThreadsUseTheRanksShareOfItsCPUs() throws {
         let auto = try RunConfigLoader.load(path: nil, overrides: ["data.store=/x"])
-        XCTAssertEqual(try auto.train.inferenceThreads(environment: [:], allowedCPUs: 16, hostCPUs: 16, ranksOnHost: 1), 16)
-        XCTAssertEqual(try auto.train.inferenceThreads(environment: [:], allowedCPUs: 16, hostCPUs: 16, ranksOnHost: 4), 4)
-        XCTAssertEqual(try auto.train.inferenceThreads(environment: [:], allowedCPUs: 16, hostCPUs: 16, ranksOnHost: 32), 1)
-        XCTAssertEqual(try auto.train.inferenceThreads(environment: [:], allowedCPUs: 2, hostCPUs: 16, ranksOnHost: 8), 2)
-        XCTAssertEqual(try auto.train.inferenceThreads(environment: ["OPENBLAS_NUM_THREADS": " "], allowedCPUs: 8, hostCPUs: 8, ranksOnHost: 1), 8)
-        XCTAssertEqual(try auto.train.inferenceThreads(environment: ["OPENBLAS_NUM_THREADS": "3"], allowedCPUs: 8, hostCPUs: 8, ranksOnHost: 1), 3)
-        XCTAssertThrowsError(try auto.train.inferenceThreads(environment: ["OPENBLAS_NUM_THREADS": "x"], allowedCPUs: 8, hostCPUs: 8, ranksOnHost: 1))
+        func n(_ env: [String: String], _ allowed: Int, _ host: Int, _ ranks: Int, _ rc: RunConfig? = nil) throws -> Int {
+            try (rc ?? auto).train.inferenceThreads(environment: env, allowedCPUs: allowed, hostCPUs: host, ranksOnHost: ranks).count
+        }
+        XCTAssertEqual(try n([:], 16, 16, 1), 16)
+        XCTAssertEqual(try n([:], 16, 16, 4), 4)
+        XCTAssertEqual(try n([:], 16, 16, 32), 1)
+        XCTAssertEqual(try n([:], 2, 16, 8), 2, "bound: its own CPUs")
+        XCTAssertEqual(try n(["OPENBLAS_NUM_THREADS": " "], 8, 8, 1), 8)
+        XCTAssertEqual(try n(["OPENBLAS_NUM_THREADS": "3"], 8, 8, 1), 3)
+        XCTAssertThrowsError(try n(["OPENBLAS_NUM_THREADS": "x"], 8, 8, 1))
         let set = try RunConfigLoader.load(path: nil, overrides: ["data.store=/x", "train.threads=2"])
-        XCTAssertEqual(try set.train.inferenceThreads(environment: ["OPENBLAS_NUM_THREADS": "4"], allowedCPUs: 8, hostCPUs: 8, ranksOnHost: 1), 2)
+        XCTAssertEqual(try n(["OPENBLAS_NUM_THREADS": "4"], 8, 8, 1, set), 2)
+        XCTAssertEqual(try set.train.inferenceThreads(environment: [:], allowedCPUs: 8, hostCPUs: 8, ranksOnHost: 1).why, "train.threads")
+        XCTAssertEqual(try auto.train.inferenceThreads(environment: [:], allowedCPUs: 16, hostCPUs: 16, ranksOnHost: 4).why,
+                       "the host's 16 CPU(s) over its 4 rank(s)")
+        XCTAssertEqual(try auto.train.inferenceThreads(environment: [:], allowedCPUs: 2, hostCPUs: 16, ranksOnHost: 4).why,
+                       "the 2 CPU(s) this rank is bound to")
     }
 
     /// Closed sets are enums that read and write the same words as the strings they replaced.

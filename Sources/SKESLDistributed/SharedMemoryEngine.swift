@@ -99,7 +99,7 @@ final class SharedMemoryEngine: ReductionEngine, @unchecked Sendable {
         guard Set(perHost).count == 1 else {
             throw DistributedError("train.allreduce=shm needs the same number of ranks on every host; ranks per host here: "
                 + "\(perHost.map(String.init).joined(separator: ", ")) (by rank). Place them evenly (mpirun --map-by "
-                + "ppr:N:node, or Cluster/launch.sh's default) or use train.allreduce=poll")
+                + "ppr:N:node, or Cluster/launch.sh's default) or use train.allreduce=auto (an MPI sum: deferred on one host, poll across hosts)")
         }
         cross = hostSize < worldSize ? try communicator.split(color: local, key: communicator.rank) : nil
 

@@ -73,7 +73,7 @@ final class SharedSegment {
         var fs = statvfs()
         guard statvfs(dir, &fs) == 0 else {
             throw DistributedError("\(dir) is not usable for shared memory (\(String(cString: strerror(errno)))): "
-                + "set SKESL_SHM_DIR to a tmpfs directory, or use train.allreduce=poll")
+                + "set SKESL_SHM_DIR to a tmpfs directory, or use train.allreduce=auto (an MPI sum: deferred on one host, poll across hosts)")
         }
         let free = Int(fs.f_bavail) * Int(fs.f_frsize)
         guard free >= bytes else { throw DistributedError(noRoom(dir: dir, bytes: bytes, free: free)) }
@@ -94,6 +94,6 @@ final class SharedSegment {
         return "\(dir) has no room for the shared-memory gradient sum (this host's ranks need \(mib(bytes))"
             + (free.map { ", \(mib($0)) free" } ?? "") + (detail.map { ": \($0)" } ?? "") + "): "
             + "enlarge it (docker run --shm-size=..., or mount -o remount,size=... \(dir)), point SKESL_SHM_DIR at a "
-            + "larger tmpfs, or use train.allreduce=poll"
+            + "larger tmpfs, or use train.allreduce=auto (an MPI sum: deferred on one host, poll across hosts)"
     }
 }

@@ -155,7 +155,7 @@ final class ClusterTests: XCTestCase {
                                         environment: ["SKESL_NETNS_PER_HOST": "2", "SKESL_NETNS_NP": "3", "SKESL_KILL_GRACE": "1"])
         XCTAssertNotEqual(r.status, 0, r.summary)
         XCTAssertTrue(r.stderr.contains("needs the same number of ranks on every host; ranks per host here: 2, 2, 1"), r.summary)
-        XCTAssertTrue(r.stderr.contains("train.allreduce=poll"), r.summary)
+        XCTAssertTrue(r.stderr.contains("train.allreduce=auto"), r.summary)
     }
 
     /// A failing job fails the script, and its namespaces are gone afterwards.

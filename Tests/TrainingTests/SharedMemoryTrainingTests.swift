@@ -82,7 +82,7 @@ final class SharedMemoryTrainingTests: XCTestCase {
                              environment: ["SKESL_SHM_DIR": h.dir + "/no-such-dir"])
         XCTAssertNotEqual(r.status, 0, r.err)
         XCTAssertTrue(r.err.contains("no-such-dir is not usable for shared memory"), r.err)
-        XCTAssertTrue(r.err.contains("SKESL_SHM_DIR") && r.err.contains("train.allreduce=poll"), r.err)
+        XCTAssertTrue(r.err.contains("SKESL_SHM_DIR") && r.err.contains("train.allreduce=auto"), r.err)
         XCTAssertFalse(FileManager.default.fileExists(atPath: h.checkpoint(step: 1)), r.err)
     }
 

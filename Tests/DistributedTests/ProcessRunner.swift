@@ -26,7 +26,12 @@ enum ProcessRunner {
         let p = Process()
         p.executableURL = URL(fileURLWithPath: executable)
         p.arguments = arguments
-        var env = ProcessInfo.processInfo.environment
+        // The test process may itself be an MPI singleton (tests that initialise MPI in process
+        // ran before): its OMPI_/PMIX_ variables would make a child skesl or mpirun believe it
+        // runs inside that job (as RunHarness, which drops them too).
+        var env = ProcessInfo.processInfo.environment.filter { k, _ in
+            !["OMPI_", "PMIX_", "PMI_", "OPAL_", "ORTE_", "PRTE_"].contains { k.hasPrefix($0) }
+        }
         env["OMPI_ALLOW_RUN_AS_ROOT"] = "1"
         env["OMPI_ALLOW_RUN_AS_ROOT_CONFIRM"] = "1"
         env["OPENBLAS_NUM_THREADS"] = env["OPENBLAS_NUM_THREADS"] ?? "1"

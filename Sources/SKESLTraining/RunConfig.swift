@@ -102,12 +102,17 @@ public struct TrainConfig: Codable, Equatable, Sendable {
 
     /// The rank's thread count: `threads`, or for 0 OPENBLAS_NUM_THREADS (else 1).
     public func resolvedThreads(environment env: [String: String] = ProcessInfo.processInfo.environment) throws -> Int {
-        if threads > 0 { return threads }
-        guard let raw = env["OPENBLAS_NUM_THREADS"]?.trimmingCharacters(in: .whitespaces), !raw.isEmpty else { return 1 }
+        try givenThreads(environment: env)?.count ?? 1
+    }
+
+    /// The count a user or launcher gave: `threads`, else OPENBLAS_NUM_THREADS where set; nil for neither.
+    func givenThreads(environment env: [String: String]) throws -> (count: Int, why: String)? {
+        if threads > 0 { return (threads, "train.threads") }
+        guard let raw = env["OPENBLAS_NUM_THREADS"]?.trimmingCharacters(in: .whitespaces), !raw.isEmpty else { return nil }
         guard let n = Int(raw), (1...256).contains(n) else {
             throw ConfigError("OPENBLAS_NUM_THREADS=\(raw) is not a thread count between 1 and 256, and train.threads is 0 (take it from there): fix the variable, or set train.threads (--threads)")
         }
-        return n
+        return (n, "OPENBLAS_NUM_THREADS")
     }
 
     /// Threads per rank for `skesl evaluate` and `predict`: as training's where `threads` or
@@ -117,10 +122,7 @@ public struct TrainConfig: Codable, Equatable, Sendable {
     /// Returns the count and where it came from (for the command's `threads:` line).
     public func inferenceThreads(environment env: [String: String] = ProcessInfo.processInfo.environment,
                                  allowedCPUs: Int, hostCPUs: Int, ranksOnHost: Int) throws -> (count: Int, why: String) {
-        let raw = env["OPENBLAS_NUM_THREADS"]?.trimmingCharacters(in: .whitespaces) ?? ""
-        if threads > 0 || !raw.isEmpty {
-            return (try resolvedThreads(environment: env), threads > 0 ? "train.threads" : "OPENBLAS_NUM_THREADS")
-        }
+        if let given = try givenThreads(environment: env) { return given }
         if allowedCPUs < hostCPUs { return (min(256, max(1, allowedCPUs)), "the \(allowedCPUs) CPU(s) this rank is bound to") }
         return (min(256, max(1, allowedCPUs / max(1, ranksOnHost))), "the host's \(allowedCPUs) CPU(s) over its \(ranksOnHost) rank(s)")
     }

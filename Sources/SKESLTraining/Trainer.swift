@@ -46,8 +46,7 @@ public final class Trainer {
     public internal(set) var lastCheckpoint: String?
     /// This rank's compute threads (train.threads resolved: TrainConfig.resolvedThreads).
     let threads: Int
-    /// How the gradient sum runs (train.allreduce resolved), and why where `auto` chose it.
-    private(set) var allReduce = GradientReducer.Progress.deferred
+    /// Why the gradient sum runs as it does, where `train.allreduce: auto` chose it (the header and run_start).
     private(set) var allReduceWhy: String?
     /// Copies a resume completed, logged once the metrics log is open.
     var copiesCompletedOnResume: [String] = []
@@ -91,7 +90,7 @@ public final class Trainer {
             try comm.allReduce(&firsts)
             hosts = Int(firsts[0])
         }
-        allReduce = rc.train.allreduce.resolved(hosts: hosts)
+        let allReduce = rc.train.allreduce.resolved(hosts: hosts)
         if rc.train.allreduce == .auto {
             allReduceWhy = "train.allreduce auto: " + (hosts > 1 ? "ranks on \(hosts) hosts" : "all ranks on one host")
         }

@@ -82,14 +82,65 @@ node_cpus=${LAUNCH_TEST_NODE_CPUS:-$(echo $mine | wc -w)}
 node_cores=${LAUNCH_TEST_NODE_CORES:-$(lscpu -p=CPU,CORE,SOCKET 2>/dev/null | awk -F, -v mine="$mine" '!/^#/ && index(mine, " " $1 " ") { print $2 "," $3 }' | sort -u | wc -l)}
 [ "$node_cores" -gt 0 ] 2>/dev/null || node_cores=$node_cpus
 
+# The CPU quota of this launcher's control group and its ancestors (cgroup v2 cpu.max, v1's
+# cpu.cfs_quota_us / cpu.cfs_period_us), the lowest in CPUs; nothing where none applies. A
+# container's CPU limit caps all its threads together at that many CPUs' worth of time
+# whatever its affinity shows, and stops them all when they want more (docs/scaling.md, "A
+# CPU quota"). The ranks inherit the launcher's group. LAUNCH_TEST_NODE_QUOTA stands in for it.
+quota_cpus() {
+  local v path mroot point rel dir q p best=""
+  for v in 2 1; do
+    path="" mroot="" point=""
+    if [ $v = 2 ]; then
+      path=$(sed -n 's/^0:://p' /proc/self/cgroup 2>/dev/null || true)
+      read -r mroot point < <(awk '/ - cgroup2 / { print $4, $5; exit }' /proc/self/mountinfo 2>/dev/null) || true
+    else
+      path=$(awk -F: '$2 ~ /(^|,)cpu(,|$)/ { print $3; exit }' /proc/self/cgroup 2>/dev/null || true)
+      read -r mroot point < <(awk '{ for (i = 7; i < NF; i++) if ($i == "-") { if ($(i+1) == "cgroup" && $(i+3) ~ /(^|,)cpu(,|$)/) { print $4, $5; exit } break } }' /proc/self/mountinfo 2>/dev/null) || true
+    fi
+    [ -n "$path" ] && [ -n "$point" ] || continue
+    # The group's path below the mount's root (a container's own group is often that root).
+    rel=${path%/}; [ "$mroot" = / ] || { case "$rel/" in "$mroot"/*) rel=${rel#"$mroot"} ;; *) rel="" ;; esac; }
+    while :; do
+      dir=$point$rel q="" p=""
+      if [ $v = 2 ]; then [ ! -r "$dir/cpu.max" ] || read -r q p < "$dir/cpu.max" || true
+      else q=$(cat "$dir/cpu.cfs_quota_us" 2>/dev/null || true); p=$(cat "$dir/cpu.cfs_period_us" 2>/dev/null || true)
+      fi
+      if [[ "$q" =~ ^[1-9][0-9]*$ && "$p" =~ ^[1-9][0-9]*$ ]]; then
+        best=$(awk -v q="$q" -v p="$p" -v b="$best" 'BEGIN { c = q / p; print (b == "" || c < b) ? c : b }')
+      fi
+      [ -n "$rel" ] || break
+      rel=${rel%/*}
+    done
+    [ -z "$best" ] || { echo "$best"; return; }
+  done
+}
+node_quota=${LAUNCH_TEST_NODE_QUOTA-$(quota_cpus)}
+quota_whole=""   # the quota in whole CPUs, where it is below this node's CPUs
+if [ -n "$node_quota" ]; then
+  quota_whole=$(awk -v q="$node_quota" 'BEGIN { print int(q) }')
+  [ "$quota_whole" -lt "$node_cpus" ] || quota_whole=""
+fi
+
 # On this node alone without --np or --per-node: the node full, one rank per T physical cores
 # (a hyperthread sibling adds little to an sgemm-bound rank while it halves both ranks' share
 # of the core; docs/scaling.md says what a 16-CPU node's measurement would change).
+# Under a CPU quota of fewer whole CPUs than that, one rank per T CPUs of the quota: more
+# would only take turns at it, all stopped together at each period's end.
 if [ -z "$hostfile" ] && [ -z "$np" ] && [ -z "$per_node" ]; then
-  per_node=$(( node_cores / threads > 0 ? node_cores / threads : 1 ))
-  note "$per_node rank(s) of $threads thread(s): this node's $node_cores physical cores ($node_cpus CPUs) full; --np or --per-node to choose"
+  if [ -n "$quota_whole" ] && [ "$quota_whole" -lt "$node_cores" ]; then
+    per_node=$(( quota_whole / threads > 0 ? quota_whole / threads : 1 ))
+    note "$per_node rank(s) of $threads thread(s): this node's control group may use $node_quota CPUs' time (a CPU quota) of its $node_cpus CPUs; --np or --per-node to choose"
+  else
+    per_node=$(( node_cores / threads > 0 ? node_cores / threads : 1 ))
+    note "$per_node rank(s) of $threads thread(s): this node's $node_cores physical cores ($node_cpus CPUs) full; --np or --per-node to choose"
+  fi
 fi
 if [ -z "$np" ] && [ -n "$per_node" ]; then np=$(( hosts * per_node )); fi
+if [ -z "$hostfile" ] && [ -n "$node_quota" ] && [ -n "$np" ] \
+   && awk -v n=$(( np * threads )) -v q="$node_quota" 'BEGIN { exit !(n > q) }'; then
+  note "warning: $np rank(s) x $threads thread(s) want more than this node's CPU quota of $node_quota CPUs: the kernel will stop all of them whenever they exceed it (docs/scaling.md, \"A CPU quota\")"
+fi
 [ -n "$np" ] || note "one rank per slot of $hostfile (--np or --per-node to choose)"
 # More ranks x threads on this node than cores but not than CPUs: Open MPI would refuse core
 # binding (too few slots), so count hyperthreads as the CPUs and bind each rank to T of them.

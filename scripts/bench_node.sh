@@ -148,13 +148,21 @@ mkdir -p "$W/logs"
   echo; lscpu -e 2>&1 | head -70
   echo; grep -E 'MemTotal|MemAvailable' /proc/meminfo
   echo; df -h /dev/shm "${TMPDIR:-/tmp}" 2>&1
+  # A container's CPU limit (a cgroup quota) caps all the ranks' threads together, whatever
+  # lscpu shows, and stops them all at each period's end when they want more.
+  echo; echo "cgroup: $(tr '\n' ' ' < /proc/self/cgroup)"
+  for f in /sys/fs/cgroup/cpu.max /sys/fs/cgroup/cpu.stat /sys/fs/cgroup/cpuset.cpus.effective \
+           /sys/fs/cgroup/cpu/cpu.cfs_quota_us /sys/fs/cgroup/cpu/cpu.cfs_period_us /sys/fs/cgroup/cpu/cpu.stat; do
+    if [ -r "$f" ]; then echo "$f: $(tr '\n' ' ' < "$f")"; fi
+  done
+  echo "launcher: $("$B/Cluster/launch.sh" --mpirun /bin/true --exe /bin/true --dry-run 2>&1 >/dev/null | tr '\n' ' ')"
   echo; "$B/run" info 2>&1
   echo; "$B/run" check 2>&1
   echo; "$B/run" skesl bench --task pretrain --steps 1 --batch 2 2>/dev/null | grep -E '^(machine|blas):' || true
   echo; (env -u LD_LIBRARY_PATH "${PYTHON:-python3}" -c 'import torch, transformers; print("python3: torch", torch.__version__, "transformers", transformers.__version__)' 2>&1 || echo "python3: no torch (no DDP peer)") | tail -1
 } > "$OUT/node.txt" 2>&1
 grep -E '^(Model name|Thread|Core|Socket|NUMA node)' "$OUT/node.txt" || true
-grep -E '^(check|blas|python3):' "$OUT/node.txt" || true
+grep -E '^(check|blas|python3|launcher):' "$OUT/node.txt" || true
 "$B/run" check >/dev/null 2>&1 || die "the bundle's libraries do not all resolve here (node.txt says which)"
 
 # ---- the entries ---------------------------------------------------------------------------

@@ -133,6 +133,10 @@ out = {"skesl": sys.argv[2], "ranks": int(sys.argv[3]), "per_rank_batch": int(sy
            "compute_on_cpu_median": round(st["cpu"]["compute_on_cpu"]["median"], 4),
            "preemptions_max": round(st["cpu"]["preemptions"]["max"], 2),
            "other_threads_compute_ms_median": round(1e3 * st["cpu"]["other_threads_s"]["median"], 2)} if "cpu" in st else {}),
+       # time the ranks' control group was held back by a CPU quota (absent where none applies)
+       **({"throttled_ms_max": round(1e3 * st["cpu"]["throttled_s"]["max"], 2),
+           "cpu_quota": min(r["cpu_quota"]["cpus"] for r in start["placement"]["ranks"] if r.get("cpu_quota"))}
+          if st.get("cpu", {}).get("throttled_s") else {}),
        "gradient_sum": start.get("gradient_sum"),   # the sum that ran (train.allreduce resolved)
        # where the ranks ran, as they saw it (run_start's placement: hyperthread siblings, shared CPUs)
        "ranks_sharing_a_core": len({r for pair in start.get("placement", {}).get("shared_cores", []) for r in pair}),

@@ -11,6 +11,8 @@ memory bandwidth, hyperthread siblings), which no change to communication can wi
 it (step_times' cpu.compute_on_cpu, min over ranks): below 100% a rank was preempted (by its
 own loader or communication thread, another rank, the system); at 100% with compute x above 1
 the CPU itself computed slower (a busy hyperthread sibling, memory bandwidth, clock speed).
+A run whose ranks sat in a control group with a CPU quota gets a line with the quota and the
+most time per step the kernel held the group back for exceeding it.
 
 With --node, the end lists every placement that used all the node's CPUs (ranks x threads =
 CPUs) per step, fastest first: the launcher's default placement is the winner there.
@@ -109,6 +111,12 @@ def table(rows, node=False):
             for r in mine if r.get("compute_on_cpu_min") is not None and r["compute_on_cpu_min"] < 0.95]
     if lost:
         out.append("ranks preempted while computing (under 95% on CPU): " + "; ".join(lost))
+    # Runs whose control group had a CPU quota: the kernel stops all its threads when they exceed it.
+    quota = ["%s %dx%d: quota %g CPUs, throttled up to %.0f ms per step" % (r.get("label") or r["skesl"], r["ranks"], r.get("threads_per_rank", 1),
+                                                                          r["cpu_quota"], r["throttled_ms_max"])
+             for r in mine if r.get("cpu_quota") is not None]
+    if quota:
+        out.append("runs under a CPU quota (cgroup; docs/scaling.md, \"A CPU quota\"): " + "; ".join(quota))
     barrier = sorted({r.get("label") or "all" for r in mine if r.get("imbalance_from") == "barrier"})
     out.append("ranks NxT: N ranks of T BLAS threads; eff against 1 rank of the same threads; compute x: forward+backward"
                " against that rank's; on CPU: the least any rank's training thread ran in its forward+backward; imbalance and all-reduce: the median rank's share of its step (imbalance estimated"

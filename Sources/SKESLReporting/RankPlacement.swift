@@ -19,14 +19,17 @@ public struct RankPlacement: Codable, Equatable, Sendable {
     public var hostCores: Int
     /// Compute threads of the rank (train.threads).
     public var threads: Int
+    /// The CPU quota of the rank's control group (CPUQuota), nil where none applies.
+    public var quota: CPUQuota?
 
     enum CodingKeys: String, CodingKey {
-        case rank, host, cpus, cores, hostCPUs = "host_cpus", hostCores = "host_cores", threads
+        case rank, host, cpus, cores, hostCPUs = "host_cpus", hostCores = "host_cores", threads, quota = "cpu_quota"
     }
 
-    public init(rank: Int, host: String, cpus: [Int], cores: [String], hostCPUs: Int, hostCores: Int, threads: Int) {
+    public init(rank: Int, host: String, cpus: [Int], cores: [String], hostCPUs: Int, hostCores: Int, threads: Int,
+                quota: CPUQuota? = nil) {
         self.rank = rank; self.host = host; self.cpus = cpus; self.cores = cores
-        self.hostCPUs = hostCPUs; self.hostCores = hostCores; self.threads = threads
+        self.hostCPUs = hostCPUs; self.hostCores = hostCores; self.threads = threads; self.quota = quota
     }
 
     /// This process's placement, from `root`/proc/self/status and `root`/sys/devices/system/cpu
@@ -51,7 +54,8 @@ public struct RankPlacement: Codable, Equatable, Sendable {
             return (cpu, (text(base + "physical_package_id") ?? "0") + ":" + c)
         })
         return RankPlacement(rank: rank, host: host, cpus: cpus, cores: cpus.map { coreOf[$0]! },
-                             hostCPUs: hostCPUs.count, hostCores: Set(coreOf.values).count, threads: threads)
+                             hostCPUs: hostCPUs.count, hostCores: Set(coreOf.values).count, threads: threads,
+                             quota: CPUQuota.read(root: root))
     }
 
     public static var hostName: String {
@@ -78,7 +82,8 @@ public struct RankPlacement: Codable, Equatable, Sendable {
 
 /// Every rank's placement and what it means for the step time: ranks that share a CPU,
 /// ranks that share a physical core through hyperthread siblings, ranks left to roam the
-/// whole host, and ranks with more threads than CPUs.
+/// whole host, ranks with more threads than CPUs, and ranks whose control group's CPU quota
+/// is less than their threads need.
 public struct PlacementReport: Codable, Equatable, Sendable {
     public var ranks: [RankPlacement]
     /// Pairs of ranks on one host whose CPU sets overlap (bound ranks only).
@@ -89,12 +94,15 @@ public struct PlacementReport: Codable, Equatable, Sendable {
     public var unbound: [Int]
     /// Ranks with more compute threads than CPUs to run them on.
     public var threadsOverCPUs: [Int]
+    /// Ranks in a control group whose CPU quota is below the compute threads of its ranks
+    /// (they will be throttled); nil where no rank has a quota.
+    public var overQuota: [Int]?
     /// The header line.
     public var summary: String
 
     enum CodingKeys: String, CodingKey {
         case ranks, sharedCPUs = "shared_cpus", sharedCores = "shared_cores", unbound,
-             threadsOverCPUs = "threads_over_cpus", summary
+             threadsOverCPUs = "threads_over_cpus", overQuota = "over_quota", summary
     }
 
     public init(_ ranks: [RankPlacement]) {
@@ -115,6 +123,13 @@ public struct PlacementReport: Codable, Equatable, Sendable {
         self.sharedCores = sharedCores.sorted { $0.lexicographicallyPrecedes($1) }
         self.unbound = unbound.sorted()
         self.threadsOverCPUs = self.ranks.filter { $0.threads > $0.cpus.count }.map(\.rank)
+        // Ranks on one host in one group share its quota.
+        let limited = self.ranks.filter { $0.quota != nil }
+        if !limited.isEmpty {
+            let groups = Dictionary(grouping: limited) { $0.host + "\u{0}" + $0.quota!.group }
+            overQuota = groups.values.filter { rs in Double(rs.map(\.threads).reduce(0, +)) > rs[0].quota!.cpus }
+                .flatMap { $0.map(\.rank) }.sorted()
+        }
         self.summary = ""
         self.summary = describe(byHost: byHost)
     }
@@ -141,6 +156,16 @@ public struct PlacementReport: Codable, Equatable, Sendable {
         if !sharedCPUs.isEmpty { findings.append("\(sharedCPUs.count) pair(s) of ranks share CPUs (\(Self.pairs(sharedCPUs)))") }
         if !sharedCores.isEmpty { findings.append("\(sharedCores.count) pair(s) of ranks share a physical core as hyperthread siblings (\(Self.pairs(sharedCores)))") }
         if !threadsOverCPUs.isEmpty { findings.append("\(threadsOverCPUs.count) rank(s) have more threads than CPUs") }
+        let quotas = Set(ranks.compactMap(\.quota?.description)).sorted()
+        if !quotas.isEmpty {
+            // A limit is worth naming where it is below the CPUs the ranks see; over them it changes nothing.
+            let binding = ranks.contains { r in r.quota.map { $0.cpus < Double(r.cpus.count) } ?? false }
+            if let over = overQuota, !over.isEmpty {
+                findings.append("\(over.count) rank(s) need more CPUs than their control group's quota allows (\(quotas.prefix(2).joined(separator: ", "))\(quotas.count > 2 ? ", ..." : "")): the kernel will stop them in every period they exceed it")
+            } else if binding {
+                s += "; CPU quota " + quotas.prefix(2).joined(separator: ", ") + (quotas.count > 2 ? ", ..." : "")
+            }
+        }
         return s + (findings.isEmpty ? "; no two ranks share a core" : "; " + findings.joined(separator: "; "))
     }
 }

@@ -231,6 +231,10 @@ public enum RunReport {
                           c.preemptions.min, c.preemptions.median, c.preemptions.max)
             out += String(format: "<tr><td>other threads' CPU in forward + backward, ms per step</td><td>%.2f</td><td>%.2f</td><td>%.2f</td><td></td></tr>\n",
                           1e3 * c.otherThreads.min, 1e3 * c.otherThreads.median, 1e3 * c.otherThreads.max)
+            if let q = c.throttled {
+                out += String(format: "<tr><td>held back by the control group's CPU quota, ms per step</td><td>%.2f</td><td>%.2f</td><td>%.2f</td><td></td></tr>\n",
+                              1e3 * q.min, 1e3 * q.median, 1e3 * q.max)
+            }
         }
         return out + "</table>\n"
     }

@@ -52,12 +52,15 @@ public struct StepTimesRecord: Codable, Equatable, Sendable {
         /// thread, BLAS threads beyond the first) ran while the training thread was in forward
         /// and backward: on a rank bound to one CPU, time they may have taken from it.
         public var otherThreads: Spread
-        /// Each of the three per rank, indexed by rank.
+        /// Seconds per step that the rank's control group was held back by its CPU quota (all its
+        /// threads stopped until the next period; CPUQuota). Absent where no rank has a quota.
+        public var throttled: Spread?
+        /// Each of the above per rank, indexed by rank (throttled_s only where measured).
         public var ranks: [String: [Double]]
-        public static let names = ["compute_on_cpu", "preemptions", "other_threads_s"]
+        public static let names = ["compute_on_cpu", "preemptions", "other_threads_s", "throttled_s"]
 
         enum CodingKeys: String, CodingKey {
-            case computeOnCPU = "compute_on_cpu", preemptions, otherThreads = "other_threads_s", ranks
+            case computeOnCPU = "compute_on_cpu", preemptions, otherThreads = "other_threads_s", throttled = "throttled_s", ranks
         }
     }
 
@@ -70,7 +73,8 @@ public struct StepTimesRecord: Codable, Equatable, Sendable {
 
     /// `perRank`: each rank's mean seconds per step by part (StepBreakdown's order).
     /// `cpuPerRank`: each rank's mean per step of [training thread's CPU seconds in forward and
-    /// backward, its involuntary context switches there, the other threads' CPU seconds there].
+    /// backward, its involuntary context switches there, the other threads' CPU seconds there,
+    /// optionally the seconds its control group was throttled over the whole step (NaN: no quota)].
     public static func make(perRank: [[Double]], cpuPerRank: [[Double]]? = nil, steps: [Int], diagnose: Bool,
                             time: Double) -> StepTimesRecord {
         var parts: [String: Spread] = [:], ranks: [String: [Double]] = [:]
@@ -84,8 +88,12 @@ public struct StepTimesRecord: Codable, Equatable, Sendable {
             let fwd = StepBreakdown.partNames.firstIndex(of: "forward")!, bwd = StepBreakdown.partNames.firstIndex(of: "backward")!
             // A rank that computed nothing (no steps) held its CPU for all of no time.
             let onCPU = zip(c, perRank).map { cpu, wall in wall[fwd] + wall[bwd] > 0 ? cpu[0] / (wall[fwd] + wall[bwd]) : 1 }
-            let byName = [onCPU, c.map { $0[1] }, c.map { $0[2] }]
+            var byName = [onCPU, c.map { $0[1] }, c.map { $0[2] }]
+            // Throttling where some rank's group has a quota; a rank without one was never held back.
+            let throttled = c.map { $0.count > 3 ? $0[3] : .nan }
+            if throttled.contains(where: { !$0.isNaN }) { byName.append(throttled.map { $0.isNaN ? 0 : $0 }) }
             cpu = CPUUse(computeOnCPU: spread(byName[0]), preemptions: spread(byName[1]), otherThreads: spread(byName[2]),
+                         throttled: byName.count > 3 ? spread(byName[3]) : nil,
                          ranks: Dictionary(uniqueKeysWithValues: zip(CPUUse.names, byName).map { ($0, $1) }))
         }
         return StepTimesRecord(time: time, steps: steps.first ?? 0, worldSize: perRank.count,
@@ -117,5 +125,8 @@ extension StepTimesRecord.CPUUse {
         return String(format: "  CPU: training thread on its CPU in forward + backward %.1f%% / %.1f%% / %.1f%% of the time,\n", 100 * a.min, 100 * a.median, 100 * a.max)
             + String(format: "       preempted there %.1f / %.1f / %.1f times per step, while its other threads ran %.1f / %.1f / %.1f ms per step",
                      b.min, b.median, b.max, 1e3 * c.min, 1e3 * c.median, 1e3 * c.max)
+            + (throttled.map { t in
+                String(format: "\n       its control group held back by its CPU quota %.1f / %.1f / %.1f ms per step", 1e3 * t.min, 1e3 * t.median, 1e3 * t.max)
+            } ?? "")
     }
 }

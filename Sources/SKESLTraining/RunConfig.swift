@@ -119,12 +119,20 @@ public struct TrainConfig: Codable, Equatable, Sendable {
     /// OPENBLAS_NUM_THREADS gives a count; else this rank's share of the CPUs it may use (its own
     /// CPUs when bound to fewer than the host has, else the host's divided among its ranks on
     /// that host), where training's default would leave an inference on a workstation on one.
+    /// Under a CPU quota (`quotaCPUs`, CPUQuota: a container's limit) of less than that, the
+    /// quota's whole CPUs over the host's ranks: more threads would only take turns at it.
     /// Returns the count and where it came from (for the command's `threads:` line).
     public func inferenceThreads(environment env: [String: String] = ProcessInfo.processInfo.environment,
-                                 allowedCPUs: Int, hostCPUs: Int, ranksOnHost: Int) throws -> (count: Int, why: String) {
+                                 allowedCPUs: Int, hostCPUs: Int, ranksOnHost: Int, quotaCPUs: Double? = nil) throws -> (count: Int, why: String) {
         if let given = try givenThreads(environment: env) { return given }
-        if allowedCPUs < hostCPUs { return (min(256, max(1, allowedCPUs)), "the \(allowedCPUs) CPU(s) this rank is bound to") }
-        return (min(256, max(1, allowedCPUs / max(1, ranksOnHost))), "the host's \(allowedCPUs) CPU(s) over its \(ranksOnHost) rank(s)")
+        let share = allowedCPUs < hostCPUs
+            ? (min(256, max(1, allowedCPUs)), "the \(allowedCPUs) CPU(s) this rank is bound to")
+            : (min(256, max(1, allowedCPUs / max(1, ranksOnHost))), "the host's \(allowedCPUs) CPU(s) over its \(ranksOnHost) rank(s)")
+        if let q = quotaCPUs, q.isFinite, q > 0 {
+            let n = max(1, Int(q.rounded(.down)) / max(1, ranksOnHost))
+            if n < share.0 { return (n, String(format: "a CPU quota of %g CPUs over the host's %d rank(s)", q, ranksOnHost)) }
+        }
+        return share
     }
 }
 

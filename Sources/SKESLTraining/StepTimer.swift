@@ -20,7 +20,9 @@
 // and communication threads there, and may share a physical core with a hyperthread
 // sibling. So the timer also reads, at each mark, the training thread's CPU time, its
 // involuntary context switches and the whole process's CPU time, and sums them over forward
-// and backward (StepTimesRecord.CPUUse says how to read them).
+// and backward (StepTimesRecord.CPUUse says how to read them). Where the rank's control
+// group has a CPU quota (CPUQuota), it also reads the time the group was held back by it over
+// each whole step: a throttled group stops all its threads at once, wherever the step is.
 import Foundation
 import SKESLReporting
 import SKESLDistributed
@@ -61,6 +63,9 @@ public final class StepTimer {
     /// cpuPerRank order).
     private var currentCPU = [0.0, 0.0, 0.0]
     private var totalsCPU = [0.0, 0.0, 0.0]
+    /// The control group's CPU quota, its throttled seconds at the step's start, this step's and the run's.
+    private let quota = CPUQuota.read()
+    private var throttledMark = 0.0, currentThrottled = 0.0, totalThrottled = 0.0
 
     /// The training thread's CPU seconds and involuntary context switches, and the process's CPU seconds.
     struct CPUSample {
@@ -96,6 +101,7 @@ public final class StepTimer {
     public func begin(step: Int) {
         mark = clock.now()
         cpuMark = CPUSample.now(); currentCPU = [0, 0, 0]
+        if let q = quota { throttledMark = q.throttledSeconds() ?? 0; currentThrottled = 0 }
         if syncEnd == nil { syncEnd = mark }
         current = StepBreakdown(); gradientWait = 0; stepNumber = step
         if let ms = StepTimer.slowMilliseconds, StepTimer.slowRank == nil || StepTimer.slowRank == rank {
@@ -166,6 +172,7 @@ public final class StepTimer {
     /// The step ends: everything since the last phase is `other`; logs the step's line.
     public func end() {
         lap(.other)
+        if let q = quota, let t = q.throttledSeconds() { currentThrottled = max(0, t - throttledMark); totalThrottled += currentThrottled }
         if gradientWait > 0 { current.values[Part.allreduce.rawValue] += gradientWait; gradientWait = 0 }
         last = current
         steps += 1
@@ -175,8 +182,10 @@ public final class StepTimer {
         var line = "{\"step\":\(stepNumber),\"rank\":\(rank)"
         for (i, n) in StepBreakdown.partNames.enumerated() { line += ",\"\(n)\":" + String(format: "%.6f", current.values[i]) }
         line += ",\"total\":" + String(format: "%.6f", current.total)
-        line += String(format: ",\"compute_cpu\":%.6f,\"preempted\":%d,\"other_threads_cpu\":%.6f}\n",
+        line += String(format: ",\"compute_cpu\":%.6f,\"preempted\":%d,\"other_threads_cpu\":%.6f",
                        currentCPU[0], Int(currentCPU[1]), currentCPU[2])
+        if quota != nil { line += String(format: ",\"throttled\":%.6f", currentThrottled) }
+        line += "}\n"
         _ = line.withCString { write(fd, $0, strlen($0)) }
     }
 
@@ -186,8 +195,9 @@ public final class StepTimer {
     /// every rank calls it after the loop).
     public func summary(_ comm: Communicator?) throws -> StepTimesRecord {
         let n = Double(max(steps, 1))
-        let parts = totals.values.count, cpu = totalsCPU.count
-        let mine = totals.values.map { $0 / n } + totalsCPU.map { $0 / n } + [Double(steps)]
+        let parts = totals.values.count, cpu = totalsCPU.count + 1
+        // The throttled time where a quota applies, else NaN (StepTimesRecord.make leaves it out).
+        let mine = totals.values.map { $0 / n } + totalsCPU.map { $0 / n } + [quota == nil ? .nan : totalThrottled / n, Double(steps)]
         var all: [[Double]] = [mine]
         if let c = comm, c.size > 1 {
             let flat = try mine.withUnsafeBufferPointer { try c.allGather($0) }

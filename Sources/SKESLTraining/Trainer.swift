@@ -363,7 +363,8 @@ extension Trainer {
         // OpenBLAS's products and the model's own loops on the same count (as a training rank's).
         let me = RankPlacement.read(rank: comm.rank, threads: 1)
         let onHost = comm.size > 1 ? try comm.splitByHost().size : 1
-        let threads = try rc.train.inferenceThreads(allowedCPUs: me.cpus.count, hostCPUs: me.hostCPUs, ranksOnHost: onHost)
+        let threads = try rc.train.inferenceThreads(allowedCPUs: me.cpus.count, hostCPUs: me.hostCPUs, ranksOnHost: onHost,
+                                                    quotaCPUs: me.quota?.cpus)
         setComputeThreads(threads.count)
         return EvaluationContext(net: net, store: store, text: text, comm: comm, config: rc, threads: threads.count, threadsWhy: threads.why)
     }

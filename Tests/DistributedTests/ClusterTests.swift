@@ -25,7 +25,7 @@ final class ClusterTests: XCTestCase {
     /// ranks x threads beyond the cores but within the CPUs (hyperthreads) bind to hardware
     /// threads, which Open MPI otherwise refuses. A 16-CPU node of 8 cores x 2 stands in here.
     func testLaunchFillsTheNodeAndUsesHyperthreadsOnlyBeyondTheCores() throws {
-        let node = ["LAUNCH_TEST_NODE_CPUS": "16", "LAUNCH_TEST_NODE_CORES": "8"]
+        let node = ["LAUNCH_TEST_NODE_CPUS": "16", "LAUNCH_TEST_NODE_CORES": "8", "LAUNCH_TEST_NODE_QUOTA": ""]
         func dry(_ args: [String], _ env: [String: String] = node) throws -> ProcessResult {
             let r = try ProcessRunner.run(launch, ["--dry-run"] + args + ["--exe", "/bin/true", "--", "x"], environment: env)
             XCTAssertEqual(r.status, 0, r.summary)
@@ -41,6 +41,25 @@ final class ClusterTests: XCTestCase {
         XCTAssertTrue(r.stderr.contains("exceed this node's 8 cores: bound to hardware threads"), r.summary)
         r = try dry(["-n", "4", "--threads", "3"])
         XCTAssertTrue(r.stdout.hasPrefix("mpirun -np 4 --use-hwthread-cpus --map-by slot:PE=3 --bind-to hwthread "), r.summary)
+        // A CPU quota (a container's limit) below the cores: the node full is the quota's whole
+        // CPUs; a count beyond the quota is warned of, one within it not; a quota above the CPUs
+        // changes nothing.
+        var quota = node; quota["LAUNCH_TEST_NODE_QUOTA"] = "6.5"
+        r = try dry([], quota)
+        XCTAssertTrue(r.stdout.hasPrefix("mpirun -np 6 --map-by ppr:6:node --bind-to core "), r.summary)
+        XCTAssertTrue(r.stderr.contains("6 rank(s) of 1 thread(s): this node's control group may use 6.5 CPUs' time (a CPU quota) of its 16 CPUs"), r.summary)
+        XCTAssertFalse(r.stderr.contains("warning"), r.summary)
+        r = try dry(["--threads", "2"], quota)
+        XCTAssertTrue(r.stdout.hasPrefix("mpirun -np 3 --map-by ppr:3:node:PE=2 --bind-to core "), r.summary)
+        r = try dry(["-n", "8"], quota)
+        XCTAssertTrue(r.stdout.hasPrefix("mpirun -np 8 --map-by slot --bind-to core "), r.summary)
+        XCTAssertTrue(r.stderr.contains("warning: 8 rank(s) x 1 thread(s) want more than this node's CPU quota of 6.5 CPUs"), r.summary)
+        quota["LAUNCH_TEST_NODE_QUOTA"] = "0.5"
+        XCTAssertTrue(try dry([], quota).stdout.hasPrefix("mpirun -np 1 "), "at least one rank")
+        quota["LAUNCH_TEST_NODE_QUOTA"] = "32"
+        r = try dry([], quota)
+        XCTAssertTrue(r.stdout.hasPrefix("mpirun -np 8 --map-by ppr:8:node --bind-to core "), r.summary)
+        XCTAssertFalse(r.stderr.contains("quota"), r.summary)
         // Beyond the CPUs, or a binding the user chose: left to the user and Open MPI.
         r = try dry(["-n", "17"])
         XCTAssertTrue(r.stdout.hasPrefix("mpirun -np 17 --map-by slot --bind-to core "), r.summary)

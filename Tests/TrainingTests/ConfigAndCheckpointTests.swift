@@ -108,6 +108,20 @@ final class RunConfigTests: XCTestCase {
                        "the host's 16 CPU(s) over its 4 rank(s)")
         XCTAssertEqual(try auto.train.inferenceThreads(environment: [:], allowedCPUs: 2, hostCPUs: 16, ranksOnHost: 4).why,
                        "the 2 CPU(s) this rank is bound to")
+        // A container's CPU quota below the CPUs it sees: its whole CPUs over the host's ranks.
+        func q(_ quota: Double, _ allowed: Int, _ host: Int, _ ranks: Int) throws -> (count: Int, why: String) {
+            try auto.train.inferenceThreads(environment: [:], allowedCPUs: allowed, hostCPUs: host, ranksOnHost: ranks, quotaCPUs: quota)
+        }
+        XCTAssertEqual(try q(4.5, 64, 64, 1).count, 4)
+        XCTAssertEqual(try q(4.5, 64, 64, 1).why, "a CPU quota of 4.5 CPUs over the host's 1 rank(s)")
+        XCTAssertEqual(try q(8, 64, 64, 2).count, 4)
+        XCTAssertEqual(try q(0.5, 64, 64, 1).count, 1, "at least one")
+        XCTAssertEqual(try q(32, 16, 16, 1).why, "the host's 16 CPU(s) over its 1 rank(s)", "a quota above the CPUs changes nothing")
+        XCTAssertEqual(try q(8, 2, 64, 4).count, 2, "bound to fewer CPUs than the quota's share")
+        XCTAssertEqual(try q(Double.infinity, 8, 8, 1).count, 8)
+        XCTAssertEqual(try RunConfigLoader.load(path: nil, overrides: ["data.store=/x", "train.threads=6"]).train
+                        .inferenceThreads(environment: [:], allowedCPUs: 64, hostCPUs: 64, ranksOnHost: 1, quotaCPUs: 2).count, 6,
+                       "a count the user gave wins")
     }
 
     /// Closed sets are enums that read and write the same words as the strings they replaced.

@@ -56,6 +56,29 @@ final class StepTimeTests: XCTestCase {
         XCTAssertTrue(html.contains("<h2>Step time by part</h2>"), html)
         XCTAssertTrue(html.contains("<tr><td>forward</td><td>1.00</td><td>2.50</td><td>4.00</td>"), html)
         XCTAssertTrue(html.contains("<tr><td>on CPU in forward + backward</td><td>0.0%</td><td>29.2%</td><td>37.5%</td>"), html)
+        XCTAssertNil(cpu.throttled, "no quota, no throttled time"); XCTAssertNil(cpu.ranks["throttled_s"])
+        XCTAssertFalse(rec.text.contains("quota"), rec.text)
+    }
+
+    func testThrottledTimeWhereAQuotaApplies() throws {
+        let perRank = (1...3).map { r -> [Double] in
+            var v = [Double](repeating: 0, count: StepBreakdown.partNames.count); v[1] = 1e-3 * Double(r); return v
+        }
+        // Ranks 0 and 2 in groups with a quota (held back 4 and 10 ms per step), rank 1 in none (NaN).
+        let cpu = [[1e-3, 0, 0, 4e-3], [2e-3, 0, 0, .nan], [3e-3, 0, 0, 10e-3]]
+        let rec = StepTimesRecord.make(perRank: perRank, cpuPerRank: cpu, steps: [5, 5, 5], diagnose: false, time: 1)
+        let t = try XCTUnwrap(rec.cpu?.throttled)
+        XCTAssertEqual(rec.cpu?.ranks["throttled_s"], [4e-3, 0, 10e-3])
+        XCTAssertEqual(t.min, 0); XCTAssertEqual(t.median, 4e-3); XCTAssertEqual(t.max, 10e-3)
+        XCTAssertTrue(rec.text.hasSuffix("its control group held back by its CPU quota 0.0 / 4.0 / 10.0 ms per step"), rec.text)
+        let line = try MetricsRecord.stepTimes(rec).jsonLine()
+        XCTAssertTrue(line.contains(#""throttled_s":{"#), line)
+        XCTAssertEqual(try MetricsRecord.parse(line: line), .stepTimes(rec))
+        let html = RunReport.render(RunReportData(records: [.stepTimes(rec)]), title: "t")
+        XCTAssertTrue(html.contains("<tr><td>held back by the control group's CPU quota, ms per step</td><td>0.00</td><td>4.00</td><td>10.00</td>"), html)
+        // No rank with a quota: none.
+        XCTAssertNil(StepTimesRecord.make(perRank: perRank, cpuPerRank: cpu.map { Array($0.prefix(3)) + [.nan] }, steps: [5, 5, 5],
+                                          diagnose: false, time: 1).cpu?.throttled)
     }
 
     // MARK: 2 ranks

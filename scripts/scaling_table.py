@@ -112,8 +112,8 @@ def table(rows, node=False):
     if lost:
         out.append("ranks preempted while computing (under 95% on CPU): " + "; ".join(lost))
     # Runs whose control group had a CPU quota: the kernel stops all its threads when they exceed it.
-    quota = ["%s %dx%d: quota %g CPUs, throttled up to %.0f ms per step" % (r.get("label") or r["skesl"], r["ranks"], r.get("threads_per_rank", 1),
-                                                                          r["cpu_quota"], r["throttled_ms_max"])
+    quota = ["%s %dx%d: quota %g CPU%s, throttled up to %.0f ms per step" % (r.get("label") or r["skesl"], r["ranks"], r.get("threads_per_rank", 1),
+                                                                            r["cpu_quota"], "" if r["cpu_quota"] == 1 else "s", r["throttled_ms_max"])
              for r in mine if r.get("cpu_quota") is not None]
     if quota:
         out.append("runs under a CPU quota (cgroup; docs/scaling.md, \"A CPU quota\"): " + "; ".join(quota))

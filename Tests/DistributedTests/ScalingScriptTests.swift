@@ -91,9 +91,9 @@ final class ScalingScriptTests: XCTestCase {
         defer { try? FileManager.default.removeItem(at: dir) }
         func skesl(_ label: String, _ ranks: Int, _ threads: Int, _ sps: Double, compute: Double, imbalance: Double = 0,
                    allreduce: Double = 0, from: String = "estimate", sharing: Int = 0, onCPU: Double = 0.999,
-                   sum: String = "MPI all-reduce, deferred progress (auto)") -> String {
+                   sum: String = "MPI all-reduce, deferred progress (auto)", quota: String = "") -> String {
             #"{"skesl": "pretrain", "ranks": \#(ranks), "per_rank_batch": 16, "threads_per_rank": \#(threads), "samples_per_s": \#(sps), "#
-                + (ranks > 1 ? #""gradient_sum": "\#(sum)", "# : "")
+                + (ranks > 1 ? #""gradient_sum": "\#(sum)", "# : "") + quota
                 + #""compute_on_cpu_min": \#(onCPU), "compute_on_cpu_min_rank": 3, "preemptions_max": 7.5, "other_threads_compute_ms_median": 41.0, "#
                 + #""step_ms_median_rank": 900.0, "imbalance_share": \#(imbalance), "allreduce_share": \#(allreduce), "#
                 + #""allreduce_share_max": 0.01, "imbalance_from": "\#(from)", "compute_ms_median_rank": \#(compute), "#
@@ -107,7 +107,8 @@ final class ScalingScriptTests: XCTestCase {
                     ddp(1, 16.0, 1.0), ddp(16, 160.0, 0.625),
                     skesl("pretrain-shm", 16, 1, 244.8, compute: 880, sum: "shared memory, 1 host x 16 ranks"),
                     skesl("pretrain-2threads", 1, 2, 30.0, compute: 470), skesl("pretrain-2threads", 8, 2, 228.0, compute: 500),
-                    skesl("pretrain-diagnose", 16, 1, 200.0, compute: 1000, imbalance: 0.1, from: "barrier"),
+                    skesl("pretrain-diagnose", 16, 1, 200.0, compute: 1000, imbalance: 0.1, from: "barrier",
+                          quota: #""throttled_ms_max": 212.4, "cpu_quota": 12.5, "#),
                     #"{"skipped_entry": "pretrain-4threads", "why": "about 60 s needed, 12 s of the budget left"}"#]
         let file = dir.appendingPathComponent("results.jsonl")
         try (rows.joined(separator: "\n") + "\n").write(to: file, atomically: true, encoding: .utf8)
@@ -138,6 +139,9 @@ final class ScalingScriptTests: XCTestCase {
         // The run's own view of its placement: all 16 ranks had a hyperthread sibling rank.
         XCTAssertTrue(r.stdout.contains("ranks sharing a physical core with another rank (hyperthread siblings): pretrain 16x1: 16 of 16\n"), r.stdout)
         XCTAssertTrue(r.stdout.contains(#"note: {"skipped_entry": "pretrain-4threads""#), r.stdout)
+        // A run under a CPU quota, and only it, is named with the quota and its throttled time.
+        XCTAssertTrue(r.stdout.contains("runs under a CPU quota (cgroup; docs/scaling.md, \"A CPU quota\"): pretrain-diagnose 16x1: "
+            + "quota 12.5 CPUs, throttled up to 212 ms per step\n"), r.stdout)
         XCTAssertTrue(r.stdout.contains("node, pretrain, all 16 CPUs, fastest first: 16x1 pretrain-shm 244.80 s/s, "
             + "8x2 pretrain-2threads 228.00 s/s, 16x1 pretrain 216.00 s/s, 16x1 pretrain-diagnose 200.00 s/s"), r.stdout)
 

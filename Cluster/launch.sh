@@ -25,12 +25,15 @@
 #   --exe PATH              program to run (default: $SKESL_BIN, the repo's .build/release/skesl, or skesl on PATH)
 #   --mpirun PATH           mpirun to use (default: mpirun on PATH)
 #   --dry-run               print the mpirun command line and exit
+#   --node-info             print what the launcher sees of this node and exit: "cpus N cores N quota Q"
+#                           (the CPUs it may use, their physical cores, its control group's CPU quota
+#                           in CPUs, or "none")
 set -euo pipefail
 
 die() { echo "launch.sh: $*" >&2; exit 2; }
 here="$(cd "$(dirname "$0")" && pwd)"
 
-np="" hostfile="" per_node="" threads=1 bind=core bind_given=0 net="" oversubscribe=0 dry=0 kill_grace="${SKESL_KILL_GRACE:-20}"
+np="" hostfile="" per_node="" threads=1 bind=core bind_given=0 net="" oversubscribe=0 dry=0 node_info=0 kill_grace="${SKESL_KILL_GRACE:-20}"
 exe="${SKESL_BIN:-}" mpirun_bin="${MPIRUN:-mpirun}"
 envs=() mcas=()
 while [ $# -gt 0 ]; do
@@ -48,7 +51,8 @@ while [ $# -gt 0 ]; do
     --exe) exe="${2:?--exe needs a path}"; shift 2 ;;
     --mpirun) mpirun_bin="${2:?--mpirun needs a path}"; shift 2 ;;
     --dry-run) dry=1; shift ;;
-    -h|--help) sed -n '2,27p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --node-info) node_info=1; shift ;;
+    -h|--help) sed -n '2,30p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     --) shift; break ;;
     *) die "unknown option $1 (program arguments go after --; see --help)" ;;
   esac
@@ -116,6 +120,7 @@ quota_cpus() {
   done
 }
 node_quota=${LAUNCH_TEST_NODE_QUOTA-$(quota_cpus)}
+if [ "$node_info" = 1 ]; then echo "cpus $node_cpus cores $node_cores quota ${node_quota:-none}"; exit 0; fi
 quota_whole=""   # the quota in whole CPUs, where it is below this node's CPUs
 if [ -n "$node_quota" ]; then
   quota_whole=$(awk -v q="$node_quota" 'BEGIN { print int(q) }')

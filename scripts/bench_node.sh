@@ -29,14 +29,24 @@
 #                 results.jsonl (every run, labelled by entry), table.txt, log.txt (this
 #                 script's output), logs.tar.gz (every run's stderr, with its step-time table)
 #   DRY_RUN=1     print the entries and their estimated seconds, run nothing
-#   CPUS=<n>      plan for n CPUs instead of nproc (with DRY_RUN: see a 16-CPU plan anywhere)
+#   CPUS=<n>      plan for n CPUs instead of nproc, or the whole CPUs of a lower CPU quota
+#                 (with DRY_RUN: see a 16-CPU plan anywhere)
 # Other bench_scaling.sh knobs (PER, STEPS, PYTHON, MPIRUN_ARGS, ...) pass through.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 t0=$(date +%s)
 BUDGET=${BUDGET_S:-420}
 OUT=${OUT:-$PWD/node-results}
-CPUS=${CPUS:-$(nproc)}
+if [ -z "${CPUS:-}" ]; then
+  # The CPUs this node gives: nproc, or the whole CPUs of a lower CPU quota (a container's limit,
+  # docs/scaling.md "A CPU quota"), as the launcher sees them.
+  CPUS=$(nproc)
+  quota=$("$(dirname "$0")/../Cluster/launch.sh" --node-info 2>/dev/null | awk '{ print $6 }' || true)
+  if [[ "$quota" =~ ^[0-9]+(\.[0-9]+)?$ ]]; then
+    q=${quota%.*}; [ "$q" -ge 1 ] || q=1
+    if [ "$q" -lt "$CPUS" ]; then echo "bench_node: a CPU quota of $quota CPUs: planned for $q of the $CPUS CPUs"; CPUS=$q; fi
+  fi
+fi
 PLANS=${*:-pretrain}
 die() { echo "bench_node: $*" >&2; exit 2; }
 [[ "$BUDGET" =~ ^[1-9][0-9]*$ ]] || die "BUDGET_S must be a positive number of seconds, got '$BUDGET'"

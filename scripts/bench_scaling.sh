@@ -51,6 +51,13 @@ T=${THREADS:-1}
 [[ "$T" =~ ^[1-9][0-9]*$ ]] || { echo "bench_scaling: THREADS must be a positive integer, got '$T'"; exit 2; }
 export OPENBLAS_NUM_THREADS=$T
 CPUS=$(nproc)
+# Under a CPU quota (a container's limit) of fewer whole CPUs than that, those are the CPUs:
+# more ranks would only take turns at the quota (docs/scaling.md, "A CPU quota").
+quota=$("$LAUNCH" --node-info 2>/dev/null | awk '{ print $6 }' || true)
+if [[ "$quota" =~ ^[0-9]+(\.[0-9]+)?$ ]]; then
+  q=${quota%.*}; [ "$q" -ge 1 ] || q=1
+  if [ "$q" -lt "$CPUS" ]; then echo "bench_scaling: a CPU quota of $quota CPUs: ranks up to $q of this node's $CPUS CPUs"; CPUS=$q; fi
+fi
 SIZES=${SIZES:-1 2 4 8 16}; MAX=${MAX_RANKS:-$(( CPUS / T > 0 ? CPUS / T : 1 ))}; TASKS=${TASKS:-pretrain finetune cached}
 PER=${PER:-16}; STEPS=${STEPS:-6}; CPER=${CACHED_PER:-64}; CSTEPS=${CACHED_STEPS:-12}
 W=$(mktemp -d /tmp/skesl-scaling.XXXXXX)

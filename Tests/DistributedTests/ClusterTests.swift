@@ -49,6 +49,8 @@ final class ClusterTests: XCTestCase {
         XCTAssertTrue(r.stdout.hasPrefix("mpirun -np 6 --map-by ppr:6:node --bind-to core "), r.summary)
         XCTAssertTrue(r.stderr.contains("6 rank(s) of 1 thread(s): this node's control group may use 6.5 CPUs' time (a CPU quota) of its 16 CPUs"), r.summary)
         XCTAssertFalse(r.stderr.contains("warning"), r.summary)
+        XCTAssertEqual(try ProcessRunner.run(launch, ["--node-info"], environment: quota).stdout, "cpus 16 cores 8 quota 6.5\n")
+        XCTAssertEqual(try ProcessRunner.run(launch, ["--node-info"], environment: node).stdout, "cpus 16 cores 8 quota none\n")
         r = try dry(["--threads", "2"], quota)
         XCTAssertTrue(r.stdout.hasPrefix("mpirun -np 3 --map-by ppr:3:node:PE=2 --bind-to core "), r.summary)
         r = try dry(["-n", "8"], quota)

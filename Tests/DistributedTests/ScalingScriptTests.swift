@@ -40,6 +40,13 @@ final class ScalingScriptTests: XCTestCase {
         XCTAssertTrue(small.stdout.contains("pretrain-4threads: no rank count fits 2 CPUs"), small.stdout)
         XCTAssertFalse(small.stdout.contains("finetune"), "the default plan is pretraining alone\n" + small.stdout)
         XCTAssertTrue(lines(small.stdout).contains { $0.hasPrefix("  pretrain ") && $0.contains("ranks 1 2 ") }, small.stdout)
+        // Without CPUS, a CPU quota below the node's CPUs is what the plan fills (the launcher's view).
+        let quota = try ProcessRunner.run("/bin/bash", [node], environment: ["DRY_RUN": "1", "LAUNCH_TEST_NODE_QUOTA": "1.5"])
+        XCTAssertEqual(quota.status, 0, quota.summary)
+        if ProcessInfo.processInfo.activeProcessorCount > 1 {
+            XCTAssertTrue(quota.stdout.contains("bench_node: a CPU quota of 1.5 CPUs: planned for 1 of the"), quota.stdout)
+            XCTAssertTrue(quota.stdout.contains("bench_node: plan for 1 CPUs"), quota.stdout)
+        }
     }
 
     /// The instrument a lent node runs, end to end at 1 and 2 ranks (tiny batches, the debug

@@ -35,6 +35,11 @@ public struct CPUQuota: Codable, Equatable, Sendable {
         self.cpus = cpus; self.group = group; self.version = version; self.statPath = statPath
     }
 
+    /// The same limit, wherever this process found its counters (a decoded one has none).
+    public static func == (a: CPUQuota, b: CPUQuota) -> Bool {
+        a.cpus == b.cpus && a.group == b.group && a.version == b.version
+    }
+
     /// The quota on this process's CPU time, from `root`/proc/self/cgroup, `root`/proc/self/mountinfo
     /// and the group files under the mount points they name (`root` is "" on a real machine; tests
     /// point it at a fixture tree); nil where no group of the process or its ancestors has one.

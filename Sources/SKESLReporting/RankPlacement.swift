@@ -21,15 +21,21 @@ public struct RankPlacement: Codable, Equatable, Sendable {
     public var threads: Int
     /// The CPU quota of the rank's control group (CPUQuota), nil where none applies.
     public var quota: CPUQuota?
+    /// The NUMA node of each CPU in `cpus`, and the host's NUMA nodes with CPUs; nil where the
+    /// kernel shows none. A rank whose CPUs lie on two nodes finds half its memory remote.
+    public var numa: [Int]?
+    public var hostNUMANodes: Int?
 
     enum CodingKeys: String, CodingKey {
-        case rank, host, cpus, cores, hostCPUs = "host_cpus", hostCores = "host_cores", threads, quota = "cpu_quota"
+        case rank, host, cpus, cores, hostCPUs = "host_cpus", hostCores = "host_cores", threads, quota = "cpu_quota",
+             numa = "numa_nodes", hostNUMANodes = "host_numa_nodes"
     }
 
     public init(rank: Int, host: String, cpus: [Int], cores: [String], hostCPUs: Int, hostCores: Int, threads: Int,
-                quota: CPUQuota? = nil) {
+                quota: CPUQuota? = nil, numa: [Int]? = nil, hostNUMANodes: Int? = nil) {
         self.rank = rank; self.host = host; self.cpus = cpus; self.cores = cores
         self.hostCPUs = hostCPUs; self.hostCores = hostCores; self.threads = threads; self.quota = quota
+        self.numa = numa; self.hostNUMANodes = hostNUMANodes
     }
 
     /// This process's placement, from `root`/proc/self/status and `root`/sys/devices/system/cpu
@@ -53,9 +59,18 @@ public struct RankPlacement: Codable, Equatable, Sendable {
             guard let c = text(base + "core_id") else { return (cpu, "cpu\(cpu)") }
             return (cpu, (text(base + "physical_package_id") ?? "0") + ":" + c)
         })
+        // NUMA nodes from /sys/devices/system/node/nodeN/cpulist (a node of memory alone lists none).
+        var nodeOf: [Int: Int] = [:]
+        let nodes = (try? FileManager.default.contentsOfDirectory(atPath: root + "/sys/devices/system/node")) ?? []
+        for d in nodes where d.hasPrefix("node") {
+            guard let n = Int(d.dropFirst(4)), let list = text("/sys/devices/system/node/\(d)/cpulist").flatMap(parseCPUList) else { continue }
+            for cpu in list { nodeOf[cpu] = n }
+        }
         return RankPlacement(rank: rank, host: host, cpus: cpus, cores: cpus.map { coreOf[$0]! },
                              hostCPUs: hostCPUs.count, hostCores: Set(coreOf.values).count, threads: threads,
-                             quota: CPUQuota.read(root: root))
+                             quota: CPUQuota.read(root: root),
+                             numa: nodeOf.isEmpty ? nil : cpus.map { nodeOf[$0] ?? -1 },
+                             hostNUMANodes: nodeOf.isEmpty ? nil : Set(nodeOf.values).count)
     }
 
     public static var hostName: String {
@@ -97,12 +112,14 @@ public struct PlacementReport: Codable, Equatable, Sendable {
     /// Ranks in a control group whose CPU quota is below the compute threads of its ranks
     /// (they will be throttled); nil where no rank has a quota.
     public var overQuota: [Int]?
+    /// Bound ranks whose CPUs lie on more than one NUMA node; nil where no rank knows its nodes.
+    public var spanningNUMA: [Int]?
     /// The header line.
     public var summary: String
 
     enum CodingKeys: String, CodingKey {
         case ranks, sharedCPUs = "shared_cpus", sharedCores = "shared_cores", unbound,
-             threadsOverCPUs = "threads_over_cpus", overQuota = "over_quota", summary
+             threadsOverCPUs = "threads_over_cpus", overQuota = "over_quota", spanningNUMA = "spanning_numa", summary
     }
 
     public init(_ ranks: [RankPlacement]) {
@@ -130,6 +147,10 @@ public struct PlacementReport: Codable, Equatable, Sendable {
             overQuota = groups.values.filter { rs in Double(rs.map(\.threads).reduce(0, +)) > rs[0].quota!.cpus }
                 .flatMap { $0.map(\.rank) }.sorted()
         }
+        if self.ranks.contains(where: { $0.numa != nil }) {
+            spanningNUMA = self.ranks.filter { r in !unbound.contains(r.rank) && r.cpus.count < r.hostCPUs && Set(r.numa ?? []).count > 1 }
+                .map(\.rank)
+        }
         self.summary = ""
         self.summary = describe(byHost: byHost)
     }
@@ -144,7 +165,8 @@ public struct PlacementReport: Codable, Equatable, Sendable {
         var s = "\(ranks.count) rank\(ranks.count == 1 ? "" : "s") x \(threads) thread\(threads == "1" ? "" : "s") on "
         let hosts = byHost.keys.sorted()
         if hosts.count == 1, let r = ranks.first {
-            s += "\(r.host) (\(r.hostCPUs) CPUs = \(r.hostCores) cores x \(r.hostCPUs / max(r.hostCores, 1)))"
+            s += "\(r.host) (\(r.hostCPUs) CPUs = \(r.hostCores) cores x \(r.hostCPUs / max(r.hostCores, 1))"
+                + ((r.hostNUMANodes ?? 1) > 1 ? ", \(r.hostNUMANodes!) NUMA nodes)" : ")")
         } else {
             s += "\(hosts.count) hosts (" + hosts.prefix(3).map { "\($0): \(byHost[$0]!.count)" }.joined(separator: ", ") + (hosts.count > 3 ? ", ..." : "") + ")"
         }
@@ -156,6 +178,9 @@ public struct PlacementReport: Codable, Equatable, Sendable {
         if !sharedCPUs.isEmpty { findings.append("\(sharedCPUs.count) pair(s) of ranks share CPUs (\(Self.pairs(sharedCPUs)))") }
         if !sharedCores.isEmpty { findings.append("\(sharedCores.count) pair(s) of ranks share a physical core as hyperthread siblings (\(Self.pairs(sharedCores)))") }
         if !threadsOverCPUs.isEmpty { findings.append("\(threadsOverCPUs.count) rank(s) have more threads than CPUs") }
+        if let span = spanningNUMA, !span.isEmpty {
+            findings.append("\(span.count) rank(s) have CPUs on more than one NUMA node (memory on the other is remote)")
+        }
         let quotas = Set(ranks.compactMap(\.quota?.description)).sorted()
         if !quotas.isEmpty {
             // A limit is worth naming where it is below the CPUs the ranks see; over them it changes nothing.

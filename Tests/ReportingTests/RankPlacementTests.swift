@@ -43,8 +43,39 @@ final class RankPlacementTests: XCTestCase {
         XCTAssertEqual(q.cpus, [1, 3]); XCTAssertEqual(q.cores, ["0:1", "cpu3"])
     }
 
+    func testNUMANodesAreReadAndARankAcrossThemIsNamed() throws {
+        let root = try fixture(allowed: "1,2")
+        let node = root + "/sys/devices/system/node"
+        for (n, list) in [(0, "0-1"), (1, "2-3"), (2, "")] {      // node 2: memory without CPUs
+            try FileManager.default.createDirectory(atPath: node + "/node\(n)", withIntermediateDirectories: true)
+            try (list + "\n").write(toFile: node + "/node\(n)/cpulist", atomically: true, encoding: .utf8)
+        }
+        try "0-2\n".write(toFile: node + "/online", atomically: true, encoding: .utf8)
+        let p = RankPlacement.read(rank: 1, threads: 1, host: "n1", root: root)
+        XCTAssertEqual(p.numa, [0, 1]); XCTAssertEqual(p.hostNUMANodes, 2)
+        func place(_ rank: Int, _ cpus: [Int]) -> RankPlacement {
+            RankPlacement(rank: rank, host: "n1", cpus: cpus, cores: cpus.map { "0:\($0)" }, hostCPUs: 4, hostCores: 4, threads: 1,
+                          numa: cpus.map { $0 / 2 }, hostNUMANodes: 2)
+        }
+        let r = PlacementReport([place(0, [0, 1]), place(1, [1, 2]), place(2, [3])])
+        XCTAssertEqual(r.spanningNUMA, [1])
+        XCTAssertTrue(r.summary.hasPrefix("3 ranks x 1 thread on n1 (4 CPUs = 4 cores x 1, 2 NUMA nodes); "), r.summary)
+        XCTAssertTrue(r.summary.contains("1 rank(s) have CPUs on more than one NUMA node (memory on the other is remote)"), r.summary)
+        // Unbound ranks span every node by nature: that is said once, as unbound.
+        let free = PlacementReport([place(0, [0, 1, 2, 3]), place(1, [0, 1, 2, 3])])
+        XCTAssertEqual(free.spanningNUMA, []); XCTAssertFalse(free.summary.contains("NUMA node ("), free.summary)
+        // Without NUMA information: nil, and the line as before.
+        XCTAssertNil(PlacementReport([RankPlacement(rank: 0, host: "n1", cpus: [0], cores: ["0:0"], hostCPUs: 4, hostCores: 4, threads: 1)]).spanningNUMA)
+        let line = try MetricsRecord.runStart(RunStartRecord(time: 1, run: "r", phase: "pretrain", worldSize: 3, placement: r)).jsonLine()
+        XCTAssertTrue(line.contains(#""numa_nodes":[0,1]"#) && line.contains(#""spanning_numa":[1]"#), line)
+        XCTAssertEqual(try MetricsRecord.parse(line: line), .runStart(RunStartRecord(time: 1, run: "r", phase: "pretrain", worldSize: 3, placement: r)))
+    }
+
     func testReadsThisMachine() throws {
         let p = RankPlacement.read(rank: 0, threads: 1)
+        if FileManager.default.fileExists(atPath: "/sys/devices/system/node/node0/cpulist") {
+            XCTAssertEqual(p.numa?.count, p.cpus.count); XCTAssertGreaterThanOrEqual(p.hostNUMANodes ?? 0, 1)
+        }
         XCTAssertFalse(p.cpus.isEmpty)
         XCTAssertEqual(p.cores.count, p.cpus.count)
         XCTAssertEqual(p.hostCPUs, sysconf(Int32(_SC_NPROCESSORS_ONLN)))

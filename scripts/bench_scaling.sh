@@ -147,6 +147,7 @@ out = {"skesl": sys.argv[2], "ranks": int(sys.argv[3]), "per_rank_batch": int(sy
        "gradient_sum": start.get("gradient_sum"),   # the sum that ran (train.allreduce resolved)
        # where the ranks ran, as they saw it (run_start's placement: hyperthread siblings, shared CPUs)
        "ranks_sharing_a_core": len({r for pair in start.get("placement", {}).get("shared_cores", []) for r in pair}),
+       "ranks_spanning_numa": len(start.get("placement", {}).get("spanning_numa") or []),
        "placement_seen": start.get("placement", {}).get("summary")}
 print(json.dumps(out))
 PY

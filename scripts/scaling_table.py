@@ -103,6 +103,10 @@ def table(rows, node=False):
                                       r["ranks_sharing_a_core"], r["ranks"]) for r in mine if r.get("ranks_sharing_a_core")]
     if shared:
         out.append("ranks sharing a physical core with another rank (hyperthread siblings): " + "; ".join(shared))
+    numa = ["%s %dx%d: %d of %d" % (r.get("label") or r["skesl"], r["ranks"], r.get("threads_per_rank", 1),
+                                    r["ranks_spanning_numa"], r["ranks"]) for r in mine if r.get("ranks_spanning_numa")]
+    if numa:
+        out.append("ranks with CPUs on more than one NUMA node (part of their memory remote): " + "; ".join(numa))
     # Runs where some rank lost its CPU while it computed, and what else ran in its processes.
     lost = ["%s %dx%d: rank %s on its CPU %.0f%% of forward + backward, preempted up to %.1f times per step; its"
             " other threads ran %.0f ms per step meanwhile (median rank)" % (r.get("label") or r["skesl"], r["ranks"], r.get("threads_per_rank", 1),

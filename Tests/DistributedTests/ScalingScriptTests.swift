@@ -98,9 +98,9 @@ final class ScalingScriptTests: XCTestCase {
         defer { try? FileManager.default.removeItem(at: dir) }
         func skesl(_ label: String, _ ranks: Int, _ threads: Int, _ sps: Double, compute: Double, imbalance: Double = 0,
                    allreduce: Double = 0, from: String = "estimate", sharing: Int = 0, onCPU: Double = 0.999,
-                   sum: String = "MPI all-reduce, deferred progress (auto)", quota: String = "") -> String {
+                   sum: String = "MPI all-reduce, deferred progress (auto)", extra: String = "") -> String {
             #"{"skesl": "pretrain", "ranks": \#(ranks), "per_rank_batch": 16, "threads_per_rank": \#(threads), "samples_per_s": \#(sps), "#
-                + (ranks > 1 ? #""gradient_sum": "\#(sum)", "# : "") + quota
+                + (ranks > 1 ? #""gradient_sum": "\#(sum)", "# : "") + extra
                 + #""compute_on_cpu_min": \#(onCPU), "compute_on_cpu_min_rank": 3, "preemptions_max": 7.5, "other_threads_compute_ms_median": 41.0, "#
                 + #""step_ms_median_rank": 900.0, "imbalance_share": \#(imbalance), "allreduce_share": \#(allreduce), "#
                 + #""allreduce_share_max": 0.01, "imbalance_from": "\#(from)", "compute_ms_median_rank": \#(compute), "#
@@ -113,9 +113,10 @@ final class ScalingScriptTests: XCTestCase {
         let rows = [skesl("pretrain", 1, 1, 18.0, compute: 800), skesl("pretrain", 16, 1, 216.0, compute: 960, imbalance: 0.05, allreduce: 0.02, sharing: 16, onCPU: 0.82),
                     ddp(1, 16.0, 1.0), ddp(16, 160.0, 0.625),
                     skesl("pretrain-shm", 16, 1, 244.8, compute: 880, sum: "shared memory, 1 host x 16 ranks"),
-                    skesl("pretrain-2threads", 1, 2, 30.0, compute: 470), skesl("pretrain-2threads", 8, 2, 228.0, compute: 500),
+                    skesl("pretrain-2threads", 1, 2, 30.0, compute: 470),
+                    skesl("pretrain-2threads", 8, 2, 228.0, compute: 500, extra: #""ranks_spanning_numa": 2, "#),
                     skesl("pretrain-diagnose", 16, 1, 200.0, compute: 1000, imbalance: 0.1, from: "barrier",
-                          quota: #""throttled_ms_max": 212.4, "cpu_quota": 12.5, "#),
+                          extra: #""throttled_ms_max": 212.4, "cpu_quota": 12.5, "#),
                     #"{"skipped_entry": "pretrain-4threads", "why": "about 60 s needed, 12 s of the budget left"}"#]
         let file = dir.appendingPathComponent("results.jsonl")
         try (rows.joined(separator: "\n") + "\n").write(to: file, atomically: true, encoding: .utf8)
@@ -146,6 +147,7 @@ final class ScalingScriptTests: XCTestCase {
         // The run's own view of its placement: all 16 ranks had a hyperthread sibling rank.
         XCTAssertTrue(r.stdout.contains("ranks sharing a physical core with another rank (hyperthread siblings): pretrain 16x1: 16 of 16\n"), r.stdout)
         XCTAssertTrue(r.stdout.contains(#"note: {"skipped_entry": "pretrain-4threads""#), r.stdout)
+        XCTAssertTrue(r.stdout.contains("ranks with CPUs on more than one NUMA node (part of their memory remote): pretrain-2threads 8x2: 2 of 8\n"), r.stdout)
         // A run under a CPU quota, and only it, is named with the quota and its throttled time.
         XCTAssertTrue(r.stdout.contains("runs under a CPU quota (cgroup; docs/scaling.md, \"A CPU quota\"): pretrain-diagnose 16x1: "
             + "quota 12.5 CPUs, throttled up to 212 ms per step\n"), r.stdout)

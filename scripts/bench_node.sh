@@ -18,7 +18,11 @@
 #   finetune  fine-tuning at 1 and F ranks with the DDP peer; F ranks with shm; with poll; with shm and
 #             ZeRO-1; H ranks of 2 threads; F ranks with ZeRO-1
 #   cached    the cached step at 1 and F ranks with the DDP peer; F ranks with shm
-#   all       the three
+#   sum       the gradient sum alone at F ranks (skesl bench-sum, no training): the reference
+#             pretraining and fine-tuning gradients with deferred (Open MPI's own algorithm) and
+#             shm, then the pretraining gradient with each of Open MPI's all-reduce algorithms
+#             (coll_tuned 1-6); about a minute
+#   all       the four
 #
 # Environment:
 #   BUNDLE=<skesl-bundle.tar.xz or an unpacked bundle>  (checkout only; default
@@ -51,7 +55,7 @@ PLANS=${*:-pretrain}
 die() { echo "bench_node: $*" >&2; exit 2; }
 [[ "$BUDGET" =~ ^[1-9][0-9]*$ ]] || die "BUDGET_S must be a positive number of seconds, got '$BUDGET'"
 [[ "$CPUS" =~ ^[1-9][0-9]*$ ]] || die "CPUS must be a positive integer, got '$CPUS'"
-for p in $PLANS; do case $p in pretrain|finetune|cached|all) ;; *) die "unknown plan '$p' (pretrain, finetune, cached, all)" ;; esac; done
+for p in $PLANS; do case $p in pretrain|finetune|cached|sum|all) ;; *) die "unknown plan '$p' (pretrain, finetune, cached, sum, all)" ;; esac; done
 wants() { [[ " $PLANS " == *" $1 "* || " $PLANS " == *" all "* ]]; }
 
 F=$CPUS H=$(( CPUS / 2 )) Q=$(( CPUS / 4 ))
@@ -60,11 +64,12 @@ SHM="--set train.allreduce=shm" Z1="--set train.shardOptimizer=true" POLL="--set
 # Estimated seconds per skesl run and per DDP world at 16 samples per rank on a 2-3 GHz core
 # (measured on 2 cores: pretraining 20 s, fine-tuning 46 s, the cached step's first run with
 # BERT's cache pass much longer); the estimates scale by how long the entries so far took.
-est_run() { case $1 in pretrain) echo 25 ;; finetune) echo 60 ;; cached) echo 45 ;; esac; }
+est_run() { case $1 in pretrain) echo 25 ;; finetune) echo 60 ;; cached) echo 45 ;; sum) echo 50 ;; esac; }
 est_ddp() { case $1 in pretrain) echo 30 ;; finetune) echo 60 ;; cached) echo 30 ;; esac; }
 
 entries=()   # "plan|label|task|sizes|VAR=VALUE;VAR=VALUE..." in the order they run
 add() { wants "$1" && entries+=("$1|$2|$3|$4|$5") || true; }
+add sum      sum                sum      "$F"      "DDP=0"
 add pretrain pretrain           pretrain "1 $F"    "DDP=1"
 add pretrain pretrain-shm       pretrain "$F"      "DDP=0;EXTRA_SET=$SHM"
 add pretrain pretrain-half      pretrain "$H"      "DDP=0"
@@ -176,6 +181,25 @@ grep -E '^(check|blas|python3|launcher):' "$OUT/node.txt" || true
 "$B/run" check >/dev/null 2>&1 || die "the bundle's libraries do not all resolve here (node.txt says which)"
 
 # ---- the entries ---------------------------------------------------------------------------
+# The sum alone (skesl bench-sum) at N ranks through the launcher, one job per way of summing
+# so that one failing (shm without /dev/shm room) keeps the others; each job ends by the
+# deadline (epoch seconds). JSON lines into DIR/results.jsonl, stderr into DIR/sum.err.
+run_sum() {  # ranks deadline dir
+  local np=$1 deadline=$2 d=$3 spec how alg left rc mca tasks
+  mkdir -p "$d"; : > "$d/results.jsonl"
+  for spec in deferred: shm: deferred:1 deferred:2 deferred:3 deferred:4 deferred:5 deferred:6; do
+    how=${spec%%:*} alg=${spec#*:}
+    left=$(( deadline - $(date +%s) )); [ "$left" -gt 5 ] || { echo "{\"skipped_sum\": \"$spec\", \"why\": \"the budget ran out\"}" >> "$d/results.jsonl"; continue; }
+    mca=(); tasks=(--task pretrain --task finetune)
+    if [ -n "$alg" ]; then mca=(--mca coll_tuned_use_dynamic_rules 1 --mca coll_tuned_allreduce_algorithm "$alg"); tasks=(--task pretrain); fi
+    echo "  bench-sum: $np ranks, $how, all-reduce algorithm ${alg:-default}"
+    rc=0
+    timeout --kill-after=5 "$left" "$B/run" "$B/Cluster/launch.sh" --np "$np" ${mca[@]+"${mca[@]}"} -- \
+      bench-sum "${tasks[@]}" --sum "$how" --steps 5 --json >> "$d/results.jsonl" 2>> "$d/sum.err" || rc=$?
+    [ $rc = 0 ] || echo "{\"failed_sum\": \"$spec\", \"error\": \"exit $rc (logs/sum/sum.err)\"}" >> "$d/results.jsonl"
+  done
+}
+
 spent_est=0 spent_real=0
 for e in ${entries[@]+"${entries[@]}"}; do
   IFS='|' read -r _ label task sizes vars <<< "$e"
@@ -192,8 +216,12 @@ for e in ${entries[@]+"${entries[@]}"}; do
   echo; echo "== $label: $task at ranks $sizes, ${vars//;/ } (about ${scaled} s, ${left} s left) =="
   envs=(); IFS=';' read -r -a envs <<< "$vars"
   s0=$(date +%s) rc=0
-  timeout --kill-after=10 "$left" env "${envs[@]}" TASKS="$task" SIZES="$sizes" STORE="$W/store" OUT="$W/logs/$label" \
-    bash "$B/scripts/bench_scaling.sh" || rc=$?
+  if [ "$task" = sum ]; then
+    run_sum "$sizes" "$(( s0 + left ))" "$W/logs/$label" || rc=$?
+  else
+    timeout --kill-after=10 "$left" env "${envs[@]}" TASKS="$task" SIZES="$sizes" STORE="$W/store" OUT="$W/logs/$label" \
+      bash "$B/scripts/bench_scaling.sh" || rc=$?
+  fi
   took=$(( $(date +%s) - s0 ))
   spent_est=$(( spent_est + est )) spent_real=$(( spent_real + took ))
   if [ -f "$W/logs/$label/results.jsonl" ]; then

@@ -12,7 +12,8 @@ it (step_times' cpu.compute_on_cpu, min over ranks): below 100% a rank was preem
 own loader or communication thread, another rank, the system); at 100% with compute x above 1
 the CPU itself computed slower (a busy hyperthread sibling, memory bandwidth, clock speed).
 A run whose ranks sat in a control group with a CPU quota gets a line with the quota and the
-most time per step the kernel held the group back for exceeding it.
+most time per step the kernel held the group back for exceeding it. Lines of `skesl bench-sum`
+(bench_node's `sum` plan) give the gradient sum alone, per gradient and way of summing.
 
 With --node, the end lists every placement that used all the node's CPUs (ranks x threads =
 CPUs) per step, fastest first: the launcher's default placement is the winner there.
@@ -88,6 +89,18 @@ def table(rows, node=False):
                 out.append("%-9s %s%5s %7d | %s | %s %s" % (task, "%-20s " % label[:20] if labelled else "", ranks, per, s, u, ratio))
     for r in rows:
         if "error" in r or "skipped_ranks" in r or "skipped_entry" in r:
+            out.append("note: " + json.dumps(r))
+    # The gradient sum alone (skesl bench-sum), per gradient and way of summing: the median
+    # rank's and the slowest rank's median ms, and the all-reduce algorithm where one was forced.
+    sums_alone = [r for r in rows if r.get("bench") == "sum"]
+    for size in sorted({r["size"] for r in sums_alone}, key=lambda s: min(r["floats"] for r in sums_alone if r["size"] == s)):
+        these = [r for r in sums_alone if r["size"] == size]
+        out.append("the sum alone, %s gradient (%.1f MB), %d ranks on %d host(s), ms median rank / slowest: " % (
+            size, these[0]["mb"], these[0]["ranks"], these[0]["hosts"]) + ", ".join(
+            "%s%s %.2f / %.2f" % (r["sum"], "" if r.get("algorithm", "default") == "default" else " (coll_tuned %s)" % r["algorithm"],
+                                  r["ms_median_rank"], r["ms_slowest_rank"]) for r in these))
+    for r in rows:
+        if "skipped_sum" in r:
             out.append("note: " + json.dumps(r))
     places = sorted({r.get("placement", "") for r in mine if r["ranks"] > 1} - {""})
     if places:

@@ -19,6 +19,7 @@ struct SKESL: ParsableCommand {
             ShardCommand.self,
             ExtractCommand.self,
             AudioBenchCommand.self,
+            SumBenchCommand.self,
             StoreCommand.self,
             ImportHF.self,
             ExportHF.self,

@@ -17,7 +17,7 @@ final class ScalingScriptTests: XCTestCase {
         let plan = lines(r.stdout).dropFirst().map { $0.split(separator: " ", omittingEmptySubsequences: true).map(String.init) }
         // label, task, "ranks", sizes..., "~Ns", settings
         let labels = plan.map { $0[0] }
-        XCTAssertEqual(labels, ["pretrain", "pretrain-shm", "pretrain-half", "pretrain-poll", "pretrain-spare", "pretrain-2threads",
+        XCTAssertEqual(labels, ["sum", "pretrain", "pretrain-shm", "pretrain-half", "pretrain-poll", "pretrain-spare", "pretrain-2threads",
                                 "pretrain-diagnose", "pretrain-half-shm", "pretrain-4threads", "finetune", "finetune-shm",
                                 "finetune-poll", "finetune-shm-zero1",
                                 "finetune-2threads", "finetune-zero1", "cached", "cached-shm"], r.stdout)
@@ -26,6 +26,7 @@ final class ScalingScriptTests: XCTestCase {
             return Array(row[3...].prefix { !$0.hasPrefix("~") })
         }
         XCTAssertEqual(ranks("pretrain"), ["1", "16"])
+        XCTAssertEqual(ranks("sum"), ["16"], "the sum alone at every CPU")
         XCTAssertEqual(ranks("pretrain-half"), ["8"])
         XCTAssertEqual(ranks("pretrain-spare"), ["15"])
         XCTAssertEqual(ranks("pretrain-2threads"), ["1", "8"], "8 ranks x 2 threads fill 16 CPUs")
@@ -117,7 +118,12 @@ final class ScalingScriptTests: XCTestCase {
                     skesl("pretrain-2threads", 8, 2, 228.0, compute: 500, extra: #""ranks_spanning_numa": 2, "#),
                     skesl("pretrain-diagnose", 16, 1, 200.0, compute: 1000, imbalance: 0.1, from: "barrier",
                           extra: #""throttled_ms_max": 212.4, "cpu_quota": 12.5, "#),
-                    #"{"skipped_entry": "pretrain-4threads", "why": "about 60 s needed, 12 s of the budget left"}"#]
+                    #"{"skipped_entry": "pretrain-4threads", "why": "about 60 s needed, 12 s of the budget left"}"#,
+                    // skesl bench-sum's lines (bench_node's sum plan), the larger gradient first to check the order.
+                    #"{"bench": "sum", "size": "finetune", "floats": 110000000, "mb": 440.0, "sum": "shm", "ranks": 16, "hosts": 1, "algorithm": "default", "ms_median_rank": 310.5, "ms_slowest_rank": 320.25, "label": "sum"}"#,
+                    #"{"bench": "sum", "size": "pretrain", "floats": 1963213, "mb": 7.853, "sum": "deferred", "ranks": 16, "hosts": 1, "algorithm": "default", "ms_median_rank": 9.5, "ms_slowest_rank": 11.0, "label": "sum"}"#,
+                    #"{"bench": "sum", "size": "pretrain", "floats": 1963213, "mb": 7.853, "sum": "deferred", "ranks": 16, "hosts": 1, "algorithm": "4", "ms_median_rank": 6.25, "ms_slowest_rank": 7.0, "label": "sum"}"#,
+                    #"{"failed_sum": "shm:", "error": "exit 1 (logs/sum/sum.err)"}"#]
         let file = dir.appendingPathComponent("results.jsonl")
         try (rows.joined(separator: "\n") + "\n").write(to: file, atomically: true, encoding: .utf8)
         let r = try ProcessRunner.run("/usr/bin/env", ["python3", table, file.path, "--node"])
@@ -148,6 +154,11 @@ final class ScalingScriptTests: XCTestCase {
         XCTAssertTrue(r.stdout.contains("ranks sharing a physical core with another rank (hyperthread siblings): pretrain 16x1: 16 of 16\n"), r.stdout)
         XCTAssertTrue(r.stdout.contains(#"note: {"skipped_entry": "pretrain-4threads""#), r.stdout)
         XCTAssertTrue(r.stdout.contains("ranks with CPUs on more than one NUMA node (part of their memory remote): pretrain-2threads 8x2: 2 of 8\n"), r.stdout)
+        // The sum alone, smaller gradient first; a failed job is a note.
+        XCTAssertTrue(r.stdout.contains("the sum alone, pretrain gradient (7.9 MB), 16 ranks on 1 host(s), ms median rank / slowest: "
+            + "deferred 9.50 / 11.00, deferred (coll_tuned 4) 6.25 / 7.00\nthe sum alone, finetune gradient (440.0 MB), 16 ranks on 1 host(s), "
+            + "ms median rank / slowest: shm 310.50 / 320.25\n"), r.stdout)
+        XCTAssertTrue(r.stdout.contains(#"note: {"failed_sum": "shm:""#), r.stdout)
         // A run under a CPU quota, and only it, is named with the quota and its throttled time.
         XCTAssertTrue(r.stdout.contains("runs under a CPU quota (cgroup; docs/scaling.md, \"A CPU quota\"): pretrain-diagnose 16x1: "
             + "quota 12.5 CPUs, throttled up to 212 ms per step\n"), r.stdout)

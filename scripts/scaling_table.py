@@ -99,6 +99,11 @@ def table(rows, node=False):
             size, these[0]["mb"], these[0]["ranks"], these[0]["hosts"]) + ", ".join(
             "%s%s %.2f / %.2f" % (r["sum"], "" if r.get("algorithm", "default") == "default" else " (coll_tuned %s)" % r["algorithm"],
                                   r["ms_median_rank"], r["ms_slowest_rank"]) for r in these))
+    # The DDP peer's gloo all-reduce of its gradient alone, best of 5 (bench_torch_ddp.py), to set beside it.
+    gloo = ["%s %d ranks %.2f ms" % (next(t for t, n in DDP_NAME.items() if n == r["bench"]), r["world"], r["allreduce_ms"])
+            for r in rows if r.get("bench") in DDP_NAME.values() and r.get("world", 1) > 1 and r.get("allreduce_ms") is not None]
+    if gloo:
+        out.append("PyTorch gloo all-reduce of the DDP peer's gradient alone (best of 5): " + ", ".join(gloo))
     for r in rows:
         if "skipped_sum" in r:
             out.append("note: " + json.dumps(r))

@@ -109,7 +109,7 @@ final class ScalingScriptTests: XCTestCase {
         }
         func ddp(_ world: Int, _ sps: Double, _ eff: Double) -> String {
             #"{"bench": "ddp_pretrain_reference", "world": \#(world), "per_rank_batch": 16, "threads_per_rank": 1, "#
-                + #""samples_per_s": \#(sps), "weak_scaling_efficiency": \#(eff), "label": "pretrain"}"#
+                + #""samples_per_s": \#(sps), "weak_scaling_efficiency": \#(eff), "allreduce_ms": \#(Double(world) / 2), "label": "pretrain"}"#
         }
         let rows = [skesl("pretrain", 1, 1, 18.0, compute: 800), skesl("pretrain", 16, 1, 216.0, compute: 960, imbalance: 0.05, allreduce: 0.02, sharing: 16, onCPU: 0.82),
                     ddp(1, 16.0, 1.0), ddp(16, 160.0, 0.625),
@@ -159,6 +159,7 @@ final class ScalingScriptTests: XCTestCase {
             + "deferred 9.50 / 11.00, deferred (coll_tuned 4) 6.25 / 7.00\nthe sum alone, finetune gradient (440.0 MB), 16 ranks on 1 host(s), "
             + "ms median rank / slowest: shm 310.50 / 320.25\n"), r.stdout)
         XCTAssertTrue(r.stdout.contains(#"note: {"failed_sum": "shm:""#), r.stdout)
+        XCTAssertTrue(r.stdout.contains("PyTorch gloo all-reduce of the DDP peer's gradient alone (best of 5): pretrain 16 ranks 8.00 ms\n"), r.stdout)
         // A run under a CPU quota, and only it, is named with the quota and its throttled time.
         XCTAssertTrue(r.stdout.contains("runs under a CPU quota (cgroup; docs/scaling.md, \"A CPU quota\"): pretrain-diagnose 16x1: "
             + "quota 12.5 CPUs, throttled up to 212 ms per step\n"), r.stdout)

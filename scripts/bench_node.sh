@@ -8,7 +8,8 @@
 #   scripts/bench_node.sh [PLAN ...]      from a checkout, with a bundle (scripts/bundle)
 #   ./run scripts/bench_node.sh [PLAN ...] from an unpacked bundle
 #
-# PLANs (default: pretrain), with F = the node's CPUs, H = F/2, Q = F/4, in this order:
+# PLANs (default: pretrain), with F = the node's CPUs, H = F/2, Q = F/4; the entries run in this
+# order, except that sum runs right after pretrain's first entry when both are asked for:
 #   pretrain  pretraining at 1 and F ranks with the PyTorch DDP peer (train.allreduce auto: on
 #             one node, deferred); F ranks with the sum in shared memory (train.allreduce=shm);
 #             H ranks; F ranks with poll (the default before auto); F-1 ranks (one CPU left to the
@@ -21,7 +22,8 @@
 #   sum       the gradient sum alone at F ranks (skesl bench-sum, no training): the reference
 #             pretraining and fine-tuning gradients with deferred (Open MPI's own algorithm) and
 #             shm, then the pretraining gradient with each of Open MPI's all-reduce algorithms
-#             (coll_tuned 1-6); about a minute
+#             (coll_tuned 1-6); about a minute, and left out of the scaling of the other entries'
+#             time estimates
 #   all       the four
 #
 # Environment:
@@ -69,8 +71,8 @@ est_ddp() { case $1 in pretrain) echo 30 ;; finetune) echo 60 ;; cached) echo 30
 
 entries=()   # "plan|label|task|sizes|VAR=VALUE;VAR=VALUE..." in the order they run
 add() { wants "$1" && entries+=("$1|$2|$3|$4|$5") || true; }
-add sum      sum                sum      "$F"      "DDP=0"
 add pretrain pretrain           pretrain "1 $F"    "DDP=1"
+add sum      sum                sum      "$F"      "DDP=0"
 add pretrain pretrain-shm       pretrain "$F"      "DDP=0;EXTRA_SET=$SHM"
 add pretrain pretrain-half      pretrain "$H"      "DDP=0"
 add pretrain pretrain-poll      pretrain "$F"      "DDP=0;EXTRA_SET=$POLL"
@@ -223,7 +225,8 @@ for e in ${entries[@]+"${entries[@]}"}; do
       bash "$B/scripts/bench_scaling.sh" || rc=$?
   fi
   took=$(( $(date +%s) - s0 ))
-  spent_est=$(( spent_est + est )) spent_real=$(( spent_real + took ))
+  # Training entries scale each other's estimates; the sum alone is other work and does not.
+  [ "$task" = sum ] || { spent_est=$(( spent_est + est )) spent_real=$(( spent_real + took )); }
   if [ -f "$W/logs/$label/results.jsonl" ]; then
     env -u LD_LIBRARY_PATH python3 -c '
 import json, sys

@@ -17,7 +17,7 @@ final class ScalingScriptTests: XCTestCase {
         let plan = lines(r.stdout).dropFirst().map { $0.split(separator: " ", omittingEmptySubsequences: true).map(String.init) }
         // label, task, "ranks", sizes..., "~Ns", settings
         let labels = plan.map { $0[0] }
-        XCTAssertEqual(labels, ["sum", "pretrain", "pretrain-shm", "pretrain-half", "pretrain-poll", "pretrain-spare", "pretrain-2threads",
+        XCTAssertEqual(labels, ["pretrain", "sum", "pretrain-shm", "pretrain-half", "pretrain-poll", "pretrain-spare", "pretrain-2threads",
                                 "pretrain-diagnose", "pretrain-half-shm", "pretrain-4threads", "finetune", "finetune-shm",
                                 "finetune-poll", "finetune-shm-zero1",
                                 "finetune-2threads", "finetune-zero1", "cached", "cached-shm"], r.stdout)

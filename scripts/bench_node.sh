@@ -180,6 +180,28 @@ mkdir -p "$W/logs"
 } > "$OUT/node.txt" 2>&1
 grep -E '^(Model name|Thread|Core|Socket|NUMA node)' "$OUT/node.txt" || true
 grep -E '^(check|blas|python3|launcher):' "$OUT/node.txt" || true
+
+# What the node does to one CPU's sgemm when all F compute at once (clock speed under an
+# all-core AVX load, hyperthread siblings, shared caches): skesl's kernel in one process
+# alone, then in F processes placed as the launcher places F ranks. The table's "compute x"
+# at F ranks cannot be better than this ratio, whatever the sum does.
+core=$(sed -n 's/^blas: OpenBLAS core \([A-Za-z0-9]*\).*/\1/p' "$OUT/node.txt" | head -1)
+if [ -n "$core" ]; then
+  gflops() { sed -n 's/.*"gflops":\([0-9.]*\).*/\1/p'; }
+  alone=$(OPENBLAS_CORETYPE=$core "$B/run" skesl blas-selftest --rate-seconds 2 2>/dev/null | gflops || true)
+  OPENBLAS_CORETYPE=$core timeout 60 "$B/run" "$B/Cluster/launch.sh" --np "$CPUS" -- blas-selftest --rate-seconds 3 \
+    2>/dev/null | gflops > "$W/sgemm-load.txt" || true
+  if [ -n "$alone" ] && [ -s "$W/sgemm-load.txt" ]; then
+    env -u LD_LIBRARY_PATH python3 - "$alone" "$W/sgemm-load.txt" "$core" <<'PY' | tee -a "$RES"
+import json, sys
+rates = sorted(float(x) for x in open(sys.argv[2]) if x.strip())
+print(json.dumps({"bench": "sgemm_load", "core": sys.argv[3], "alone_gflops": round(float(sys.argv[1]), 1), "processes": len(rates),
+                  "min_gflops": round(rates[0], 1), "median_gflops": round(rates[len(rates) // 2], 1), "max_gflops": round(rates[-1], 1)}))
+PY
+  else
+    echo "{\"bench_note\": \"sgemm under load not measured\", \"error\": \"blas-selftest gave no rate (core $core)\"}" >> "$RES"
+  fi
+fi
 "$B/run" check >/dev/null 2>&1 || die "the bundle's libraries do not all resolve here (node.txt says which)"
 
 # ---- the entries ---------------------------------------------------------------------------

@@ -99,6 +99,13 @@ def table(rows, node=False):
             size, these[0]["mb"], these[0]["ranks"], these[0]["hosts"]) + ", ".join(
             "%s%s %.2f / %.2f" % (r["sum"], "" if r.get("algorithm", "default") == "default" else " (coll_tuned %s)" % r["algorithm"],
                                   r["ms_median_rank"], r["ms_slowest_rank"]) for r in these))
+    # One CPU's sgemm alone and with every CPU computing at once (bench_node's node check).
+    for r in rows:
+        if r.get("bench") == "sgemm_load":
+            out.append("sgemm (%s kernel), one process alone %.1f GFLOP/s; %d at once, min / median / max %.1f / %.1f / %.1f"
+                       " (median %.2fx slower: the floor of compute x at that size)" % (
+                           r["core"], r["alone_gflops"], r["processes"], r["min_gflops"], r["median_gflops"], r["max_gflops"],
+                           r["alone_gflops"] / max(r["median_gflops"], 1e-9)))
     # The DDP peer's gloo all-reduce of its gradient alone, best of 5 (bench_torch_ddp.py), to set beside it.
     gloo = ["%s %d ranks %.2f ms" % (next(t for t, n in DDP_NAME.items() if n == r["bench"]), r["world"], r["allreduce_ms"])
             for r in rows if r.get("bench") in DDP_NAME.values() and r.get("world", 1) > 1 and r.get("allreduce_ms") is not None]

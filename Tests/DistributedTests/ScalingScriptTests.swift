@@ -123,7 +123,8 @@ final class ScalingScriptTests: XCTestCase {
                     #"{"bench": "sum", "size": "finetune", "floats": 110000000, "mb": 440.0, "sum": "shm", "ranks": 16, "hosts": 1, "algorithm": "default", "ms_median_rank": 310.5, "ms_slowest_rank": 320.25, "label": "sum"}"#,
                     #"{"bench": "sum", "size": "pretrain", "floats": 1963213, "mb": 7.853, "sum": "deferred", "ranks": 16, "hosts": 1, "algorithm": "default", "ms_median_rank": 9.5, "ms_slowest_rank": 11.0, "label": "sum"}"#,
                     #"{"bench": "sum", "size": "pretrain", "floats": 1963213, "mb": 7.853, "sum": "deferred", "ranks": 16, "hosts": 1, "algorithm": "4", "ms_median_rank": 6.25, "ms_slowest_rank": 7.0, "label": "sum"}"#,
-                    #"{"failed_sum": "shm:", "error": "exit 1 (logs/sum/sum.err)"}"#]
+                    #"{"failed_sum": "shm:", "error": "exit 1 (logs/sum/sum.err)"}"#,
+                    #"{"bench": "sgemm_load", "core": "SkylakeX", "alone_gflops": 120.0, "processes": 16, "min_gflops": 90.0, "median_gflops": 96.0, "max_gflops": 101.5}"#]
         let file = dir.appendingPathComponent("results.jsonl")
         try (rows.joined(separator: "\n") + "\n").write(to: file, atomically: true, encoding: .utf8)
         let r = try ProcessRunner.run("/usr/bin/env", ["python3", table, file.path, "--node"])
@@ -159,6 +160,8 @@ final class ScalingScriptTests: XCTestCase {
             + "deferred 9.50 / 11.00, deferred (coll_tuned 4) 6.25 / 7.00\nthe sum alone, finetune gradient (440.0 MB), 16 ranks on 1 host(s), "
             + "ms median rank / slowest: shm 310.50 / 320.25\n"), r.stdout)
         XCTAssertTrue(r.stdout.contains(#"note: {"failed_sum": "shm:""#), r.stdout)
+        XCTAssertTrue(r.stdout.contains("sgemm (SkylakeX kernel), one process alone 120.0 GFLOP/s; 16 at once, min / median / max "
+            + "90.0 / 96.0 / 101.5 (median 1.25x slower: the floor of compute x at that size)\n"), r.stdout)
         XCTAssertTrue(r.stdout.contains("PyTorch gloo all-reduce of the DDP peer's gradient alone (best of 5): pretrain 16 ranks 8.00 ms\n"), r.stdout)
         // A run under a CPU quota, and only it, is named with the quota and its throttled time.
         XCTAssertTrue(r.stdout.contains("runs under a CPU quota (cgroup; docs/scaling.md, \"A CPU quota\"): pretrain-diagnose 16x1: "

@@ -145,6 +145,7 @@ out = {"skesl": sys.argv[2], "ranks": int(sys.argv[3]), "per_rank_batch": int(sy
            "cpu_quota": min(r["cpu_quota"]["cpus"] for r in start["placement"]["ranks"] if r.get("cpu_quota"))}
           if st.get("cpu", {}).get("throttled_s") else {}),
        "gradient_sum": start.get("gradient_sum"),   # the sum that ran (train.allreduce resolved)
+       "diagnosis": st.get("diagnosis"),             # what the run lost its scaling to, in one line
        # where the ranks ran, as they saw it (run_start's placement: hyperthread siblings, shared CPUs)
        "ranks_sharing_a_core": len({r for pair in start.get("placement", {}).get("shared_cores", []) for r in pair}),
        "ranks_spanning_numa": len(start.get("placement", {}).get("spanning_numa") or []),

@@ -146,6 +146,10 @@ def table(rows, node=False):
              for r in mine if r.get("cpu_quota") is not None]
     if quota:
         out.append("runs under a CPU quota (cgroup; docs/scaling.md, \"A CPU quota\"): " + "; ".join(quota))
+    # Each multi-rank run's own verdict (step_times.diagnosis).
+    for r in mine:
+        if r["ranks"] > 1 and r.get("diagnosis"):
+            out.append("diagnosis, %s %dx%d: %s" % (r.get("label") or r["skesl"], r["ranks"], r.get("threads_per_rank", 1), r["diagnosis"]))
     barrier = sorted({r.get("label") or "all" for r in mine if r.get("imbalance_from") == "barrier"})
     out.append("ranks NxT: N ranks of T BLAS threads; eff against 1 rank of the same threads; compute x: forward+backward"
                " against that rank's; on CPU: the least any rank's training thread ran in its forward+backward; imbalance and all-reduce: the median rank's share of its step (imbalance estimated"

@@ -32,9 +32,12 @@ public struct StepTimesRecord: Codable, Equatable, Sendable {
     /// Whether each rank's training thread kept its CPU while it computed (absent in logs
     /// written before it was measured).
     public var cpu: CPUUse?
+    /// What the run lost its scaling to, in one line (StepDiagnosis.swift); absent in logs
+    /// written before it was made.
+    public var diagnosis: String?
 
     enum CodingKeys: String, CodingKey {
-        case time, steps, worldSize = "world_size", imbalance, parts, ranks, stepSeconds = "step_s", cpu
+        case time, steps, worldSize = "world_size", imbalance, parts, ranks, stepSeconds = "step_s", cpu, diagnosis
     }
 
     /// What the CPU did for each rank, to tell a rank that computes slowly because it lost its
@@ -114,6 +117,7 @@ public struct StepTimesRecord: Codable, Equatable, Sendable {
         s += "  " + "step".padding(toLength: 10, withPad: " ", startingAt: 0)
             + String(format: "%9.2f %9.2f %9.2f ms", 1e3 * stepSeconds.min, 1e3 * stepSeconds.median, 1e3 * stepSeconds.max)
         if let c = cpu { s += "\n" + c.text }
+        if let d = diagnosis { s += "\n  diagnosis: " + d }
         return s
     }
 }

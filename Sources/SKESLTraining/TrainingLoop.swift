@@ -21,6 +21,8 @@ extension Trainer {
         let step: TrainStep
         let timer: StepTimer
         var progress: ProgressReporter?
+        /// Every rank's placement, for the step-time diagnosis at the end.
+        var placement: PlacementReport?
         var meter: TrainIntervalMeter
         var stepsThisRun = 0, stepSeconds = 0.0, lastLoss = Double.nan
         var epochLossSum = 0.0, epochSamples = 0
@@ -111,13 +113,15 @@ extension Trainer {
         let mine = RankPlacement.read(rank: rank, threads: threads)
         let placements = worldSize == 1 ? [mine] : try comm.allGather(String(decoding: try JSONEncoder().encode(mine), as: UTF8.self))
             .map { try JSONDecoder().decode(RankPlacement.self, from: Data($0.utf8)) }
-        let progress = rank == 0 ? try startLog(loader, placement: PlacementReport(placements)) : nil
+        let report = PlacementReport(placements)
+        let progress = rank == 0 ? try startLog(loader, placement: report) : nil
         let timer = try StepTimer(rank: rank, worldSize: worldSize, diagnose: rc.train.diagnoseImbalance,
                                   logDirectory: rc.train.stepTimeLog ? rc.runDir + "/step-times" : nil, comm: comm)
         let step = TrainStep(net: net, optimizer: optimizer, comm: comm, reducer: reducer, timer: timer, seed: rc.train.seed)
         let parts = RunParts(loader: loader, iterator: iterator, textBatch: textBatch, cache: cache,
                              rowFloats: textBatch.capacity * net.config.bert.hiddenSize, step: step, timer: timer, meter: meter)
         parts.progress = progress
+        parts.placement = report
         // Every rank has passed StopSignal.install() (the command's first step) and the
         // collectives above: a launcher may pass stop signals on now.
         if rank == 0 { RunStatusFile.writeRunning() }
@@ -289,7 +293,8 @@ extension Trainer {
         }
         if worldSize > 1 { try comm.barrier() }
         p.progress?.finish()
-        let stepTimes = try p.timer.summary(comm)
+        var stepTimes = try p.timer.summary(comm)
+        stepTimes.diagnosis = stepTimes.diagnosis(placement: p.placement)
         if p.timer.steps > 0 { try log?.write(.stepTimes(stepTimes)); say(stepTimes.text) }
         if !runEndWritten {
             try log?.runEnd(status: status, epochs: state.epochsCompleted, steps: state.step,

@@ -117,7 +117,7 @@ final class ScalingScriptTests: XCTestCase {
                     skesl("pretrain-2threads", 1, 2, 30.0, compute: 470),
                     skesl("pretrain-2threads", 8, 2, 228.0, compute: 500, extra: #""ranks_spanning_numa": 2, "#),
                     skesl("pretrain-diagnose", 16, 1, 200.0, compute: 1000, imbalance: 0.1, from: "barrier",
-                          extra: #""throttled_ms_max": 212.4, "cpu_quota": 12.5, "#),
+                          extra: #""throttled_ms_max": 212.4, "cpu_quota": 12.5, "diagnosis": "10.0% of the step waiting for the slowest rank, rank 7", "#),
                     #"{"skipped_entry": "pretrain-4threads", "why": "about 60 s needed, 12 s of the budget left"}"#,
                     // skesl bench-sum's lines (bench_node's sum plan), the larger gradient first to check the order.
                     #"{"bench": "sum", "size": "finetune", "floats": 110000000, "mb": 440.0, "sum": "shm", "ranks": 16, "hosts": 1, "algorithm": "default", "ms_median_rank": 310.5, "ms_slowest_rank": 320.25, "label": "sum"}"#,
@@ -155,6 +155,7 @@ final class ScalingScriptTests: XCTestCase {
         XCTAssertTrue(r.stdout.contains("ranks sharing a physical core with another rank (hyperthread siblings): pretrain 16x1: 16 of 16\n"), r.stdout)
         XCTAssertTrue(r.stdout.contains(#"note: {"skipped_entry": "pretrain-4threads""#), r.stdout)
         XCTAssertTrue(r.stdout.contains("ranks with CPUs on more than one NUMA node (part of their memory remote): pretrain-2threads 8x2: 2 of 8\n"), r.stdout)
+        XCTAssertTrue(r.stdout.contains("diagnosis, pretrain-diagnose 16x1: 10.0% of the step waiting for the slowest rank, rank 7\n"), r.stdout)
         // The sum alone, smaller gradient first; a failed job is a note.
         XCTAssertTrue(r.stdout.contains("the sum alone, pretrain gradient (7.9 MB), 16 ranks on 1 host(s), ms median rank / slowest: "
             + "deferred 9.50 / 11.00, deferred (coll_tuned 4) 6.25 / 7.00\nthe sum alone, finetune gradient (440.0 MB), 16 ranks on 1 host(s), "

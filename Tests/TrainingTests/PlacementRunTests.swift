@@ -130,6 +130,7 @@ final class PlacementRunTests: XCTestCase {
         XCTAssertGreaterThan(throttled.max, 0, rec.text)
         XCTAssertEqual(rec.cpu?.ranks["throttled_s"]?.count, 2)
         XCTAssertTrue(r.err.contains("its control group held back by its CPU quota"), r.err)
+        XCTAssertTrue(rec.diagnosis?.hasPrefix("the control group's CPU quota held the ranks back") ?? false, rec.text)
         let steps = try String(contentsOfFile: h.dir + "/run/step-times/rank-00000.jsonl", encoding: .utf8)
         XCTAssertTrue(steps.contains(#""throttled":"#), steps)
         // Without --np the launcher fills the quota, not the cores: one rank.

@@ -125,6 +125,11 @@ final class StepTimeTests: XCTestCase {
             XCTAssertLessThan(ar[0], imb[0], "\(name): the wait is not the all-reduce: \(rec.text)")
             XCTAssertLessThan(imb[1], 0.25 * imb[0], "\(name): the straggler waits for nobody: \(rec.text)")
             XCTAssertGreaterThan(rec.ranks["other"]![1], 0.38, "\(name): rank 1's sleep is outside every phase: \(rec.text)")
+            // The run's verdict names the straggler and the part of its step it lost.
+            let verdict = try XCTUnwrap(rec.diagnosis, rec.text)
+            XCTAssertTrue(verdict.contains("of the step waiting for the slowest rank, rank 1: its other (logging, checkpoints, evaluation, a planted delay) took"),
+                          verdict)
+            XCTAssertTrue(r.err.contains("  diagnosis: "), r.err)
             for rank in 0..<2 {
                 let lines = try stepLines(run, rank: rank)
                 XCTAssertEqual(lines.map(\.step), Array(1...6))

@@ -4,7 +4,7 @@
 // waited for a slow one or for the sum, which rank was slow, in which part of its step, and
 // what its CPU readings say about why. The rules are the table in docs/scaling.md:
 // - the slowest rank is the one with the least imbalance (the others wait for it), and the
-//   part of its step furthest above the median rank's is where it lost its time;
+//   part of its step furthest above the other ranks' median is where it lost its time;
 // - in forward + backward: a control group's quota when its throttled time covers the loss;
 //   its own threads when they ran about as long as it lost its CPU; something outside it
 //   when it lost its CPU otherwise; a hyperthread sibling rank when it kept its CPU but shares
@@ -50,7 +50,8 @@ extension StepTimesRecord {
         func compute(_ r: Int) -> Double { v("forward", r) + v("backward", r) }
         // The least imbalance; of equals, the longest compute.
         let slow = (0..<n).min { a, b in v("imbalance", a) != v("imbalance", b) ? v("imbalance", a) < v("imbalance", b) : compute(a) > compute(b) }!
-        func median(_ f: (Int) -> Double) -> Double { Self.spread((0..<n).map(f)).median }
+        // Against the other ranks (with two ranks, the other one).
+        func median(_ f: (Int) -> Double) -> Double { Self.spread((0..<n).filter { $0 != slow }.map(f)).median }
         let candidates: [(name: String, mine: Double, typical: Double)] = [
             ("forward + backward", compute(slow), median(compute)),
             ("data wait", v("data", slow), median { v("data", $0) }),
@@ -58,7 +59,7 @@ extension StepTimesRecord {
             ("other (logging, checkpoints, evaluation, a planted delay)", v("other", slow), median { v("other", $0) }),
         ]
         let worst = candidates.max { ($0.mine - $0.typical) < ($1.mine - $1.typical) }!
-        var s = String(format: "rank %d: its %@ took %.0f ms per step against the median rank's %.0f ms",
+        var s = String(format: "rank %d: its %@ took %.0f ms per step against the other ranks' median of %.0f ms",
                        slow, worst.name, 1e3 * worst.mine, 1e3 * worst.typical)
         guard worst.name == "forward + backward" else { return s }
         // Why it computed longer, from its CPU readings.

@@ -29,7 +29,7 @@ final class StepDiagnosisTests: XCTestCase {
 
     func testAStragglerInEachPartOfItsStep() throws {
         let data = try XCTUnwrap(record(4) { r in r[2][0] = 0.08; for i in [0, 1, 3] { r[i][3] = 0.078 } }.diagnosis())
-        XCTAssertTrue(data.hasPrefix("27.2% of the step waiting for the slowest rank, rank 2: its data wait took 80 ms per step against the median rank's 2 ms"), data)
+        XCTAssertTrue(data.hasPrefix("27.2% of the step waiting for the slowest rank, rank 2: its data wait took 80 ms per step against the other ranks' median of 2 ms"), data)
         let other = try XCTUnwrap(record(4) { r in r[1][6] = 0.4; for i in [0, 2, 3] { r[i][3] = 0.399 } }.diagnosis())
         XCTAssertTrue(other.contains("rank 1: its other (logging, checkpoints, evaluation, a planted delay) took 400 ms"), other)
     }
@@ -39,7 +39,7 @@ final class StepDiagnosisTests: XCTestCase {
         var cpu = (0..<4).map { _ in [0.2, 1, 0.001] }
         cpu[2] = [0.18, 40, 0.001]
         let outside = try XCTUnwrap(record(4, cpu: cpu) { straggler(&$0) }.diagnosis())
-        XCTAssertTrue(outside.contains("rank 2: its forward + backward took 300 ms per step against the median rank's 200 ms; it was on its CPU 60% of that time, "
+        XCTAssertTrue(outside.contains("rank 2: its forward + backward took 300 ms per step against the other ranks' median of 200 ms; it was on its CPU 60% of that time, "
                                        + "preempted 40 times per step: something outside the rank took its CPU"), outside)
         // Its own threads ran as long as it lost (120 ms).
         cpu[2] = [0.18, 40, 0.11]

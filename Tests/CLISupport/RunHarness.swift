@@ -37,23 +37,26 @@ public final class RunHarness {
     public struct HarnessError: Error, CustomStringConvertible { public let description: String; public init(_ d: String) { description = d } }
 
     /// A tiny run config: BERT of 1 layer, hidden 16; encoder e 8; features 6x5 audio, 4x7 video.
-    public func writeConfig(_ name: String = "config.yaml", extra: String = "") throws -> String {
+    /// `bert` replaces BERT's shape (the keys after vocab_size), `textLength` and `globalBatch`
+    /// theirs, for tests that need steps of some length.
+    public func writeConfig(_ name: String = "config.yaml", extra: String = "",
+                            bert: String = "hidden_size: 16, num_hidden_layers: 1, num_attention_heads: 2, intermediate_size: 32, max_position_embeddings: 24",
+                            textLength: Int = 16, globalBatch: Int = 6) throws -> String {
         let vocab = SynthVocabulary.tokens.count
         let yaml = """
         runDir: \(dir)/run
         model:
-          bert: {vocab_size: \(vocab), hidden_size: 16, num_hidden_layers: 1, num_attention_heads: 2,
-                 intermediate_size: 32, max_position_embeddings: 24, hidden_dropout_prob: 0.1,
+          bert: {vocab_size: \(vocab), \(bert), hidden_dropout_prob: 0.1,
                  attention_probs_dropout_prob: 0.1}
           crossmodal: {layers: 2, attentionDim: 8, audioDim: 5, videoDim: 7, dropout: 0.5}
           head: {hidden: 8, dropout: 0.5}
         data:
           store: \(dir)/store
           tokenizer: \(dir)/vocab.txt
-          textLength: 16
+          textLength: \(textLength)
         train:
           epochs: 3
-          globalBatch: 6
+          globalBatch: \(globalBatch)
           seed: 11
           optimizer: {lr: 1.0e-3}
         \(extra)

@@ -169,16 +169,8 @@ final class StepTimeTests: XCTestCase {
         try h.synth(samples: 40)
         // Steps of about 100 ms of compute (BERT of 2 layers, hidden 256, 32 x 64 tokens): many
         // scheduler time slices, so a shared CPU shows in every step.
-        let cfg = h.dir + "/big.yaml"
-        try """
-        model:
-          bert: {vocab_size: \(SynthVocabulary.tokens.count), hidden_size: 256, num_hidden_layers: 2, num_attention_heads: 4,
-                 intermediate_size: 1024, max_position_embeddings: 64}
-          crossmodal: {layers: 2, attentionDim: 8, audioDim: 5, videoDim: 7}
-          head: {hidden: 8}
-        data: {store: \(h.dir)/store, tokenizer: \(h.dir)/vocab.txt, textLength: 64}
-        train: {epochs: 3, globalBatch: 32, seed: 11}
-        """.write(toFile: cfg, atomically: true, encoding: .utf8)
+        let cfg = try h.writeConfig("big.yaml", bert: "hidden_size: 256, num_hidden_layers: 2, num_attention_heads: 4, "
+                                    + "intermediate_size: 1024, max_position_embeddings: 64", textLength: 64, globalBatch: 32)
         let cpu = try XCTUnwrap(RankPlacement.read(rank: 0, threads: 1).cpus.first, "no CPU in this process's affinity")
         let busy = Process()
         busy.executableURL = URL(fileURLWithPath: "/usr/bin/taskset")

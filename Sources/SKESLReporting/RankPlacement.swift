@@ -25,11 +25,18 @@ public struct RankPlacement: Codable, Equatable, Sendable {
     /// kernel shows none. A rank whose CPUs lie on two nodes finds half its memory remote.
     public var numa: [Int]?
     public var hostNUMANodes: Int?
+    /// The world rank of the first rank on its host as MPI groups the ranks that share memory
+    /// (MPI_Comm_split_type), which is how the shm sum and `train.allreduce: auto` count hosts;
+    /// the report groups ranks by it, and by host name where it is nil (one rank, old logs).
+    public var node: Int?
 
     enum CodingKeys: String, CodingKey {
         case rank, host, cpus, cores, hostCPUs = "host_cpus", hostCores = "host_cores", threads, quota = "cpu_quota",
-             numa = "numa_nodes", hostNUMANodes = "host_numa_nodes"
+             numa = "numa_nodes", hostNUMANodes = "host_numa_nodes", node
     }
+
+    /// The host as the report groups ranks.
+    var hostKey: String { node.map { "\u{1}\($0)" } ?? host }
 
     public init(rank: Int, host: String, cpus: [Int], cores: [String], hostCPUs: Int, hostCores: Int, threads: Int,
                 quota: CPUQuota? = nil, numa: [Int]? = nil, hostNUMANodes: Int? = nil) {
@@ -124,7 +131,7 @@ public struct PlacementReport: Codable, Equatable, Sendable {
 
     public init(_ ranks: [RankPlacement]) {
         self.ranks = ranks.sorted { $0.rank < $1.rank }
-        let byHost = Dictionary(grouping: self.ranks, by: \.host)
+        let byHost = Dictionary(grouping: self.ranks, by: \.hostKey)
         var sharedCPUs: [[Int]] = [], sharedCores: [[Int]] = [], unbound: [Int] = []
         for (_, rs) in byHost {
             for r in rs where rs.count > 1 && r.cpus.count >= r.hostCPUs { unbound.append(r.rank) }
@@ -143,7 +150,7 @@ public struct PlacementReport: Codable, Equatable, Sendable {
         // Ranks on one host in one group share its quota.
         let limited = self.ranks.filter { $0.quota != nil }
         if !limited.isEmpty {
-            let groups = Dictionary(grouping: limited) { $0.host + "\u{0}" + $0.quota!.group }
+            let groups = Dictionary(grouping: limited) { $0.hostKey + "\u{0}" + $0.quota!.group }
             overQuota = groups.values.filter { rs in Double(rs.map(\.threads).reduce(0, +)) > rs[0].quota!.cpus }
                 .flatMap { $0.map(\.rank) }.sorted()
         }
@@ -163,12 +170,19 @@ public struct PlacementReport: Codable, Equatable, Sendable {
     func describe(byHost: [String: [RankPlacement]]) -> String {
         let threads = Set(ranks.map(\.threads)).sorted().map(String.init).joined(separator: "/")
         var s = "\(ranks.count) rank\(ranks.count == 1 ? "" : "s") x \(threads) thread\(threads == "1" ? "" : "s") on "
-        let hosts = byHost.keys.sorted()
+        // Each host by its name; a name two hosts share (MPI tells them apart) gets its first rank.
+        let names = Dictionary(grouping: byHost.keys) { byHost[$0]![0].host }
+        func name(_ key: String) -> String {
+            let r = byHost[key]!.min { $0.rank < $1.rank }!
+            return names[r.host]!.count > 1 ? "\(r.host) (rank \(r.node ?? r.rank))" : r.host
+        }
+        let hosts = byHost.keys.map(name).sorted()
+        let count = Dictionary(uniqueKeysWithValues: byHost.map { (name($0.key), $0.value.count) })
         if hosts.count == 1, let r = ranks.first {
             s += "\(r.host) (\(r.hostCPUs) CPUs = \(r.hostCores) cores x \(r.hostCPUs / max(r.hostCores, 1))"
                 + ((r.hostNUMANodes ?? 1) > 1 ? ", \(r.hostNUMANodes!) NUMA nodes)" : ")")
         } else {
-            s += "\(hosts.count) hosts (" + hosts.prefix(3).map { "\($0): \(byHost[$0]!.count)" }.joined(separator: ", ") + (hosts.count > 3 ? ", ..." : "") + ")"
+            s += "\(hosts.count) hosts (" + hosts.prefix(3).map { "\($0): \(count[$0]!)" }.joined(separator: ", ") + (hosts.count > 3 ? ", ..." : "") + ")"
         }
         // A rank allowed every CPU of its host is not bound, whether or not that matters.
         let widths = Set(ranks.filter { $0.cpus.count < $0.hostCPUs }.map(\.cpus.count)).sorted()

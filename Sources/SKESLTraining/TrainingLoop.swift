@@ -110,7 +110,9 @@ extension Trainer {
         // Rank 0's header (its sgemm measurement takes 0.3 s) comes before the step timer's
         // barrier, so that every rank's clock starts at the first step.
         // Every rank reads where it runs; rank 0 reports all of them (header and run_start).
-        let mine = RankPlacement.read(rank: rank, threads: threads)
+        var mine = RankPlacement.read(rank: rank, threads: threads)
+        // Hosts as MPI groups the ranks that share memory, as the shm sum and auto count them.
+        if worldSize > 1 { mine.node = try comm.splitByHost().broadcast(rank) }
         let placements = worldSize == 1 ? [mine] : try comm.allGather(String(decoding: try JSONEncoder().encode(mine), as: UTF8.self))
             .map { try JSONDecoder().decode(RankPlacement.self, from: Data($0.utf8)) }
         let report = PlacementReport(placements)

@@ -118,6 +118,13 @@ final class RankPlacementTests: XCTestCase {
         let hosts = PlacementReport([place(0, [0], host: "a"), place(1, [0], host: "b"), place(2, [2], host: "a")])
         XCTAssertEqual(hosts.sharedCPUs, []); XCTAssertEqual(hosts.sharedCores, [[0, 2]])
         XCTAssertTrue(hosts.summary.hasPrefix("3 ranks x 1 thread on 2 hosts (a: 2, b: 1)"), hosts.summary)
+        // Hosts as MPI groups them (`node`, the host's first rank) over their names: two machines
+        // that both call themselves n1 are two hosts; ranks of one node are one host.
+        func at(_ rank: Int, node: Int) -> RankPlacement { var p = place(rank, [0]); p.node = node; return p }
+        let twins = PlacementReport([at(0, node: 0), at(1, node: 0), at(2, node: 2), at(3, node: 2)])
+        XCTAssertEqual(twins.sharedCPUs, [[0, 1], [2, 3]])
+        XCTAssertTrue(twins.summary.hasPrefix("4 ranks x 1 thread on 2 hosts (n1 (rank 0): 2, n1 (rank 2): 2)"), twins.summary)
+        XCTAssertTrue(PlacementReport([at(0, node: 0), at(1, node: 0)]).summary.hasPrefix("2 ranks x 1 thread on n1 (4 CPUs"))
     }
 
     func testRunStartCarriesThePlacement() throws {

@@ -58,6 +58,12 @@ final class MultiHostTrainingTests: XCTestCase {
         if two.status == 77 { throw XCTSkip("two-host test skipped: \(two.err.trimmingCharacters(in: .whitespacesAndNewlines))") }
         XCTAssertEqual(two.status, 0, two.err)
         XCTAssertTrue(two.err.contains("gradient sum: shared memory, 2 hosts x 2 ranks, MPI between hosts"), two.err)
+        // The placement counts the hosts as the sum does: ranks 0-1 on one, 2-3 on the other.
+        let start = try MetricsLogReader.read(path: h.dir + "/two/metrics.jsonl").records.compactMap { r -> RunStartRecord? in
+            if case .runStart(let s) = r { return s } else { return nil } }.last
+        let placement = try XCTUnwrap(start?.placement, "run_start has no placement")
+        XCTAssertEqual(placement.ranks.map(\.node), [0, 0, 2, 2])
+        XCTAssertTrue(placement.summary.hasPrefix("4 ranks x 1 thread on 2 hosts ("), placement.summary)
         let one = try h.run(["pretrain", "-c", cfg, "--run-dir", h.dir + "/one"] + args, np: 4, timeout: 300)
         XCTAssertEqual(one.status, 0, one.err)
         let a = try h.parameters(h.checkpoint(step: 4, run: "two")), b = try h.parameters(h.checkpoint(step: 4, run: "one"))

@@ -41,6 +41,7 @@ final class PlacementRunTests: XCTestCase {
         XCTAssertTrue(bound.err.contains("placement: 2 ranks x 1 thread on "), bound.err)
         let b = try placement(h.dir + "/bound")
         XCTAssertEqual(b.ranks.map(\.rank), [0, 1])
+        XCTAssertEqual(b.ranks.map(\.node), [0, 0], "one host as MPI groups them: its first rank is 0")
         for r in b.ranks {
             XCTAssertEqual(r.cores, r.cpus.map(core), "rank \(r.rank)")
             XCTAssertEqual(Set(r.cores).count, 1, "rank \(r.rank) is bound to one core: \(r)")

@@ -22,8 +22,8 @@
 #   sum       the gradient sum alone at F ranks (skesl bench-sum, no training): the reference
 #             pretraining and fine-tuning gradients with deferred (Open MPI's own algorithm) and
 #             shm, then the pretraining gradient with each of Open MPI's all-reduce algorithms
-#             (coll_tuned 1-6); about a minute, and left out of the scaling of the other entries'
-#             time estimates
+#             (coll_tuned 1-6), then both with deferred in buckets of 2 and 64 MiB instead of 8;
+#             about a minute, and left out of the scaling of the other entries' time estimates
 #   all       the four
 #
 # Environment:
@@ -209,17 +209,18 @@ fi
 # so that one failing (shm without /dev/shm room) keeps the others; each job ends by the
 # deadline (epoch seconds). JSON lines into DIR/results.jsonl, stderr into DIR/sum.err.
 run_sum() {  # ranks deadline dir
-  local np=$1 deadline=$2 d=$3 spec how alg left rc mca tasks
+  local np=$1 deadline=$2 d=$3 spec how alg bucket left rc mca tasks
   mkdir -p "$d"; : > "$d/results.jsonl"
-  for spec in deferred: shm: deferred:1 deferred:2 deferred:3 deferred:4 deferred:5 deferred:6; do
-    how=${spec%%:*} alg=${spec#*:}
+  # way:algorithm:bucket MiB (empty: Open MPI's own choice, train.bucketMB's default of 8)
+  for spec in deferred:: shm:: deferred:1: deferred:2: deferred:3: deferred:4: deferred:5: deferred:6: deferred::2 deferred::64; do
+    IFS=: read -r how alg bucket <<< "$spec"
     left=$(( deadline - $(date +%s) )); [ "$left" -gt 5 ] || { echo "{\"skipped_sum\": \"$spec\", \"why\": \"the budget ran out\"}" >> "$d/results.jsonl"; continue; }
     mca=(); tasks=(--task pretrain --task finetune)
     if [ -n "$alg" ]; then mca=(--mca coll_tuned_use_dynamic_rules 1 --mca coll_tuned_allreduce_algorithm "$alg"); tasks=(--task pretrain); fi
-    echo "  bench-sum: $np ranks, $how, all-reduce algorithm ${alg:-default}"
+    echo "  bench-sum: $np ranks, $how, all-reduce algorithm ${alg:-default}, buckets of ${bucket:-8} MiB"
     rc=0
     timeout --kill-after=5 "$left" "$B/run" "$B/Cluster/launch.sh" --np "$np" ${mca[@]+"${mca[@]}"} -- \
-      bench-sum "${tasks[@]}" --sum "$how" --steps 5 --json >> "$d/results.jsonl" 2>> "$d/sum.err" || rc=$?
+      bench-sum "${tasks[@]}" --sum "$how" --bucket-mb "${bucket:-8}" --steps 5 --json >> "$d/results.jsonl" 2>> "$d/sum.err" || rc=$?
     [ $rc = 0 ] || echo "{\"failed_sum\": \"$spec\", \"error\": \"exit $rc (logs/sum/sum.err)\"}" >> "$d/results.jsonl"
   done
 }

@@ -97,8 +97,9 @@ def table(rows, node=False):
         these = [r for r in sums_alone if r["size"] == size]
         out.append("the sum alone, %s gradient (%.1f MB), %d ranks on %d host(s), ms median rank / slowest: " % (
             size, these[0]["mb"], these[0]["ranks"], these[0]["hosts"]) + ", ".join(
-            "%s%s %.2f / %.2f" % (r["sum"], "" if r.get("algorithm", "default") == "default" else " (coll_tuned %s)" % r["algorithm"],
-                                  r["ms_median_rank"], r["ms_slowest_rank"]) for r in these))
+            "%s%s%s %.2f / %.2f" % (r["sum"], "" if r.get("algorithm", "default") == "default" else " (coll_tuned %s)" % r["algorithm"],
+                                    "" if r.get("bucket_mb", 8) == 8 else " (buckets %g MiB)" % r["bucket_mb"],
+                                    r["ms_median_rank"], r["ms_slowest_rank"]) for r in these))
     # One CPU's sgemm alone and with every CPU computing at once (bench_node's node check).
     for r in rows:
         if r.get("bench") == "sgemm_load":

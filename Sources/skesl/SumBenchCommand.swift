@@ -75,8 +75,8 @@ struct SumBenchCommand: ParsableCommand {
                     let bus = Double(count * 4) * 2 * (n - 1) / n / max(t.slowest, 1e-12) / 1e9
                     guard comm.rank == 0 else { continue }
                     if json {
-                        print(String(format: #"{"bench": "sum", "size": "%@", "floats": %d, "mb": %.3f, "sum": "%@", "ranks": %d, "hosts": %d, "algorithm": "%@", "ms_median_rank": %.3f, "ms_slowest_rank": %.3f, "busbw_gbs": %.3f, "checked": true}"#,
-                                     name, count, mb, s, comm.size, hosts, algorithm, 1e3 * t.median, 1e3 * t.slowest, bus))
+                        print(String(format: #"{"bench": "sum", "size": "%@", "floats": %d, "mb": %.3f, "sum": "%@", "bucket_mb": %g, "ranks": %d, "hosts": %d, "algorithm": "%@", "ms_median_rank": %.3f, "ms_slowest_rank": %.3f, "busbw_gbs": %.3f, "checked": true}"#,
+                                     name, count, mb, s, bucketMB, comm.size, hosts, algorithm, 1e3 * t.median, 1e3 * t.slowest, bus))
                     } else {
                         print(name.padding(toLength: 8, withPad: " ", startingAt: 0) + String(format: " %10d %8.1f  ", count, mb)
                               + s.padding(toLength: 8, withPad: " ", startingAt: 0)

@@ -19,7 +19,7 @@ final class SumBenchCommandTests: XCTestCase {
         XCTAssertEqual(lines.map { $0["floats"] as? Int }, [1000, 1000, 1000, 1000, 3000001, 3000001, 3000001, 3000001])
         for l in lines {
             XCTAssertEqual(l["ranks"] as? Int, 2); XCTAssertEqual(l["hosts"] as? Int, 1); XCTAssertEqual(l["checked"] as? Bool, true)
-            XCTAssertEqual(l["algorithm"] as? String, "default")
+            XCTAssertEqual(l["algorithm"] as? String, "default"); XCTAssertEqual(l["bucket_mb"] as? Double, 8)
             XCTAssertGreaterThan(l["ms_slowest_rank"] as? Double ?? 0, 0, "\(l)")
             XCTAssertGreaterThanOrEqual(l["ms_slowest_rank"] as? Double ?? 0, l["ms_median_rank"] as? Double ?? .infinity, "\(l)")
         }

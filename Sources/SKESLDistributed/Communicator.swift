@@ -78,6 +78,13 @@ public final class Communicator: @unchecked Sendable {
         return try Communicator(comm: sub, owned: true, threadLevel: threadLevel)
     }
 
+    /// The hosts as splitByHost groups the ranks: this rank's host's first rank (in this
+    /// communicator) and how many hosts there are. Collective.
+    public func hostLayout() throws -> (leader: Int, hosts: Int) {
+        let local = try splitByHost()
+        return (try local.broadcast(rank), try allReduce(local.rank == 0 ? 1 : 0))
+    }
+
     /// The ranks that pass the same `color`, ranked by `key`: MPI_Comm_split. Collective.
     public func split(color: Int, key: Int) throws -> Communicator {
         var c: MPI_Comm? = nil

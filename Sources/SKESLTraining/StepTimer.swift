@@ -64,7 +64,7 @@ public final class StepTimer {
     private var currentCPU = [0.0, 0.0, 0.0]
     private var totalsCPU = [0.0, 0.0, 0.0]
     /// The control group's CPU quota, its throttled seconds at the step's start, this step's and the run's.
-    private let quota = CPUQuota.read()
+    private let quota: CPUQuota?
     private var throttledMark = 0.0, currentThrottled = 0.0, totalThrottled = 0.0
 
     /// The training thread's CPU seconds and involuntary context switches, and the process's CPU seconds.
@@ -81,10 +81,12 @@ public final class StepTimer {
     }
 
     /// `logDirectory`: where this rank appends one JSON line per step (rank-NNNNN.jsonl); nil for none.
+    /// `quota`: the rank's CPU quota where the caller has read it already (its placement).
     /// With a communicator of several ranks, a barrier starts the clocks together (rank 0
     /// alone writes the run's header and measures sgemm before the first step).
-    public init(rank: Int, worldSize: Int, diagnose: Bool, logDirectory: String? = nil, comm: Communicator? = nil) throws {
-        self.rank = rank; self.worldSize = worldSize; self.diagnose = diagnose
+    public init(rank: Int, worldSize: Int, diagnose: Bool, logDirectory: String? = nil, comm: Communicator? = nil,
+                quota: CPUQuota? = CPUQuota.read()) throws {
+        self.rank = rank; self.worldSize = worldSize; self.diagnose = diagnose; self.quota = quota
         defer { syncEnd = clock.now() }
         if let d = logDirectory {
             try FileManager.default.createDirectory(atPath: d, withIntermediateDirectories: true)

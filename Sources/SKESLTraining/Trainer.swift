@@ -48,6 +48,9 @@ public final class Trainer {
     let threads: Int
     /// Why the gradient sum runs as it does, where `train.allreduce: auto` chose it (the header and run_start).
     private(set) var allReduceWhy: String?
+    /// The world rank of this rank's host's first rank, as MPI groups the ranks that share
+    /// memory (Communicator.hostLayout); nil on one rank. The placement report's `node`.
+    let hostLeader: Int?
     /// Copies a resume completed, logged once the metrics log is open.
     var copiesCompletedOnResume: [String] = []
 
@@ -83,13 +86,9 @@ public final class Trainer {
         let bucketBytes = Int(rc.train.bucketMB * 1_048_576)
         var sharedMemoryReducer: GradientReducer? = nil
         // Hosts as MPI sees them (the ranks that can share memory), as the shm sum counts them.
-        var hosts = 1
-        if comm.size > 1 && rc.train.allreduce == .auto {
-            let local = try comm.splitByHost()
-            var firsts = [local.rank == 0 ? 1.0 : 0.0]
-            try comm.allReduce(&firsts)
-            hosts = Int(firsts[0])
-        }
+        let layout = comm.size > 1 ? try comm.hostLayout() : nil
+        hostLeader = layout?.leader
+        let hosts = layout?.hosts ?? 1
         let allReduce = rc.train.allreduce.resolved(hosts: hosts)
         if rc.train.allreduce == .auto {
             allReduceWhy = "train.allreduce auto: " + (hosts > 1 ? "ranks on \(hosts) hosts" : "all ranks on one host")

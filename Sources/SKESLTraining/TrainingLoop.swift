@@ -112,13 +112,14 @@ extension Trainer {
         // Every rank reads where it runs; rank 0 reports all of them (header and run_start).
         var mine = RankPlacement.read(rank: rank, threads: threads)
         // Hosts as MPI groups the ranks that share memory, as the shm sum and auto count them.
-        if worldSize > 1 { mine.node = try comm.splitByHost().broadcast(rank) }
+        mine.node = hostLeader
         let placements = worldSize == 1 ? [mine] : try comm.allGather(String(decoding: try JSONEncoder().encode(mine), as: UTF8.self))
             .map { try JSONDecoder().decode(RankPlacement.self, from: Data($0.utf8)) }
         let report = PlacementReport(placements)
         let progress = rank == 0 ? try startLog(loader, placement: report) : nil
         let timer = try StepTimer(rank: rank, worldSize: worldSize, diagnose: rc.train.diagnoseImbalance,
-                                  logDirectory: rc.train.stepTimeLog ? rc.runDir + "/step-times" : nil, comm: comm)
+                                  logDirectory: rc.train.stepTimeLog ? rc.runDir + "/step-times" : nil, comm: comm,
+                                  quota: mine.quota)
         let step = TrainStep(net: net, optimizer: optimizer, comm: comm, reducer: reducer, timer: timer, seed: rc.train.seed)
         let parts = RunParts(loader: loader, iterator: iterator, textBatch: textBatch, cache: cache,
                              rowFloats: textBatch.capacity * net.config.bert.hiddenSize, step: step, timer: timer, meter: meter)

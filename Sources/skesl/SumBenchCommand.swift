@@ -56,8 +56,7 @@ struct SumBenchCommand: ParsableCommand {
     func run() throws {
         try withWorld { comm in
             let sizes: [(String, Int)] = floats.isEmpty ? task.map { ($0.rawValue, Self.referenceFloats($0)) } : floats.map { ("floats", $0) }
-            let local = try comm.splitByHost()
-            let hosts = Int(try comm.allReduce(local.rank == 0 ? 1.0 : 0.0))
+            let hosts = try comm.hostLayout().hosts
             let env = ProcessInfo.processInfo.environment
             let algorithm = env["OMPI_MCA_coll_tuned_use_dynamic_rules"] == "1" ? env["OMPI_MCA_coll_tuned_allreduce_algorithm"] ?? "default" : "default"
             let n = Double(comm.size)

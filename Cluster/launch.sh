@@ -25,9 +25,10 @@
 #   --exe PATH              program to run (default: $SKESL_BIN, the repo's .build/release/skesl, or skesl on PATH)
 #   --mpirun PATH           mpirun to use (default: mpirun on PATH)
 #   --dry-run               print the mpirun command line and exit
-#   --node-info             print what the launcher sees of this node and exit: "cpus N cores N quota Q"
-#                           (the CPUs it may use, their physical cores, its control group's CPU quota
-#                           in CPUs, or "none")
+#   --node-info             print what the launcher sees of this node and exit: "cpus N cores N quota Q
+#                           usable U" (the CPUs it may use, their physical cores, its control group's
+#                           CPU quota in CPUs or "none", and the CPUs to fill: the quota's whole CPUs
+#                           where fewer than the CPUs, at least 1)
 set -euo pipefail
 
 die() { echo "launch.sh: $*" >&2; exit 2; }
@@ -52,7 +53,7 @@ while [ $# -gt 0 ]; do
     --mpirun) mpirun_bin="${2:?--mpirun needs a path}"; shift 2 ;;
     --dry-run) dry=1; shift ;;
     --node-info) node_info=1; shift ;;
-    -h|--help) sed -n '2,30p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,31p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     --) shift; break ;;
     *) die "unknown option $1 (program arguments go after --; see --help)" ;;
   esac
@@ -120,11 +121,14 @@ quota_cpus() {
   done
 }
 node_quota=${LAUNCH_TEST_NODE_QUOTA-$(quota_cpus)}
-if [ "$node_info" = 1 ]; then echo "cpus $node_cpus cores $node_cores quota ${node_quota:-none}"; exit 0; fi
 quota_whole=""   # the quota in whole CPUs, where it is below this node's CPUs
 if [ -n "$node_quota" ]; then
   quota_whole=$(awk -v q="$node_quota" 'BEGIN { print int(q) }')
   [ "$quota_whole" -lt "$node_cpus" ] || quota_whole=""
+fi
+if [ "$node_info" = 1 ]; then
+  usable=${quota_whole:-$node_cpus}; [ "$usable" -ge 1 ] || usable=1
+  echo "cpus $node_cpus cores $node_cores quota ${node_quota:-none} usable $usable"; exit 0
 fi
 
 # On this node alone without --np or --per-node: the node full, one rank per T physical cores

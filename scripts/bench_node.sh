@@ -47,10 +47,9 @@ if [ -z "${CPUS:-}" ]; then
   # The CPUs this node gives: nproc, or the whole CPUs of a lower CPU quota (a container's limit,
   # docs/scaling.md "A CPU quota"), as the launcher sees them.
   CPUS=$(nproc)
-  quota=$("$(dirname "$0")/../Cluster/launch.sh" --node-info 2>/dev/null | awk '{ print $6 }' || true)
-  if [[ "$quota" =~ ^[0-9]+(\.[0-9]+)?$ ]]; then
-    q=${quota%.*}; [ "$q" -ge 1 ] || q=1
-    if [ "$q" -lt "$CPUS" ]; then echo "bench_node: a CPU quota of $quota CPUs: planned for $q of the $CPUS CPUs"; CPUS=$q; fi
+  read -r _ _ _ _ _ quota _ q < <("$(dirname "$0")/../Cluster/launch.sh" --node-info 2>/dev/null) || true
+  if [[ "${q:-}" =~ ^[1-9][0-9]*$ ]] && [ "$q" -lt "$CPUS" ]; then
+    echo "bench_node: a CPU quota of $quota CPUs: planned for $q of the $CPUS CPUs"; CPUS=$q
   fi
 fi
 PLANS=${*:-pretrain}

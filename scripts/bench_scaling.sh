@@ -53,10 +53,9 @@ export OPENBLAS_NUM_THREADS=$T
 CPUS=$(nproc)
 # Under a CPU quota (a container's limit) of fewer whole CPUs than that, those are the CPUs:
 # more ranks would only take turns at the quota (docs/scaling.md, "A CPU quota").
-quota=$("$LAUNCH" --node-info 2>/dev/null | awk '{ print $6 }' || true)
-if [[ "$quota" =~ ^[0-9]+(\.[0-9]+)?$ ]]; then
-  q=${quota%.*}; [ "$q" -ge 1 ] || q=1
-  if [ "$q" -lt "$CPUS" ]; then echo "bench_scaling: a CPU quota of $quota CPUs: ranks up to $q of this node's $CPUS CPUs"; CPUS=$q; fi
+read -r _ _ _ _ _ quota _ q < <("$LAUNCH" --node-info 2>/dev/null) || true
+if [[ "${q:-}" =~ ^[1-9][0-9]*$ ]] && [ "$q" -lt "$CPUS" ]; then
+  echo "bench_scaling: a CPU quota of $quota CPUs: ranks up to $q of this node's $CPUS CPUs"; CPUS=$q
 fi
 SIZES=${SIZES:-1 2 4 8 16}; MAX=${MAX_RANKS:-$(( CPUS / T > 0 ? CPUS / T : 1 ))}; TASKS=${TASKS:-pretrain finetune cached}
 PER=${PER:-16}; STEPS=${STEPS:-6}; CPER=${CACHED_PER:-64}; CSTEPS=${CACHED_STEPS:-12}

@@ -75,8 +75,14 @@ final class LocalSlurm {
         env["SKESL_BIN"] = h.binary
         env["OPENBLAS_NUM_THREADS"] = "1"
         env.merge(extra) { _, new in new }
+        // slurm.sbatch asks for its warning 600 s ahead (--signal=B:USR1@600): under a limit of
+        // 5 minutes Slurm would send it at its first 30 s tick of every attempt, whenever that
+        // falls, and a test whose attempt outlasts that tick on a loaded machine would requeue
+        // once more than it expects. Unless a test sets its own, the warning comes 10 s before
+        // the limit, after any of these tests has ended.
+        let warning = options.contains { $0.hasPrefix("--signal") } ? [] : ["--signal=B:USR1@10"]
         let r = try LocalSlurm.command("sbatch", ["--parsable", "-N1", "--ntasks-per-node=2", "--cpus-per-task=1",
-                                                  "-o", h.dir + "/job-%j.out"] + options + [sbatchScript] + args,
+                                                  "-o", h.dir + "/job-%j.out"] + warning + options + [sbatchScript] + args,
                                        environment: env, in: h.dir)
         guard r.status == 0, let id = Int(r.out.trimmingCharacters(in: .whitespacesAndNewlines).split(separator: ";")[0]) else {
             throw RunHarness.HarnessError("sbatch failed (\(r.status)): \(r.out) \(r.err)")

@@ -148,7 +148,10 @@ out = {"skesl": sys.argv[2], "ranks": int(sys.argv[3]), "per_rank_batch": int(sy
        # where the ranks ran, as they saw it (run_start's placement: hyperthread siblings, shared CPUs)
        "ranks_sharing_a_core": len({r for pair in start.get("placement", {}).get("shared_cores", []) for r in pair}),
        "ranks_spanning_numa": len(start.get("placement", {}).get("spanning_numa") or []),
-       "placement_seen": start.get("placement", {}).get("summary")}
+       "placement_seen": start.get("placement", {}).get("summary"),
+       # the host as rank 0 saw it: CPUs and physical cores (fewer cores than CPUs: hyperthreads)
+       **{k: start["placement"]["ranks"][0][k] for k in ("host_cpus", "host_cores")
+          if start.get("placement", {}).get("ranks") and k in start["placement"]["ranks"][0]}}
 print(json.dumps(out))
 PY
   tail -1 "$RES"

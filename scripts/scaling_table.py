@@ -16,7 +16,9 @@ most time per step the kernel held the group back for exceeding it. Lines of `sk
 (bench_node's `sum` plan) give the gradient sum alone, per gradient and way of summing.
 
 With --node, the end lists every placement that used all the node's CPUs (ranks x threads =
-CPUs) per step, fastest first: the launcher's default placement is the winner there.
+CPUs), and where the runs saw fewer physical cores than CPUs (host_cores, hyperthreads) every
+one that used each core once (ranks x threads = cores), per step, fastest first: the
+launcher's default placement is the winner there.
 
 Run: python3 scripts/scaling_table.py results.jsonl [--node]
 """
@@ -157,11 +159,18 @@ def table(rows, node=False):
                " from the ranks' ready times%s)" % ("; measured with a barrier in: " + ", ".join(barrier) if barrier else ""))
     if node:
         cpus = max((r["ranks"] * r.get("threads_per_rank", 1) for r in mine), default=0)
+        # With hyperthreads (fewer physical cores than CPUs), one rank per core (ranks x threads =
+        # cores, the launcher's default today) competes too: it is the placement that leaves the
+        # siblings idle, and the line must say whether filling them wins.
+        cores = min((r["host_cores"] for r in mine if r.get("host_cores")), default=0)
+        fills = {cpus} | ({cores} if 0 < cores < cpus else set())
         for task in ("pretrain", "finetune", "cached"):
-            full = sorted((r for r in mine if r["skesl"] == task and r["ranks"] * r.get("threads_per_rank", 1) == cpus),
+            full = sorted((r for r in mine if r["skesl"] == task and r["ranks"] * r.get("threads_per_rank", 1) in fills),
                           key=lambda r: -r["samples_per_s"])
             if full:
-                out.append("node, %s, all %d CPUs, fastest first: " % (task, cpus) + ", ".join(
+                what = "all %d CPUs" % cpus if len(fills) == 1 else \
+                    "all %d CPUs or one rank per physical core (%d cores)" % (cpus, cores)
+                out.append("node, %s, %s, fastest first: " % (task, what) + ", ".join(
                     "%dx%d %s %.2f s/s" % (r["ranks"], r.get("threads_per_rank", 1), r.get("label", ""), r["samples_per_s"])
                     for r in full))
     return "\n".join(out)

@@ -73,6 +73,10 @@ final class ScalingScriptTests: XCTestCase {
             XCTAssertTrue((run["placement"] as? String ?? "").contains("--bind-to core"), "the launcher's placement\n" + results)
             let onCPU = run["compute_on_cpu_min"] as? Double ?? -1
             XCTAssertTrue(onCPU > 0 && onCPU <= 1.001, results)
+            // The host as the ranks saw it, for the node line's one-rank-per-core placements.
+            let cpus = ProcessInfo.processInfo.activeProcessorCount
+            XCTAssertEqual(run["host_cpus"] as? Int, cpus, results)
+            XCTAssertTrue((1...cpus).contains(run["host_cores"] as? Int ?? 0), results)
         }
         XCTAssertTrue((runs[1]["gradient_sum"] as? String ?? "").hasPrefix("MPI all-reduce, deferred progress"), results)
         XCTAssertTrue(r.stdout.contains(" on CPU ") && r.stdout.contains("\npretrain      2       1 |"), r.stdout)
@@ -115,6 +119,8 @@ final class ScalingScriptTests: XCTestCase {
                     ddp(1, 16.0, 1.0), ddp(16, 160.0, 0.625),
                     skesl("pretrain-shm", 16, 1, 244.8, compute: 880, sum: "shared memory, 1 host x 16 ranks"),
                     skesl("pretrain-2threads", 1, 2, 30.0, compute: 470),
+                    // One rank per physical core of a node of 8 cores x 2 hyperthreads.
+                    skesl("pretrain-half", 8, 1, 120.0, compute: 850, extra: #""host_cpus": 16, "host_cores": 8, "#),
                     skesl("pretrain-2threads", 8, 2, 228.0, compute: 500, extra: #""ranks_spanning_numa": 2, "#),
                     skesl("pretrain-diagnose", 16, 1, 200.0, compute: 1000, imbalance: 0.1, from: "barrier",
                           extra: #""throttled_ms_max": 212.4, "cpu_quota": 12.5, "diagnosis": "10.0% of the step waiting for the slowest rank, rank 7", "#),
@@ -151,7 +157,7 @@ final class ScalingScriptTests: XCTestCase {
         XCTAssertTrue(r.stdout.contains("measured with a barrier in: pretrain-diagnose"), r.stdout)
         // Which sum each run used, from its run_start.
         XCTAssertTrue(r.stdout.contains("gradient sum: shared memory, 1 host x 16 ranks: pretrain-shm 16\n"), r.stdout)
-        XCTAssertTrue(r.stdout.contains("gradient sum: MPI all-reduce, deferred progress (auto): pretrain 16, pretrain-2threads 8, pretrain-diagnose 16\n"), r.stdout)
+        XCTAssertTrue(r.stdout.contains("gradient sum: MPI all-reduce, deferred progress (auto): pretrain 16, pretrain-half 8, pretrain-2threads 8, pretrain-diagnose 16\n"), r.stdout)
         // The run's own view of its placement: all 16 ranks had a hyperthread sibling rank.
         XCTAssertTrue(r.stdout.contains("ranks sharing a physical core with another rank (hyperthread siblings): pretrain 16x1: 16 of 16\n"), r.stdout)
         XCTAssertTrue(r.stdout.contains(#"note: {"skipped_entry": "pretrain-4threads""#), r.stdout)
@@ -168,8 +174,16 @@ final class ScalingScriptTests: XCTestCase {
         // A run under a CPU quota, and only it, is named with the quota and its throttled time.
         XCTAssertTrue(r.stdout.contains("runs under a CPU quota (cgroup; docs/scaling.md, \"A CPU quota\"): pretrain-diagnose 16x1: "
             + "quota 12.5 CPUs, throttled up to 212 ms per step\n"), r.stdout)
-        XCTAssertTrue(r.stdout.contains("node, pretrain, all 16 CPUs, fastest first: 16x1 pretrain-shm 244.80 s/s, "
-            + "8x2 pretrain-2threads 228.00 s/s, 16x1 pretrain 216.00 s/s, 16x1 pretrain-diagnose 200.00 s/s"), r.stdout)
+        // Every CPU filled, and (the runs saw 8 cores) one rank per core: 120 / (8 x 18) = 83%.
+        XCTAssertEqual(Array(row("pretrain-half", "8")[4...5]), ["120.00", "83%"])
+        XCTAssertTrue(r.stdout.contains("node, pretrain, all 16 CPUs or one rank per physical core (8 cores), fastest first: "
+            + "16x1 pretrain-shm 244.80 s/s, 8x2 pretrain-2threads 228.00 s/s, 16x1 pretrain 216.00 s/s, "
+            + "16x1 pretrain-diagnose 200.00 s/s, 8x1 pretrain-half 120.00 s/s\n"), r.stdout)
+        // Without host_cores (older results, or cores = CPUs) the line names the CPUs alone.
+        try (rows.filter { !$0.contains("pretrain-half") }.joined(separator: "\n") + "\n").write(to: file, atomically: true, encoding: .utf8)
+        let plain = try ProcessRunner.run("/usr/bin/env", ["python3", table, file.path, "--node"])
+        XCTAssertTrue(plain.stdout.contains("node, pretrain, all 16 CPUs, fastest first: 16x1 pretrain-shm 244.80 s/s, "
+            + "8x2 pretrain-2threads 228.00 s/s, 16x1 pretrain 216.00 s/s, 16x1 pretrain-diagnose 200.00 s/s\n"), plain.stdout)
 
         // A cut-off line is named, not a traceback.
         try (rows[0] + "\n" + #"{"skesl": "pretrain", "ra"# + "\n").write(to: file, atomically: true, encoding: .utf8)

@@ -47,7 +47,7 @@ if [ -z "${CPUS:-}" ]; then
   # The CPUs this node gives: nproc, or the whole CPUs of a lower CPU quota (a container's limit,
   # docs/scaling.md "A CPU quota"), as the launcher sees them.
   CPUS=$(nproc)
-  read -r _ _ _ _ _ quota _ q < <("$(dirname "$0")/../Cluster/launch.sh" --node-info 2>/dev/null) || true
+  read -r _ _ _ CORES _ quota _ q < <("$(dirname "$0")/../Cluster/launch.sh" --node-info 2>/dev/null) || true
   if [[ "${q:-}" =~ ^[1-9][0-9]*$ ]] && [ "$q" -lt "$CPUS" ]; then
     echo "bench_node: a CPU quota of $quota CPUs: planned for $q of the $CPUS CPUs"; CPUS=$q
   fi
@@ -188,18 +188,25 @@ core=$(sed -n 's/^blas: OpenBLAS core \([A-Za-z0-9]*\).*/\1/p' "$OUT/node.txt" |
 if [ -n "$core" ]; then
   gflops() { sed -n 's/.*"gflops":\([0-9.]*\).*/\1/p'; }
   alone=$(OPENBLAS_CORETYPE=$core "$B/run" skesl blas-selftest --rate-seconds 2 2>/dev/null | gflops || true)
-  OPENBLAS_CORETYPE=$core timeout 60 "$B/run" "$B/Cluster/launch.sh" --np "$CPUS" -- blas-selftest --rate-seconds 3 \
-    2>/dev/null | gflops > "$W/sgemm-load.txt" || true
-  if [ -n "$alone" ] && [ -s "$W/sgemm-load.txt" ]; then
-    env -u LD_LIBRARY_PATH python3 - "$alone" "$W/sgemm-load.txt" "$core" <<'PY' | tee -a "$RES"
+  # F processes; and where the node has fewer physical cores than F (hyperthreads), one per
+  # core too, which the launcher places on distinct cores: the clock and shared caches with
+  # every core busy, without the siblings, so the two lines split the node's cost in two.
+  loads=$CPUS; [[ "${CORES:-}" =~ ^[1-9][0-9]*$ ]] && [ "$CORES" -lt "$CPUS" ] && loads="$CPUS $CORES"
+  for n in $loads; do
+    OPENBLAS_CORETYPE=$core timeout 60 "$B/run" "$B/Cluster/launch.sh" --np "$n" -- blas-selftest --rate-seconds 3 \
+      2>/dev/null | gflops > "$W/sgemm-load.txt" || true
+    if [ -n "$alone" ] && [ -s "$W/sgemm-load.txt" ]; then
+      env -u LD_LIBRARY_PATH python3 - "$alone" "$W/sgemm-load.txt" "$core" "$n" "${CORES:-0}" <<'PY' | tee -a "$RES"
 import json, sys
 rates = sorted(float(x) for x in open(sys.argv[2]) if x.strip())
 print(json.dumps({"bench": "sgemm_load", "core": sys.argv[3], "alone_gflops": round(float(sys.argv[1]), 1), "processes": len(rates),
-                  "min_gflops": round(rates[0], 1), "median_gflops": round(rates[len(rates) // 2], 1), "max_gflops": round(rates[-1], 1)}))
+                  "min_gflops": round(rates[0], 1), "median_gflops": round(rates[len(rates) // 2], 1), "max_gflops": round(rates[-1], 1),
+                  "one_per_core": int(sys.argv[4]) == int(sys.argv[5])}))
 PY
-  else
-    echo "{\"bench_note\": \"sgemm under load not measured\", \"error\": \"blas-selftest gave no rate (core $core)\"}" >> "$RES"
-  fi
+    else
+      echo "{\"bench_note\": \"sgemm under load not measured\", \"error\": \"blas-selftest gave no rate (core $core, $n processes)\"}" >> "$RES"
+    fi
+  done
 fi
 "$B/run" check >/dev/null 2>&1 || die "the bundle's libraries do not all resolve here (node.txt says which)"
 

@@ -105,9 +105,11 @@ def table(rows, node=False):
     # One CPU's sgemm alone and with every CPU computing at once (bench_node's node check).
     for r in rows:
         if r.get("bench") == "sgemm_load":
-            out.append("sgemm (%s kernel), one process alone %.1f GFLOP/s; %d at once, min / median / max %.1f / %.1f / %.1f"
+            out.append("sgemm (%s kernel), one process alone %.1f GFLOP/s; %d at once%s, min / median / max %.1f / %.1f / %.1f"
                        " (median %.2fx slower: the floor of compute x at that size)" % (
-                           r["core"], r["alone_gflops"], r["processes"], r["min_gflops"], r["median_gflops"], r["max_gflops"],
+                           r["core"], r["alone_gflops"], r["processes"],
+                           " (one per physical core, no hyperthread sibling busy)" if r.get("one_per_core") else "",
+                           r["min_gflops"], r["median_gflops"], r["max_gflops"],
                            r["alone_gflops"] / max(r["median_gflops"], 1e-9)))
     # The DDP peer's gloo all-reduce of its gradient alone, best of 5 (bench_torch_ddp.py), to set beside it.
     gloo = ["%s %d ranks %.2f ms" % (next(t for t, n in DDP_NAME.items() if n == r["bench"]), r["world"], r["allreduce_ms"])

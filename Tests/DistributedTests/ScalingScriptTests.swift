@@ -131,7 +131,8 @@ final class ScalingScriptTests: XCTestCase {
                     #"{"bench": "sum", "size": "pretrain", "floats": 1963213, "mb": 7.853, "sum": "deferred", "ranks": 16, "hosts": 1, "algorithm": "4", "ms_median_rank": 6.25, "ms_slowest_rank": 7.0, "label": "sum"}"#,
                     #"{"bench": "sum", "size": "pretrain", "floats": 1963213, "mb": 7.853, "sum": "deferred", "bucket_mb": 2, "ranks": 16, "hosts": 1, "algorithm": "default", "ms_median_rank": 5.0, "ms_slowest_rank": 5.5, "label": "sum"}"#,
                     #"{"failed_sum": "shm:", "error": "exit 1 (logs/sum/sum.err)"}"#,
-                    #"{"bench": "sgemm_load", "core": "SkylakeX", "alone_gflops": 120.0, "processes": 16, "min_gflops": 90.0, "median_gflops": 96.0, "max_gflops": 101.5}"#]
+                    #"{"bench": "sgemm_load", "core": "SkylakeX", "alone_gflops": 120.0, "processes": 16, "min_gflops": 90.0, "median_gflops": 96.0, "max_gflops": 101.5}"#,
+                    #"{"bench": "sgemm_load", "core": "SkylakeX", "alone_gflops": 120.0, "processes": 8, "min_gflops": 105.0, "median_gflops": 110.0, "max_gflops": 112.0, "one_per_core": true}"#]
         let file = dir.appendingPathComponent("results.jsonl")
         try (rows.joined(separator: "\n") + "\n").write(to: file, atomically: true, encoding: .utf8)
         let r = try ProcessRunner.run("/usr/bin/env", ["python3", table, file.path, "--node"])
@@ -170,6 +171,9 @@ final class ScalingScriptTests: XCTestCase {
         XCTAssertTrue(r.stdout.contains(#"note: {"failed_sum": "shm:""#), r.stdout)
         XCTAssertTrue(r.stdout.contains("sgemm (SkylakeX kernel), one process alone 120.0 GFLOP/s; 16 at once, min / median / max "
             + "90.0 / 96.0 / 101.5 (median 1.25x slower: the floor of compute x at that size)\n"), r.stdout)
+        // On a node with hyperthreads, one process per physical core as well: the clock without the siblings.
+        XCTAssertTrue(r.stdout.contains("sgemm (SkylakeX kernel), one process alone 120.0 GFLOP/s; 8 at once (one per physical core, "
+            + "no hyperthread sibling busy), min / median / max 105.0 / 110.0 / 112.0 (median 1.09x slower"), r.stdout)
         XCTAssertTrue(r.stdout.contains("PyTorch gloo all-reduce of the DDP peer's gradient alone (best of 5): pretrain 16 ranks 8.00 ms\n"), r.stdout)
         // A run under a CPU quota, and only it, is named with the quota and its throttled time.
         XCTAssertTrue(r.stdout.contains("runs under a CPU quota (cgroup; docs/scaling.md, \"A CPU quota\"): pretrain-diagnose 16x1: "

@@ -17,7 +17,7 @@
 #             ranks with the imbalance measured by a barrier; H ranks with shm; 1 and Q ranks of
 #             4 threads
 #   finetune  fine-tuning at 1 and F ranks with the DDP peer; F ranks with shm; with poll; with shm and
-#             ZeRO-1; H ranks of 2 threads; F ranks with ZeRO-1
+#             ZeRO-1; H ranks of 2 threads; H ranks (one per core on F/2 cores x 2); F ranks with ZeRO-1
 #   cached    the cached step at 1 and F ranks with the DDP peer; F ranks with shm
 #   sum       the gradient sum alone at F ranks (skesl bench-sum, no training): the reference
 #             pretraining and fine-tuning gradients with deferred (Open MPI's own algorithm) and
@@ -85,6 +85,7 @@ add finetune finetune-shm       finetune "$F"      "DDP=0;EXTRA_SET=$SHM"
 add finetune finetune-poll      finetune "$F"      "DDP=0;EXTRA_SET=$POLL"
 add finetune finetune-shm-zero1 finetune "$F"      "DDP=0;EXTRA_SET=$SHM $Z1"
 add finetune finetune-2threads  finetune "$H"      "DDP=0;THREADS=2"
+add finetune finetune-half      finetune "$H"      "DDP=0"
 add finetune finetune-zero1     finetune "$F"      "DDP=0;EXTRA_SET=$Z1"
 add cached   cached             cached   "1 $F"    "DDP=1;CACHED_PER=32;CACHED_STEPS=8"
 add cached   cached-shm         cached   "$F"      "DDP=0;EXTRA_SET=$SHM;CACHED_PER=32;CACHED_STEPS=8"

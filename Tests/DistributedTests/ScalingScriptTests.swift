@@ -20,7 +20,7 @@ final class ScalingScriptTests: XCTestCase {
         XCTAssertEqual(labels, ["pretrain", "sum", "pretrain-shm", "pretrain-half", "pretrain-poll", "pretrain-spare", "pretrain-2threads",
                                 "pretrain-diagnose", "pretrain-half-shm", "pretrain-4threads", "finetune", "finetune-shm",
                                 "finetune-poll", "finetune-shm-zero1",
-                                "finetune-2threads", "finetune-zero1", "cached", "cached-shm"], r.stdout)
+                                "finetune-2threads", "finetune-half", "finetune-zero1", "cached", "cached-shm"], r.stdout)
         func ranks(_ label: String) -> [String] {
             let row = plan.first { $0[0] == label }!
             return Array(row[3...].prefix { !$0.hasPrefix("~") })
@@ -31,6 +31,7 @@ final class ScalingScriptTests: XCTestCase {
         XCTAssertEqual(ranks("pretrain-spare"), ["15"])
         XCTAssertEqual(ranks("pretrain-2threads"), ["1", "8"], "8 ranks x 2 threads fill 16 CPUs")
         XCTAssertEqual(ranks("pretrain-4threads"), ["1", "4"])
+        XCTAssertEqual(ranks("finetune-half"), ["8"], "one rank per core of 8 cores x 2, beside 8 x 2 threads")
         XCTAssertTrue(r.stdout.contains("budget 300s"), r.stdout)
         XCTAssertTrue(lines(r.stdout).first { $0.contains("finetune-shm-zero1") }!
             .contains("EXTRA_SET=--set train.allreduce=shm --set train.shardOptimizer=true"), r.stdout)

@@ -22,7 +22,8 @@
 #   sum       the gradient sum alone at F ranks (skesl bench-sum, no training): the reference
 #             pretraining and fine-tuning gradients with deferred (Open MPI's own algorithm) and
 #             shm, then the pretraining gradient with each of Open MPI's all-reduce algorithms
-#             (coll_tuned 1-6), then both with deferred in buckets of 2 and 64 MiB instead of 8;
+#             (coll_tuned 1-6), then both with deferred in buckets of 2 and 64 MiB instead of 8,
+#             then both with Open MPI's two-copy shared memory (single copy none);
 #             about a minute, and left out of the scaling of the other entries' time estimates
 #   all       the four
 #
@@ -218,13 +219,17 @@ fi
 run_sum() {  # ranks deadline dir
   local np=$1 deadline=$2 d=$3 spec how alg bucket left rc mca tasks
   mkdir -p "$d"; : > "$d/results.jsonl"
-  # way:algorithm:bucket MiB (empty: Open MPI's own choice, train.bucketMB's default of 8)
-  for spec in deferred:: shm:: deferred:1: deferred:2: deferred:3: deferred:4: deferred:5: deferred:6: deferred::2 deferred::64; do
-    IFS=: read -r how alg bucket <<< "$spec"
+  # way:algorithm:bucket MiB:single copy (empty: Open MPI's own choice, train.bucketMB's default
+  # of 8, the run wrapper's choice of single copy); the last job sums both gradients with vader's
+  # two-copy path, what a container that forbids process_vm_readv gets
+  for spec in deferred::: shm::: deferred:1:: deferred:2:: deferred:3:: deferred:4:: deferred:5:: deferred:6:: \
+              deferred::2: deferred::64: deferred:::none; do
+    IFS=: read -r how alg bucket copy <<< "$spec"
     left=$(( deadline - $(date +%s) )); [ "$left" -gt 5 ] || { echo "{\"skipped_sum\": \"$spec\", \"why\": \"the budget ran out\"}" >> "$d/results.jsonl"; continue; }
     mca=(); tasks=(--task pretrain --task finetune)
     if [ -n "$alg" ]; then mca=(--mca coll_tuned_use_dynamic_rules 1 --mca coll_tuned_allreduce_algorithm "$alg"); tasks=(--task pretrain); fi
-    echo "  bench-sum: $np ranks, $how, all-reduce algorithm ${alg:-default}, buckets of ${bucket:-8} MiB"
+    [ -n "$copy" ] && mca+=(--mca btl_vader_single_copy_mechanism "$copy")
+    echo "  bench-sum: $np ranks, $how, all-reduce algorithm ${alg:-default}, buckets of ${bucket:-8} MiB${copy:+, single copy $copy}"
     rc=0
     timeout --kill-after=5 "$left" "$B/run" "$B/Cluster/launch.sh" --np "$np" ${mca[@]+"${mca[@]}"} -- \
       bench-sum "${tasks[@]}" --sum "$how" --bucket-mb "${bucket:-8}" --steps 5 --json >> "$d/results.jsonl" 2>> "$d/sum.err" || rc=$?

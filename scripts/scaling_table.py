@@ -100,7 +100,8 @@ def table(rows, node=False):
         out.append("the sum alone, %s gradient (%.1f MB), %d ranks on %d host(s), ms median rank / slowest: " % (
             size, these[0]["mb"], these[0]["ranks"], these[0]["hosts"]) + ", ".join(
             "%s%s%s %.2f / %.2f" % (r["sum"], "" if r.get("algorithm", "default") == "default" else " (coll_tuned %s)" % r["algorithm"],
-                                    "" if r.get("bucket_mb", 8) == 8 else " (buckets %g MiB)" % r["bucket_mb"],
+                                    ("" if r.get("bucket_mb", 8) == 8 else " (buckets %g MiB)" % r["bucket_mb"])
+                                    + ("" if r.get("single_copy", "default") == "default" else " (single copy %s)" % r["single_copy"]),
                                     r["ms_median_rank"], r["ms_slowest_rank"]) for r in these))
     # One CPU's sgemm alone and with every CPU computing at once (bench_node's node check).
     for r in rows:

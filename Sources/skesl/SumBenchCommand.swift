@@ -59,10 +59,17 @@ struct SumBenchCommand: ParsableCommand {
             let hosts = try comm.hostLayout().hosts
             let env = ProcessInfo.processInfo.environment
             let algorithm = env["OMPI_MCA_coll_tuned_use_dynamic_rules"] == "1" ? env["OMPI_MCA_coll_tuned_allreduce_algorithm"] ?? "default" : "default"
+            // How Open MPI's shared-memory transport moves a large message between ranks of a host:
+            // one copy through the kernel (CMA, its default where allowed) or two through a shared
+            // buffer ("none": what a container that forbids process_vm_readv leaves; the bundle's
+            // run wrapper sets it there). `--mca btl_vader_single_copy_mechanism none` reaches the
+            // ranks as this variable.
+            let singleCopy = env["OMPI_MCA_btl_vader_single_copy_mechanism"] ?? "default"
             let n = Double(comm.size)
             if comm.rank == 0 && !json {
-                print(String(format: "bench-sum: %d ranks on %d host(s); Open MPI all-reduce algorithm: %@; buckets of %g MiB; median of %d sums per rank",
-                             comm.size, hosts, algorithm == "default" ? "its own choice" : "coll_tuned \(algorithm)", bucketMB, steps))
+                print(String(format: "bench-sum: %d ranks on %d host(s); Open MPI all-reduce algorithm: %@; shared-memory single copy: %@; buckets of %g MiB; median of %d sums per rank",
+                             comm.size, hosts, algorithm == "default" ? "its own choice" : "coll_tuned \(algorithm)",
+                             singleCopy == "default" ? "its own choice" : singleCopy, bucketMB, steps))
                 print("size        floats       MB  sum       median rank ms  slowest rank ms  bus GB/s")
             }
             for (name, count) in sizes {
@@ -74,8 +81,8 @@ struct SumBenchCommand: ParsableCommand {
                     let bus = Double(count * 4) * 2 * (n - 1) / n / max(t.slowest, 1e-12) / 1e9
                     guard comm.rank == 0 else { continue }
                     if json {
-                        print(String(format: #"{"bench": "sum", "size": "%@", "floats": %d, "mb": %.3f, "sum": "%@", "bucket_mb": %g, "ranks": %d, "hosts": %d, "algorithm": "%@", "ms_median_rank": %.3f, "ms_slowest_rank": %.3f, "busbw_gbs": %.3f, "checked": true}"#,
-                                     name, count, mb, s, bucketMB, comm.size, hosts, algorithm, 1e3 * t.median, 1e3 * t.slowest, bus))
+                        print(String(format: #"{"bench": "sum", "size": "%@", "floats": %d, "mb": %.3f, "sum": "%@", "bucket_mb": %g, "ranks": %d, "hosts": %d, "algorithm": "%@", "single_copy": "%@", "ms_median_rank": %.3f, "ms_slowest_rank": %.3f, "busbw_gbs": %.3f, "checked": true}"#,
+                                     name, count, mb, s, bucketMB, comm.size, hosts, algorithm, singleCopy, 1e3 * t.median, 1e3 * t.slowest, bus))
                     } else {
                         print(name.padding(toLength: 8, withPad: " ", startingAt: 0) + String(format: " %10d %8.1f  ", count, mb)
                               + s.padding(toLength: 8, withPad: " ", startingAt: 0)

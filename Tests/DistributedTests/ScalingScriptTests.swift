@@ -131,6 +131,7 @@ final class ScalingScriptTests: XCTestCase {
                     #"{"bench": "sum", "size": "pretrain", "floats": 1963213, "mb": 7.853, "sum": "deferred", "ranks": 16, "hosts": 1, "algorithm": "default", "ms_median_rank": 9.5, "ms_slowest_rank": 11.0, "label": "sum"}"#,
                     #"{"bench": "sum", "size": "pretrain", "floats": 1963213, "mb": 7.853, "sum": "deferred", "ranks": 16, "hosts": 1, "algorithm": "4", "ms_median_rank": 6.25, "ms_slowest_rank": 7.0, "label": "sum"}"#,
                     #"{"bench": "sum", "size": "pretrain", "floats": 1963213, "mb": 7.853, "sum": "deferred", "bucket_mb": 2, "ranks": 16, "hosts": 1, "algorithm": "default", "ms_median_rank": 5.0, "ms_slowest_rank": 5.5, "label": "sum"}"#,
+                    #"{"bench": "sum", "size": "finetune", "floats": 110000000, "mb": 440.0, "sum": "deferred", "single_copy": "none", "ranks": 16, "hosts": 1, "algorithm": "default", "ms_median_rank": 400.0, "ms_slowest_rank": 410.0, "label": "sum"}"#,
                     #"{"failed_sum": "shm:", "error": "exit 1 (logs/sum/sum.err)"}"#,
                     #"{"bench": "sgemm_load", "core": "SkylakeX", "alone_gflops": 120.0, "processes": 16, "min_gflops": 90.0, "median_gflops": 96.0, "max_gflops": 101.5}"#,
                     #"{"bench": "sgemm_load", "core": "SkylakeX", "alone_gflops": 120.0, "processes": 8, "min_gflops": 105.0, "median_gflops": 110.0, "max_gflops": 112.0, "one_per_core": true}"#]
@@ -168,7 +169,7 @@ final class ScalingScriptTests: XCTestCase {
         // The sum alone, smaller gradient first; a failed job is a note.
         XCTAssertTrue(r.stdout.contains("the sum alone, pretrain gradient (7.9 MB), 16 ranks on 1 host(s), ms median rank / slowest: "
             + "deferred 9.50 / 11.00, deferred (coll_tuned 4) 6.25 / 7.00, deferred (buckets 2 MiB) 5.00 / 5.50\nthe sum alone, finetune gradient (440.0 MB), 16 ranks on 1 host(s), "
-            + "ms median rank / slowest: shm 310.50 / 320.25\n"), r.stdout)
+            + "ms median rank / slowest: shm 310.50 / 320.25, deferred (single copy none) 400.00 / 410.00\n"), r.stdout)
         XCTAssertTrue(r.stdout.contains(#"note: {"failed_sum": "shm:""#), r.stdout)
         XCTAssertTrue(r.stdout.contains("sgemm (SkylakeX kernel), one process alone 120.0 GFLOP/s; 16 at once, min / median / max "
             + "90.0 / 96.0 / 101.5 (median 1.25x slower: the floor of compute x at that size)\n"), r.stdout)

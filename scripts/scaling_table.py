@@ -45,6 +45,14 @@ def key(r):
     return (r["skesl"], r.get("threads_per_rank", 1), r["per_rank_batch"])
 
 
+def sum_variant(r):
+    """What a bench-sum job set apart from Open MPI's and the trainer's defaults, e.g. " (coll_tuned 4)"."""
+    return "".join((
+        "" if r.get("algorithm", "default") == "default" else " (coll_tuned %s)" % r["algorithm"],
+        "" if r.get("bucket_mb", 8) == 8 else " (buckets %g MiB)" % r["bucket_mb"],
+        "" if r.get("single_copy", "default") == "default" else " (single copy %s)" % r["single_copy"]))
+
+
 def table(rows, node=False):
     mine = [r for r in rows if "skesl" in r and "samples_per_s" in r]
     labels = []
@@ -99,10 +107,7 @@ def table(rows, node=False):
         these = [r for r in sums_alone if r["size"] == size]
         out.append("the sum alone, %s gradient (%.1f MB), %d ranks on %d host(s), ms median rank / slowest: " % (
             size, these[0]["mb"], these[0]["ranks"], these[0]["hosts"]) + ", ".join(
-            "%s%s%s %.2f / %.2f" % (r["sum"], "" if r.get("algorithm", "default") == "default" else " (coll_tuned %s)" % r["algorithm"],
-                                    ("" if r.get("bucket_mb", 8) == 8 else " (buckets %g MiB)" % r["bucket_mb"])
-                                    + ("" if r.get("single_copy", "default") == "default" else " (single copy %s)" % r["single_copy"]),
-                                    r["ms_median_rank"], r["ms_slowest_rank"]) for r in these))
+            "%s%s %.2f / %.2f" % (r["sum"], sum_variant(r), r["ms_median_rank"], r["ms_slowest_rank"]) for r in these))
     # One CPU's sgemm alone and with every CPU computing at once (bench_node's node check).
     for r in rows:
         if r.get("bench") == "sgemm_load":
